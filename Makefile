@@ -1,0 +1,45 @@
+# The two commands of the README: `make reproduce` (the main job) and `make test`.
+# Both create the virtual environment first if it is missing.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+PROFILE ?= quick
+CHAPTERS := toy1d
+
+.PHONY: install test reproduce book bench clean help
+
+help:
+	@echo "make reproduce [PROFILE=smoke|quick|paper]  execute every chapter, then build the book"
+	@echo "make test                                   unit tests, notebooks under nbval, papermill smoke run"
+	@echo "make book [PROFILE=...]                     build the book from already-executed chapters"
+	@echo "make bench                                  run the benchmark scripts"
+	@echo "make clean                                  remove the build outputs (keeps results/)"
+
+$(BIN)/activate: requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.txt
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	touch $(BIN)/activate
+
+install: $(BIN)/activate
+
+test: install
+	$(BIN)/python -m pytest tests
+	REPRO_PROFILE=smoke $(BIN)/python -m pytest --nbval-lax -p no:cacheprovider notebooks
+
+reproduce: install
+	$(BIN)/python -m repro.chapters execute --profile $(PROFILE) $(CHAPTERS)
+	$(MAKE) book PROFILE=$(PROFILE)
+
+book: install
+	$(BIN)/python -m repro.chapters stage --profile $(PROFILE) $(CHAPTERS)
+	$(BIN)/jupyter-book build book --warningiserror --keep-going
+	@echo "The book: book/_build/html/index.html"
+
+bench: install
+	$(BIN)/python benchmarks/bench_ops.py
+
+clean:
+	rm -rf book/_build book/chapters build

@@ -1,0 +1,14 @@
+"""repro: the package behind the blind-deconvolution companion book.
+
+One module per concept:
+
+- :mod:`repro.ops`       blur forward operators (direct and FFT), their adjoints
+- :mod:`repro.kernels`   Gaussian, gallery and motion blur kernels
+- :mod:`repro.metrics`   PSNR, SSIM, ISNR, MNC, error ratio, comparison up to shift
+- :mod:`repro.data`      registry of the public test data (upstream URL + SHA-256)
+- :mod:`repro.nonblind`  differentiable non-blind solvers (Wiener, Tikhonov)
+- :mod:`repro.toy1d`     the 1D toy problem of Kernel-Diff §3.1
+- :mod:`repro.store`     atomic writes, per-profile results and checkpoints
+"""
+
+__version__ = "0.1.0"
