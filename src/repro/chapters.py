@@ -1,0 +1,146 @@
+"""Execute the book's chapters with papermill and stage them for Jupyter Book.
+
+Each chapter is a jupytext percent script ``notebooks/<name>.py`` (the source of truth) whose first
+code cell, tagged ``parameters``, defines ``profile``. ``execute`` runs it with papermill for one
+profile and keeps the executed notebook in ``results/<profile>/notebooks/<name>.ipynb`` together
+with a small JSON record (run time, machine, date); ``stage`` copies the executed notebooks of one
+profile into ``book/chapters/`` with a closing note saying how and where they ran, so the book can
+be rebuilt without executing anything::
+
+    python -m repro.chapters execute --profile quick toy1d
+    python -m repro.chapters stage --profile quick toy1d
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import jupytext
+import nbformat
+
+from .store import atomic_path, check_profile, load_json, results_root, save_json
+
+REPO = Path(__file__).resolve().parents[2]
+NOTEBOOKS = REPO / "notebooks"
+BOOK_CHAPTERS = REPO / "book" / "chapters"
+
+CHAPTERS = ("toy1d",)
+"""Chapters in book order; each is ``notebooks/<name>.py``."""
+
+
+def _check_names(names) -> list[str]:
+    names = list(names) or list(CHAPTERS)
+    unknown = [n for n in names if n not in CHAPTERS]
+    if unknown:
+        raise ValueError(f"unknown chapter(s) {unknown}; known: {list(CHAPTERS)}")
+    return names
+
+
+def executed_path(name: str, profile: str) -> Path:
+    return results_root() / check_profile(profile) / "notebooks" / f"{name}.ipynb"
+
+
+def machine_description() -> str:
+    """A one-line description of this machine: CPU model, cores, accelerator."""
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return f"{cpu}, {os.cpu_count()} cores, {gpu}, torch {torch.__version__}"
+
+
+def execute(name: str, profile: str, progress: bool = True) -> Path:
+    """Run ``notebooks/<name>.py`` with papermill under ``profile``; return the executed notebook.
+
+    The output is written atomically: an interrupted or failed run leaves the previous result
+    in place (papermill's partial notebook is discarded).
+    """
+    import papermill
+
+    check_profile(profile)
+    source = NOTEBOOKS / f"{name}.py"
+    if not source.exists():
+        raise ValueError(f"chapter source {source} does not exist")
+    out = executed_path(name, profile)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp_dir:
+        tmp_in = Path(tmp_dir) / f"{name}.ipynb"
+        nbformat.write(jupytext.read(source), tmp_in)
+        start = time.perf_counter()
+        with atomic_path(out) as tmp_out:
+            papermill.execute_notebook(
+                str(tmp_in), str(tmp_out), parameters={"profile": profile}, cwd=str(NOTEBOOKS),
+                kernel_name="python3", progress_bar=progress,
+            )
+        seconds = time.perf_counter() - start
+    save_json(
+        {"chapter": name, "profile": profile, "seconds": round(seconds, 1),
+         "machine": machine_description(), "date": _dt.datetime.now().isoformat(timespec="seconds")},
+        out.with_suffix(".json"),
+    )
+    return out
+
+
+def stage(name: str, profile: str) -> Path:
+    """Copy the executed ``name`` of ``profile`` into ``book/chapters/`` with a provenance note."""
+    src = executed_path(name, profile)
+    if not src.exists():
+        raise FileNotFoundError(
+            f"{src} does not exist: execute the chapter first with "
+            f"`python -m repro.chapters execute --profile {profile} {name}` (or `make reproduce PROFILE={profile}`)"
+        )
+    notebook = nbformat.read(src, as_version=4)
+    record = load_json(src.with_suffix(".json"))
+    minutes, seconds = divmod(round(record["seconds"]), 60)
+    notebook.cells.append(nbformat.v4.new_markdown_cell(
+        f"```{{note}}\nThis page was executed with profile **{record['profile']}** in "
+        f"{minutes} min {seconds} s on {record['machine']} ({record['date']}).\n```"
+    ))
+    dest = BOOK_CHAPTERS / f"{name}.ipynb"
+    with atomic_path(dest) as tmp:
+        nbformat.write(notebook, tmp)
+    return dest
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m repro.chapters", description=__doc__.split("\n\n")[0])
+    parser.add_argument("action", choices=("execute", "stage"))
+    parser.add_argument("names", nargs="*", help=f"chapters (default: all of {list(CHAPTERS)})")
+    parser.add_argument("--profile", default="quick")
+    args = parser.parse_intermixed_args(argv)
+    try:
+        check_profile(args.profile)
+        for name in _check_names(args.names):
+            if args.action == "execute":
+                print(f"[{args.profile}] executing {name} ...", flush=True)
+                path = execute(name, args.profile)
+                print(f"[{args.profile}] {name}: {load_json(path.with_suffix('.json'))['seconds']} s -> {path}")
+            else:
+                print(f"staged {stage(name, args.profile)}")
+    except (ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except Exception as err:  # papermill's PapermillExecutionError names the failing cell
+        if type(err).__name__ != "PapermillExecutionError":
+            raise
+        print(f"error: a cell failed; the previous result (if any) is kept.\n{err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

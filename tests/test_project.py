@@ -1,0 +1,67 @@
+"""Project-level checks: pinned versions agree, notebooks are paired, chapters execute."""
+
+import json
+import re
+from pathlib import Path
+
+import jupytext
+import nbformat
+import pytest
+
+from repro import chapters
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _pins(lines):
+    return {m.group(1).lower(): m.group(2) for m in (re.match(r"\s*-?\s*([A-Za-z0-9_.\-]+)==(\S+)", l) for l in lines) if m}
+
+
+def test_environment_yml_pins_equal_requirements():
+    requirements = _pins((REPO / "requirements.txt").read_text().splitlines())
+    environment = _pins((REPO / "environment.yml").read_text().splitlines())
+    assert requirements, "no pins found in requirements.txt"
+    assert environment == requirements
+
+
+def test_installed_versions_match_the_pins():
+    from importlib.metadata import version
+
+    for name, pinned in _pins((REPO / "requirements.txt").read_text().splitlines()).items():
+        assert version(name).split("+")[0] == pinned, name
+
+
+@pytest.mark.parametrize("name", chapters.CHAPTERS)
+def test_paired_notebook_is_in_sync_with_its_script(name):
+    script = jupytext.read(REPO / "notebooks" / f"{name}.py")
+    paired = nbformat.read(REPO / "notebooks" / f"{name}.ipynb", as_version=4)
+    assert [c.source for c in script.cells] == [c.source for c in paired.cells], (
+        f"run `jupytext --sync notebooks/{name}.py`"
+    )
+    assert all(not c.get("outputs") for c in paired.cells), "commit paired notebooks without outputs"
+    first_code = next(c for c in script.cells if c.cell_type == "code")
+    assert "parameters" in first_code.metadata.get("tags", []) and "profile" in first_code.source
+
+
+def test_papermill_smoke_run_and_stage(tmp_path, monkeypatch):
+    monkeypatch.setenv("REPRO_RESULTS", str(tmp_path))
+    monkeypatch.setattr(chapters, "BOOK_CHAPTERS", tmp_path / "book")
+    out = chapters.execute("toy1d", "smoke", progress=False)
+    executed = nbformat.read(out, as_version=4)
+    injected = [c for c in executed.cells if "injected-parameters" in c.metadata.get("tags", [])]
+    assert injected and "profile = \"smoke\"" in injected[0].source
+    errors = [o for c in executed.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    assert not errors
+    record = json.loads(out.with_suffix(".json").read_text())
+    assert record["profile"] == "smoke" and record["seconds"] > 0
+    staged = nbformat.read(chapters.stage("toy1d", "smoke"), as_version=4)
+    assert "profile **smoke**" in staged.cells[-1].source
+
+
+def test_chapter_cli_errors(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("REPRO_RESULTS", str(tmp_path))
+    assert chapters.main(["execute", "--profile", "smoke", "nope"]) == 2
+    assert "unknown chapter" in capsys.readouterr().err
+    assert chapters.main(["stage", "--profile", "paper", "toy1d"]) == 2
+    assert "execute the chapter first" in capsys.readouterr().err
+    assert chapters.main(["stage", "--profile", "fast"]) == 2

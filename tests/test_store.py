@@ -1,0 +1,38 @@
+"""Atomic writes, per-profile results, corrupt files named in errors."""
+
+import pytest
+import torch
+
+from repro import store
+
+
+def test_atomic_path_keeps_the_old_file_on_failure(tmp_path):
+    target = tmp_path / "result.json"
+    store.save_json({"a": 1}, target)
+    with pytest.raises(RuntimeError):
+        with store.atomic_path(target) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("interrupted")
+    assert store.load_json(target) == {"a": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["result.json"]
+
+
+def test_corrupt_json_and_checkpoint_are_named(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(ValueError, match="bad.json"):
+        store.load_json(bad)
+    ckpt = tmp_path / "model.pt"
+    store.save_checkpoint({"w": torch.arange(3)}, ckpt)
+    assert torch.equal(store.load_checkpoint(ckpt)["w"], torch.arange(3))
+    ckpt.write_bytes(ckpt.read_bytes()[:20])
+    with pytest.raises(ValueError, match="model.pt"):
+        store.load_checkpoint(ckpt)
+
+
+def test_results_dir_per_profile(tmp_path, monkeypatch):
+    monkeypatch.setenv("REPRO_RESULTS", str(tmp_path))
+    assert store.results_dir("smoke", "toy1d") == tmp_path / "smoke" / "toy1d"
+    assert (tmp_path / "smoke" / "toy1d").is_dir()
+    with pytest.raises(ValueError, match="profile must be one of"):
+        store.results_dir("fast", "toy1d")
