@@ -1,0 +1,153 @@
+"""Tests of repro.nonblind: exact inversion, agreement with the normal equations, gradients."""
+
+import pytest
+import torch
+
+from repro.nonblind import gradient_energy, tikhonov, wiener
+from repro.ops import blur
+
+
+def _rand(*shape, dtype=torch.float64, seed=0):
+    return torch.rand(*shape, dtype=dtype, generator=torch.Generator().manual_seed(seed))
+
+
+def _well_conditioned_kernel(lead=(), size=(3, 4), seed=1, dtype=torch.float64):
+    """A kernel dominated by its centre tap: |K| >= 0.6 - 0.4 > 0 at every frequency."""
+    k = 0.4 * _rand(*lead, *size, seed=seed, dtype=dtype)
+    k = 0.4 * k / k.sum(dim=(-2, -1), keepdim=True)
+    k[..., size[0] // 2, size[1] // 2] += 0.6
+    return k
+
+
+def _gaussian(size=7, sigma=1.2, dtype=torch.float64):
+    t = torch.arange(size, dtype=dtype) - size // 2
+    g = torch.exp(-(t**2) / (2 * sigma**2))
+    k = g[:, None] * g[None, :]
+    return k / k.sum()
+
+
+def _circulant(k, H, W, op):
+    """The (HW, HW) matrix of blur(., k, "circular", op), built entry by entry from its formula."""
+    kh, kw = k.shape
+    sign = -1 if op == "conv" else 1
+    A = torch.zeros(H * W, H * W, dtype=k.dtype)
+    for i in range(H):
+        for j in range(W):
+            for m in range(kh):
+                for n in range(kw):
+                    src = ((i + sign * (m - kh // 2)) % H) * W + (j + sign * (n - kw // 2)) % W
+                    A[i * W + j, src] += k[m, n]
+    return A
+
+
+@pytest.mark.parametrize("op", ("conv", "corr"))
+@pytest.mark.parametrize("rank", (2, 3, 4))
+def test_wiener_inverts_a_circular_blur(op, rank):
+    x = _rand(2, 3, 12, 10)
+    k = _well_conditioned_kernel({2: (), 3: (2,), 4: (2, 3)}[rank])
+    y = blur(x, k, "circular", op)
+    torch.testing.assert_close(wiener(y, k, nsr=1e-14, mode="circular", op=op), x, rtol=0, atol=1e-9)
+    torch.testing.assert_close(tikhonov(y, k, lam=0.0, mode="circular", op=op), x, rtol=0, atol=1e-10)
+
+
+def test_symmetric_mode_inverts_a_symmetric_blur_with_a_symmetric_kernel():
+    x = _rand(1, 3, 14, 11)
+    k = 0.5 * _gaussian(5)
+    k[2, 2] += 0.5  # symmetric about both axes, and |K| >= 0.5
+    y = blur(x, k, "symmetric")
+    torch.testing.assert_close(wiener(y, k, nsr=1e-14, mode="symmetric"), x, rtol=0, atol=1e-9)
+
+
+def test_symmetric_mode_reduces_border_ringing():
+    # a smooth image that is not periodic (a ramp), blurred with a symmetric boundary:
+    # the circular solver sees a jump between opposite borders, the symmetric one does not
+    i = torch.arange(32, dtype=torch.float64)
+    x = (i[:, None] / 31 * 0.6 + i[None, :] / 31 * 0.3 + 0.05).expand(1, 1, 32, 32)
+    k = _gaussian(9, 2.0)
+    y = blur(x, k, "symmetric")
+    for solve, weight in ((wiener, 1e-3), (tikhonov, 1e-3)):
+        err_circular = (solve(y, k, weight, mode="circular") - x).abs().max()
+        err_symmetric = (solve(y, k, weight, mode="symmetric") - x).abs().max()
+        assert err_symmetric < 0.2 * err_circular
+
+
+def test_tikhonov_without_prior_equals_wiener_without_noise():
+    y, k = _rand(2, 3, 9, 8), _well_conditioned_kernel((2,))
+    for mode in ("circular", "symmetric"):
+        torch.testing.assert_close(tikhonov(y, k, 0.0, mode), wiener(y, k, 0.0, mode), rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("op", ("conv", "corr"))
+def test_closed_forms_solve_the_normal_equations(op):
+    H, W = 5, 6
+    y = _rand(1, 1, H, W)
+    k = _rand(3, 2, seed=3)
+    k = k / k.sum()
+    A = _circulant(k, H, W, op)
+    # consistency of the matrix with the operator
+    torch.testing.assert_close((A @ y.flatten()).reshape(H, W), blur(y, k, "circular", op)[0, 0])
+    Dh = _circulant(torch.tensor([[1.0, -1.0]], dtype=torch.float64), H, W, "conv")
+    Dv = _circulant(torch.tensor([[1.0], [-1.0]], dtype=torch.float64), H, W, "conv")
+    eye = torch.eye(H * W, dtype=torch.float64)
+    nsr, lam = 0.05, 0.02
+    x_wiener = torch.linalg.solve(A.T @ A + nsr * eye, A.T @ y.flatten())
+    x_tikhonov = torch.linalg.solve(A.T @ A + lam * (Dh.T @ Dh + Dv.T @ Dv), A.T @ y.flatten())
+    torch.testing.assert_close(wiener(y, k, nsr, "circular", op).flatten(), x_wiener, rtol=0, atol=1e-12)
+    torch.testing.assert_close(tikhonov(y, k, lam, "circular", op).flatten(), x_tikhonov, rtol=0, atol=1e-12)
+
+
+def test_gradient_energy_formula():
+    H, W = 6, 7
+    u = torch.arange(H, dtype=torch.float64)[:, None]
+    v = torch.arange(W // 2 + 1, dtype=torch.float64)[None, :]
+    expected = 4 * torch.sin(torch.pi * u / H) ** 2 + 4 * torch.sin(torch.pi * v / W) ** 2
+    torch.testing.assert_close(gradient_energy((H, W)), expected, rtol=0, atol=1e-12)
+
+
+def test_float32_and_shapes():
+    y, k = _rand(2, 3, 16, 13, dtype=torch.float32), _well_conditioned_kernel((2, 3), dtype=torch.float32)
+    for solve in (wiener, tikhonov):
+        for mode in ("circular", "symmetric"):
+            x = solve(y, k, 1e-2, mode)
+            assert x.shape == y.shape and x.dtype == torch.float32
+
+
+@pytest.mark.parametrize("mode", ("circular", "symmetric"))
+def test_gradcheck(mode):
+    y = _rand(1, 2, 5, 4).requires_grad_()
+    k = _rand(1, 2, 3, 2, seed=2).requires_grad_()
+    assert torch.autograd.gradcheck(lambda a, b: wiener(a, b, 0.1, mode), (y, k), fast_mode=True)
+    assert torch.autograd.gradcheck(lambda a, b: tikhonov(a, b, 0.1, mode, "corr"), (y, k), fast_mode=True)
+
+
+def test_reblurring_loss_gradient_reaches_the_kernel():
+    # the use in Kernel-Diff's guidance (Algorithm 1): L = ||y - k * F(y, k)||^2
+    x = _rand(1, 3, 16, 16)
+    k_true = _gaussian(5, 1.0)
+    y = blur(x, k_true, "symmetric")
+    k = _gaussian(5, 1.6).requires_grad_()
+    loss = (y - blur(wiener(y, k, 1e-2), k, "symmetric")).square().mean()
+    loss.backward()
+    assert torch.isfinite(k.grad).all() and k.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda y, k: wiener(y, k, nsr=-1.0), "nsr must be >= 0"),
+        (lambda y, k: wiener(y, k, nsr=float("nan")), "nsr must be finite"),
+        (lambda y, k: tikhonov(y, k, lam="big"), "lam must be a number"),
+        (lambda y, k: wiener(y, k, mode="reflect"), "mode must be one of"),
+        (lambda y, k: tikhonov(y, k, op="flip"), "op must be one of"),
+        (lambda y, k: wiener(y[0], k), "y must have 4 dimensions"),
+        (lambda y, k: wiener(y, k[None].expand(3, 3, 3)), "batch size 2"),
+        (lambda y, k: wiener(y, k.float()), "k has dtype torch.float32"),
+        (lambda y, k: tikhonov(y * float("inf"), k), "y contains NaN or Inf"),
+        (lambda y, k: wiener(y, torch.ones(5, 3, dtype=y.dtype), mode="circular"), "larger than the 4x6 grid"),
+        (lambda y, k: tikhonov(y, torch.ones(9, 3, dtype=y.dtype)), "larger than the 8x12 grid"),
+    ],
+)
+def test_errors(call, match):
+    y, k = _rand(2, 1, 4, 6), _well_conditioned_kernel(size=(3, 3))
+    with pytest.raises(ValueError, match=match):
+        call(y, k)
