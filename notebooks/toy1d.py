@@ -97,7 +97,7 @@ plt.show()
 # %%
 def show_plane(ax, y, seed=0):
     plane = toy1d.random_plane(y, seed=seed, resolution=settings["resolution"])
-    im = ax.pcolormesh(plane.alpha, plane.beta, np.log10(plane.loss.T + 1e-6), shading="auto", cmap="viridis")
+    im = ax.pcolormesh(plane.alpha, plane.beta, np.log10(plane.loss.T.numpy() + 1e-6), shading="auto", cmap="viridis")
     ax.plot(0, 0, "r*", ms=12, label="truth")
     ax.set_xlabel(r"$\alpha$ (along $t_1$)")
     ax.set_ylabel(r"$\beta$ (along $t_2$)")
@@ -239,7 +239,7 @@ def explore(a=64.0, w=10.0, sigma=1.5, noise=0.01, plane_seed=0):
     fig, axes = plt.subplots(1, 3, figsize=(15, 3.6))
     show_setup(axes[0], a, w, sigma, y_new)
     plane = toy1d.random_plane(y_new, seed=plane_seed, resolution=61, center=truth)
-    axes[1].pcolormesh(plane.alpha, plane.beta, np.log10(plane.loss.T + 1e-6), shading="auto")
+    axes[1].pcolormesh(plane.alpha, plane.beta, np.log10(plane.loss.T.numpy() + 1e-6), shading="auto")
     axes[1].plot(0, 0, "r*", ms=12)
     axes[1].set_title("log10 joint loss on a random plane")
     show_posterior(axes[2], table_new, noise, sigma)

@@ -8,6 +8,8 @@ One module per concept:
 - :mod:`repro.data`      registry of the public test data (upstream URL + SHA-256)
 - :mod:`repro.nonblind`  differentiable non-blind solvers (Wiener, Tikhonov)
 - :mod:`repro.toy1d`     the 1D toy problem of Kernel-Diff §3.1
+- :mod:`repro.selfdeblur` SelfDeblur (Ren et al. 2020) with Kotera et al.'s modifications
+- :mod:`repro.chapters` papermill execution of the chapters, per profile
 - :mod:`repro.store`     atomic writes, per-profile results and checkpoints
 """
 

@@ -32,6 +32,9 @@ NOTEBOOKS = REPO / "notebooks"
 BOOK_CHAPTERS = REPO / "book" / "chapters"
 
 CHAPTERS = ("toy1d",)
+
+CELL_TIMEOUT_S = {"smoke": 900, "quick": 3600, "paper": None}
+"""Per-cell time limit by profile: a cell that hangs fails the run instead of blocking it forever."""
 """Chapters in book order; each is ``notebooks/<name>.py``."""
 
 
@@ -84,7 +87,7 @@ def execute(name: str, profile: str, progress: bool = True) -> Path:
         with atomic_path(out) as tmp_out:
             papermill.execute_notebook(
                 str(tmp_in), str(tmp_out), parameters={"profile": profile}, cwd=str(NOTEBOOKS),
-                kernel_name="python3", progress_bar=progress,
+                kernel_name="python3", progress_bar=progress, execution_timeout=CELL_TIMEOUT_S[profile],
             )
         seconds = time.perf_counter() - start
     save_json(
