@@ -1,0 +1,195 @@
+"""Time SelfDeblur iterations: the plain formulation against the fast CPU path, and batched
+restarts against sequential ones on CUDA.
+
+CPU: one 255×255 grey image (Levin im1 ⊛ kernel 1 from the data mirror, or a seeded random image
+if the data are not available) with ``kernel_size`` 17, the original SelfDeblur iteration
+(perturbed input, Gx and Gk forward, valid blur, loss, backward, Adam step), in three modes:
+``plain`` (the reference formulation, ``SelfDeblurConfig(fast=False)``), ``plain+allocator``
+(the same with :func:`repro.selfdeblur.tune_cpu_allocator`, to show that part alone) and
+``fast`` (channels-last, re-associated non-local block, tuned allocator). Each mode runs in
+its own subprocess (so that its peak resident memory, ``ru_maxrss``, is its own), one mode after
+the other, ``--rounds`` times; within a run, the time per iteration is the median of the
+intervals between consecutive iterations after ``--warmup`` iterations (set-up and first calls
+excluded). The reported figure is the minimum over rounds (the least disturbed by other jobs:
+with 2 threads on 2 busy cores a round can be 10x slower); every round is kept in the JSON.
+
+CUDA (when available): R = ``--restarts`` restarts as one batched run against R runs one after
+another, seconds per iteration of all restarts and peak allocated memory.
+
+``--compile`` also times ``torch.compile`` of Gx (forward + backward only, fast path), with its
+warm-up: on the reference machine it compiled in ~50 s (2-3 min under load) and ran no faster
+than the eager fast path, which is why the package does not use it.
+
+The machine is shared (2 cores here, used by other jobs too): read every figure as approximate.
+
+    python benchmarks/bench_selfdeblur.py --out results/bench_selfdeblur.json
+    python benchmarks/bench_selfdeblur.py --iterations 3 --rounds 1        # quicker
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+
+from repro.selfdeblur import ImageGenerator, SelfDeblurConfig, run_selfdeblur, tune_cpu_allocator
+
+MODES = ("plain", "plain+allocator", "fast")
+
+
+def _image(size: int) -> tuple[torch.Tensor, str]:
+    """Levin im1 blurred by kernel 1 (255×255) cropped to ``size``, or a seeded random image."""
+    os.environ.setdefault("REPRO_DATA_MIRROR", "/work/shared/data")
+    try:
+        from repro import data
+
+        y = data.levin_blurred(1, 1)[None, :, :size, :size]
+        if y.shape[-1] == size and y.shape[-2] == size:
+            return y.contiguous(), "levin im1_kernel1"
+    except (ValueError, OSError):
+        pass
+    return torch.rand(1, 1, size, size, generator=torch.Generator().manual_seed(0)), "random (no data)"
+
+
+def seconds_per_iteration(y, kernel, warmup, n, fast, device="cpu", restarts=1, batched=True) -> float:
+    """Median wall time between consecutive iterations of one run of ``warmup + n`` iterations,
+    the first ``warmup`` excluded (timestamps from ``run_selfdeblur``'s callback)."""
+    stamps = []
+
+    def record(info):
+        if device == "cuda":
+            torch.cuda.synchronize()
+        stamps.append(info.time if device != "cuda" else time.perf_counter())
+
+    config = SelfDeblurConfig(iterations=warmup + n, fast=fast)
+    run_selfdeblur(y, kernel, config, seed=0, device=device, progress=False, restarts=restarts,
+                   batched=batched, callback=record)
+    if not batched:  # R sequential runs: one iteration of all restarts = R single iterations
+        per_run = [stamps[i * (warmup + n):(i + 1) * (warmup + n)] for i in range(restarts)]
+        return sum(statistics.median(b - a for a, b in zip(s[warmup:], s[warmup + 1:])) for s in per_run)
+    return statistics.median(b - a for a, b in zip(stamps[warmup:], stamps[warmup + 1:]))
+
+
+def worker(args) -> None:
+    """One CPU measurement in this process; prints a JSON line."""
+    torch.set_num_threads(args.threads)
+    if args.worker == "plain+allocator":
+        tune_cpu_allocator()
+    y, source = _image(args.size)
+    baseline_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    s = seconds_per_iteration(y, args.kernel, args.warmup, args.iterations, fast=args.worker == "fast")
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"mode": args.worker, "seconds_per_iteration": s, "peak_rss_mb": peak_mb,
+                      "rss_before_run_mb": baseline_mb, "image": source}))
+
+
+def bench_cpu(args) -> dict:
+    rows = {mode: [] for mode in MODES}
+    info = {}
+    for _ in range(args.rounds):
+        for mode in rows:
+            cmd = [sys.executable, __file__, "--worker", mode, "--size", str(args.size), "--kernel", str(args.kernel),
+                   "--warmup", str(args.warmup), "--iterations", str(args.iterations), "--threads", str(args.threads)]
+            out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
+            result = json.loads(out)
+            rows[mode].append(result["seconds_per_iteration"])
+            info[mode] = result
+            print(f"  {mode:15s} {result['seconds_per_iteration']:.3f} s/iteration, "
+                  f"peak RSS {result['peak_rss_mb']:.0f} MB", flush=True)
+    out = {"image": info["plain"]["image"], "size": args.size, "kernel": args.kernel, "threads": args.threads,
+           "rss_before_run_mb": info["plain"]["rss_before_run_mb"]}
+    for mode in MODES:
+        out[f"{mode}_seconds_per_iteration"] = min(rows[mode])
+        out[f"{mode}_all_rounds"] = rows[mode]
+        out[f"{mode}_peak_rss_mb"] = info[mode]["peak_rss_mb"]
+    out["fast_over_plain"] = out["fast_seconds_per_iteration"] / out["plain_seconds_per_iteration"]
+    return out
+
+
+def bench_compile(args) -> dict:
+    """Gx forward + backward, eager fast path against torch.compile of it (CPU)."""
+    torch.set_num_threads(args.threads)
+    side = args.size + args.kernel - 1
+    z = torch.rand(1, 8, side, side, generator=torch.Generator().manual_seed(0)) * 0.1
+    model = ImageGenerator()
+    model.fast = True
+
+    def step(f):
+        f(z).square().mean().backward()
+
+    compiled = torch.compile(model)
+    start = time.perf_counter()
+    step(compiled)
+    warmup = time.perf_counter() - start
+    step(model)
+    times = {"eager": [], "compiled": []}
+    for _ in range(args.iterations):
+        for name, f in (("eager", model), ("compiled", compiled)):
+            start = time.perf_counter()
+            step(f)
+            times[name].append(time.perf_counter() - start)
+    return {"compile_warmup_seconds": warmup, "eager_seconds": min(times["eager"]),
+            "compiled_seconds": min(times["compiled"])}
+
+
+def bench_cuda(args) -> dict:
+    y, source = _image(args.size)
+    out = {"image": source, "restarts": args.restarts, "device": torch.cuda.get_device_name()}
+    for name, batched in (("batched", True), ("sequential", False)):
+        torch.cuda.reset_peak_memory_stats()
+        s = seconds_per_iteration(y, args.kernel, args.warmup, args.iterations, True, "cuda", args.restarts, batched)
+        out[f"{name}_seconds_per_iteration"] = s
+        out[f"{name}_peak_allocated_mb"] = torch.cuda.max_memory_allocated() / 2**20
+        print(f"  cuda {name:10s} R={args.restarts}: {s:.4f} s/iteration (all restarts)", flush=True)
+    out["batched_over_sequential"] = out["batched_seconds_per_iteration"] / out["sequential_seconds_per_iteration"]
+    return out
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=255)
+    parser.add_argument("--kernel", type=int, default=17)
+    parser.add_argument("--warmup", type=int, default=2, help="untimed iterations at the start of a run")
+    parser.add_argument("--iterations", type=int, default=6, help="timed iterations (intervals) per run")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--restarts", type=int, default=8)
+    parser.add_argument("--compile", action="store_true", help="also time torch.compile of Gx")
+    parser.add_argument("--out", help="write the results as JSON here")
+    parser.add_argument("--worker", choices=MODES, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        worker(args)
+        return 0
+    results = {"torch": torch.__version__, "machine": platform.processor() or platform.machine(),
+               "cpu_count": os.cpu_count(), "load_average_before": os.getloadavg()}
+    print(f"CPU, {args.size}x{args.size}, kernel {args.kernel}, {args.threads} threads:")
+    results["cpu"] = bench_cpu(args)
+    cpu = results["cpu"]
+    print("  best of rounds: " + ", ".join(f"{m} {cpu[m + '_seconds_per_iteration']:.3f} s" for m in MODES)
+          + f"; fast/plain {cpu['fast_over_plain']:.2f}")
+    if args.compile:
+        results["compile"] = bench_compile(args)
+        comp = results["compile"]
+        print(f"  torch.compile: warm-up {comp['compile_warmup_seconds']:.0f} s, Gx step "
+              f"{comp['compiled_seconds']:.3f} s vs eager fast {comp['eager_seconds']:.3f} s")
+    if torch.cuda.is_available():
+        results["cuda"] = bench_cuda(args)
+    results["load_average_after"] = os.getloadavg()
+    if args.out:
+        from repro.store import save_json
+
+        save_json(results, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
