@@ -104,6 +104,11 @@ def test_descent_from_a_far_start_gets_trapped():
     assert not bool(T.reached_truth(theta[0]))
 
 
+def test_failure_modes_partition_the_estimates():
+    theta = torch.tensor([T.TRUTH, (20.0, 0.2, 1.0), (64.0, 14.0, 0.3), (64.5, 10.5, 1.6)], dtype=D)
+    assert T.failure_modes(theta) == {"truth": 2, "collapsed": 1, "other": 1}
+
+
 @pytest.mark.parametrize(
     "call, match",
     [

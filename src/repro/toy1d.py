@@ -335,10 +335,19 @@ def success_rate(theta, truth=TRUTH, tol=(1.0, 1.0, 0.25)) -> float:
     return float(reached_truth(theta, truth, tol).double().mean())
 
 
+def failure_modes(theta, truth=TRUTH, tol=(1.0, 1.0, 0.25)) -> dict[str, int]:
+    """Count how estimates end: at the truth, a pulse collapsed to width < 1 sample, or a pulse of
+    sensible width at the wrong place or with the wrong width/blur trade-off."""
+    theta = _params(theta)
+    ok = reached_truth(theta, truth, tol)
+    collapsed = ~ok & (theta[..., 1] < 1.0)
+    return {"truth": int(ok.sum()), "collapsed": int(collapsed.sum()), "other": int((~ok & ~collapsed).sum())}
+
+
 __all__ = [
     "N", "TRUTH", "LOWER", "UPPER", "SCALES", "SIGMA_MIN", "project", "pulse", "gaussian_kernel",
     "blur", "forward", "observe", "data_term", "Plane", "random_plane",
     "GridSearch", "random_starts", "joint_descent", "alternating_descent",
-    "alternating_exact", "kernel_first", "PROFILES", "compare_strategies", "reached_truth",
+    "alternating_exact", "kernel_first", "PROFILES", "compare_strategies", "failure_modes", "reached_truth",
     "success_rate",
 ]
