@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 PROFILE ?= quick
-CHAPTERS := toy1d
+CHAPTERS ?=
 
 .PHONY: install test reproduce book bench clean help
 
@@ -40,6 +40,8 @@ book: install
 
 bench: install
 	$(BIN)/python benchmarks/bench_ops.py
+	$(BIN)/python benchmarks/bench_dil.py
+	$(BIN)/python benchmarks/bench_selfdeblur.py
 
 clean:
 	rm -rf book/_build book/chapters build

@@ -31,7 +31,7 @@ REPO = Path(__file__).resolve().parents[2]
 NOTEBOOKS = REPO / "notebooks"
 BOOK_CHAPTERS = REPO / "book" / "chapters"
 
-CHAPTERS = ("toy1d",)
+CHAPTERS = ("toy1d", "d3_regularisers", "d3_collapse", "d3_evaluation")
 
 CELL_TIMEOUT_S = {"smoke": 900, "quick": 3600, "paper": None}
 """Per-cell time limit by profile: a cell that hangs fails the run instead of blocking it forever."""

@@ -1,0 +1,918 @@
+"""D3 / NSD-DIL: one inverse of mild blur, learned from blur kernels alone.
+
+Saraswathula & Gorthi, "D3: Deep Deconvolution Deblurring for Natural Images" (arXiv
+2407.04815, first titled "NSD-DIL: Null-Shot Deblurring Using Deep Identity Learning"); the
+implementation facts come from ``papers/FACTS.md`` ("NSD-DIL / D3"). The summary we reproduce
+from (``papers/d3-nsd-dil.md``) numbers no equations, so this module names the terms instead
+(identity, R1 area, R2 zero phase, R3 unit magnitude) and the docstrings say which sentence of
+the summary or of FACTS.md each piece implements.
+
+The idea in four steps, which is also the order of this file:
+
+1. **A deep linear network** (L-CNN): five 3×3 convolutions, 1→32→32→32→32→1 channels, no
+   bias, no activation. Without activations the whole network is one linear shift-invariant
+   filter: a single 11×11 kernel.
+2. **Collapse** (the Deep Restoration Kernel, DRK): compose the five layers into that kernel.
+3. **Deep Identity Learning** (DIL): train the network so that, for every blur kernel k of a
+   Random Kernel Gallery (RKG) of anisotropic Gaussians, k ⊛ DRK ≈ δ. No image is ever seen.
+4. **Deblur**: convolve each colour channel of a blurred image with the DRK, clamp to [0, 1].
+
+Orientation and borders, once for the whole module
+--------------------------------------------------
+
+* The DRK is a **convolution** kernel with its origin at index (5, 5), the project convention
+  (``repro.ops``): deblurring is ``ops.blur(y, drk, op="conv")``. ``torch.nn.functional.conv2d``
+  is a correlation, so the L-CNN correlates and its convolution kernel is the flipped
+  correlation kernel; :func:`collapse` returns the convolution kernel.
+* The L-CNN's layers have **no padding** (each 3×3 layer shrinks the image by 2 pixels, the
+  network by 10). Any border convention is applied once, to the input, by :func:`lcnn_apply`:
+  padding the input by 5 pixels with ``mode`` and running the valid network gives *exactly*
+  ``ops.blur(x, drk, mode)`` for every mode of ``repro.ops`` (zero, symmetric, reflect, ...),
+  borders included, and zero padding by 10 gives the full linear convolution. The common
+  alternative, zero padding of 1 pixel in *every* layer, agrees with the DRK only 5 pixels
+  away from the borders: it pads intermediate feature maps, which no single kernel can mimic.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+import hashlib
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from . import ops
+from ._checks import check_choice, check_positive, check_tensor
+from .store import check_profile, load_checkpoint, load_json, results_dir, save_checkpoint, save_json
+
+# --------------------------------------------------------------------------------------------
+# 1. The deep linear network
+# --------------------------------------------------------------------------------------------
+
+
+class LinearCNN(nn.Module):
+    """The L-CNN of D3: ``depth`` 3×3 convolutions, 1 → width → … → width → 1, no bias, no
+    activation, stride 1, **no padding** (FACTS.md: five layers, width 32, 28,224 weights,
+    receptive field 11×11).
+
+    ``forward`` maps (B, 1, H, W) to (B, 1, H − 10, W − 10): the valid convolution with the
+    DRK (:func:`collapse`). Use :func:`lcnn_apply` to choose a border convention and to run it on
+    images of any shape (colour channels are processed independently, as in the paper).
+
+    The weights are drawn from PyTorch's default convolution initialisation (uniform, bound
+    1/√fan_in) with a seeded generator, so a seed fixes the network.
+    """
+
+    def __init__(self, width: int = 32, depth: int = 5, seed: int = 0):
+        super().__init__()
+        if not (isinstance(depth, int) and depth >= 1):
+            raise ValueError(f"depth must be a positive int, got {depth!r}")
+        if not (isinstance(width, int) and width >= 1):
+            raise ValueError(f"width must be a positive int, got {width!r}")
+        channels = [1] + [width] * (depth - 1) + [1]
+        self.layers = nn.ModuleList(
+            nn.Conv2d(c_in, c_out, kernel_size=3, bias=False) for c_in, c_out in zip(channels, channels[1:])
+        )
+        generator = torch.Generator().manual_seed(seed)
+        for layer in self.layers:
+            nn.init.kaiming_uniform_(layer.weight, a=math.sqrt(5), generator=generator)
+
+    @property
+    def receptive_field(self) -> int:
+        """Side of the collapsed kernel: 2 · depth + 1 (11 for the paper's five layers)."""
+        return 2 * len(self.layers) + 1
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self.layers:
+            x = layer(x)
+        return x
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of learnable weights (28,224 for the paper's L-CNN)."""
+    return sum(p.numel() for p in model.parameters())
+
+
+def multiply_adds_per_pixel(model: LinearCNN) -> int:
+    """Multiply-adds per output pixel of the L-CNN: every weight is used once per pixel.
+
+    (28,224 for the paper's network, against 121 for its 11×11 DRK applied directly.)
+    """
+    return count_parameters(model)
+
+
+def _as_batch(image: torch.Tensor, name: str) -> tuple[torch.Tensor, tuple[int, ...]]:
+    """View an (H, W), (C, H, W) or (B, C, H, W) image as (B·C, 1, H, W); also return its shape."""
+    check_tensor(image, name, (2, 3, 4))
+    return image.reshape(-1, 1, *image.shape[-2:]), tuple(image.shape)
+
+
+def lcnn_apply(model: LinearCNN, image: torch.Tensor, mode: str = "symmetric") -> torch.Tensor:
+    """Run the L-CNN on every channel of ``image`` under the border convention ``mode``.
+
+    ``image`` is (H, W), (C, H, W) or (B, C, H, W); the result has its shape, except for
+    ``mode="valid"`` (each side shrinks by 10) and ``mode="full"`` (each side grows by 10).
+    The input is padded once by 5 pixels with ``mode`` (any mode of ``repro.ops.pad``), or by
+    10 zeros for ``"full"``, then the unpadded network runs: the result equals
+    ``ops.blur(image, collapse(model), mode)`` up to rounding, borders included (module
+    docstring).
+    """
+    check_choice(mode, "mode", ops.MODES + ("full",))
+    x, shape = _as_batch(image, "image")
+    r = len(model.layers)
+    if mode == "full":
+        x = F.pad(x, (2 * r, 2 * r, 2 * r, 2 * r))
+    elif mode != "valid":
+        x = ops.pad(x, (r, r, r, r), mode)
+    weight = model.layers[0].weight
+    out = model(x.to(device=weight.device, dtype=weight.dtype))
+    return out.reshape(*shape[:-2], *out.shape[-2:])
+
+
+# --------------------------------------------------------------------------------------------
+# 2. Collapse: the Deep Restoration Kernel
+# --------------------------------------------------------------------------------------------
+
+
+def collapse_steps(model: LinearCNN) -> list[torch.Tensor]:
+    """Effective correlation kernels from the input to every channel after each layer.
+
+    Two correlations in a row are one correlation with the *full convolution* of their
+    kernels: corr(corr(x, a), b) = corr(x, a ∗ b). Summing over the channels that connect them
+    (the associativity and distributivity of LTI systems, summary "Mechanism 3"), the kernel
+    from the input to channel o of layer l + 1 is
+
+        E_{l+1}[o] = Σ_c  E_l[c] ∗ W_{l+1}[o, c]        (∗: full 2D convolution),
+
+    with E_0 = δ. Returns [E_1, …, E_depth], E_l of shape (channels_l, 2l + 1, 2l + 1); E_1 is
+    the first layer's 3×3 filters, E_depth the 11×11 correlation kernel of the whole network.
+    Differentiable in the weights.
+    """
+    weight = model.layers[0].weight
+    effective = torch.ones(1, 1, 1, 1, dtype=weight.dtype, device=weight.device)  # E_0 = δ, 1 channel
+    steps = []
+    for layer in model.layers:
+        # conv2d correlates; correlating with the flipped filter and zero padding 2 is the full
+        # convolution E_l[c] ∗ W[o, c], summed over c by conv2d itself.
+        effective = F.conv2d(effective, layer.weight.flip(-2, -1), padding=2)
+        steps.append(effective[0])
+    return steps
+
+
+def collapse(model: LinearCNN) -> torch.Tensor:
+    """The DRK: the L-CNN as one **convolution** kernel (11, 11), origin at (5, 5).
+
+    The network correlates with E_depth (:func:`collapse_steps`); a correlation with E is a
+    convolution with E flipped, hence ``flip``. For every image x and every border mode,
+    ``lcnn_apply(model, x, mode) == ops.blur(x, collapse(model), mode, op="conv")``.
+    Differentiable in the weights (the DIL losses are computed through it).
+    """
+    return collapse_steps(model)[-1][0].flip(-2, -1)
+
+
+# --------------------------------------------------------------------------------------------
+# 3. Deep Identity Learning
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DILWeights:
+    """Weights of the four terms of the DIL objective; 0 switches a term off.
+
+    The paper's text gives no weights (FACTS.md: "Weights ... *(unverified)*: choose, document,
+    and ablate them"). We take them **all equal to 1**, the choice that prefers no term, and
+    show in ``d3_evaluation`` what each does (on/off ablation, and a sweep of ``magnitude``).
+    What we found on the *training* side (RKG validation kernels, BSDS500 ``train`` images,
+    never the test images), and why 1s are a reasonable default:
+
+    * ``identity`` ‖k ⊛ DRK − δ‖₁ summed over the 21×21 pixels, ≈ 1 at initialisation. Alone,
+      its L1 minimiser is the *zero* filter: for a blur with centre tap k₀ < ½, any non-zero
+      output spreads mass over pixels where δ is 0 (e.g. ‖k ⊛ αδ − δ‖₁ = 1 + α(1 − 2k₀) > 1).
+    * ``area`` |1 − Σ DRK| (R1) rules out that collapse and fixes the output brightness.
+    * ``phase`` (R2) is nearly inert on this gallery: the per-pixel multiplicative noise of the
+      RKG gives every kernel a white spectral floor (|F(k)| ≈ 0.01–0.02) of random phase over
+      most high frequencies, which one shared DRK cannot align; the term stays ≈ 1.13 rad.
+    * ``magnitude`` (R3) sets the sharpening strength: a larger weight boosts the frequencies
+      the blur attenuated, gaining PSNR on noise-free mild blur and losing it under noise.
+    """
+
+    identity: float = 1.0
+    area: float = 1.0
+    phase: float = 1.0
+    magnitude: float = 1.0
+
+    def __post_init__(self):
+        for name in ("identity", "area", "phase", "magnitude"):
+            check_positive(getattr(self, name), f"DILWeights.{name}", allow_zero=True)
+        if not any(getattr(self, name) for name in ("identity", "area", "phase", "magnitude")):
+            raise ValueError("DILWeights: at least one weight must be > 0")
+
+
+PHASE_MIN_MAGNITUDE = 1e-3
+"""R2 ignores the frequencies where |F(k)·F(DRK)| is below this: there the phase of the
+product is round-off noise, and the gradient of an angle grows like 1/|z|."""
+
+
+def _full_convolution(kernels: torch.Tensor, drk: torch.Tensor) -> torch.Tensor:
+    """k ⊛ DRK for a batch (B, s, s) of kernels: the full linear convolution, (B, s + r − 1, …)."""
+    r = drk.shape[-1] - 1
+    padded = F.pad(kernels[:, None], (r, r, r, r))
+    return ops.blur(padded, drk, mode="valid", op="conv", method="direct")[:, 0]
+
+
+def dil_terms(kernels: torch.Tensor, drk: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The four DIL terms for a batch of blur kernels and one inverse, each averaged over the batch.
+
+    ``kernels`` (B, s, s) or (s, s), each summing to 1; ``drk`` (r, r), both with the origin
+    at the centre. With o = k ⊛ DRK (full linear convolution, (s + r − 1)², origin at the
+    centre) and its spectrum F(o) = F(k)·F(DRK) on the same grid (``ops.psf2otf``: origin at
+    frequency-grid index 0, so a centred symmetric kernel has zero phase):
+
+    * ``identity``  ‖o − δ‖₁, summed over pixels: the identity relation k ⊛ k⁻¹ = δ (summary,
+      "Mechanism 1"). This is exactly the loss of the L-CNN fed the kernel itself with a delta
+      as target (FACTS.md: "Training input: the 11×11 blur kernel itself; target: a delta"):
+      ``lcnn_apply(model, k, "full") == k ⊛ collapse(model)``; computing it through the DRK gives
+      the same function and gradients at ~1/200 of the cost.
+    * ``area``      |1 − Σ DRK| (R1, area preservation).
+    * ``phase``     mean over frequencies of |∠(F(k)·F(DRK))|, i.e. ∠F(k) + ∠F(DRK) wrapped to
+      (−π, π], vs 0 (R2, zero phase); frequencies with |F(o)| < :data:`PHASE_MIN_MAGNITUDE`
+      count as 0.
+    * ``magnitude`` mean over frequencies of ||F(k)|·|F(DRK)| − 1| (R3, unit magnitude).
+
+    All are L1 as in FACTS.md. Differentiable in both arguments.
+    """
+    check_tensor(kernels, "kernels", (2, 3))
+    check_tensor(drk, "drk", (2,))
+    if kernels.ndim == 2:
+        kernels = kernels[None]
+    if kernels.dtype != drk.dtype or kernels.device != drk.device:
+        raise ValueError(
+            f"kernels ({kernels.dtype}, {kernels.device}) and drk ({drk.dtype}, {drk.device}) "
+            f"must share dtype and device"
+        )
+    output = _full_convolution(kernels, drk)
+    grid = tuple(output.shape[-2:])
+    delta = torch.zeros(grid, dtype=drk.dtype, device=drk.device)
+    delta[grid[0] // 2, grid[1] // 2] = 1
+
+    spectrum_k = ops.psf2otf(kernels, grid)
+    spectrum_drk = ops.psf2otf(drk, grid)
+    product = spectrum_k * spectrum_drk
+    reliable = product.abs().detach() >= PHASE_MIN_MAGNITUDE
+    # atan2 on safe values: its gradient is 0/0 where the product vanishes
+    phase = torch.atan2(
+        torch.where(reliable, product.imag, torch.zeros_like(product.imag)),
+        torch.where(reliable, product.real, torch.ones_like(product.real)),
+    )
+    return {
+        "identity": (output - delta).abs().sum(dim=(-2, -1)).mean(),
+        "area": (1 - drk.sum()).abs(),
+        "phase": phase.abs().mean(),
+        "magnitude": (spectrum_k.abs() * spectrum_drk.abs() - 1).abs().mean(),
+    }
+
+
+def dil_loss(
+    kernels: torch.Tensor, model: LinearCNN, weights: DILWeights = DILWeights()
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """The DIL objective: Σ_t weights.t · term_t (:func:`dil_terms`) for the model's DRK.
+
+    Returns ``(loss, terms)``: the weighted sum (a differentiable scalar) and every term's
+    value as a float, including the switched-off ones (for the loss curves).
+    """
+    if not isinstance(weights, DILWeights):
+        raise ValueError(f"weights must be a DILWeights, got {type(weights).__name__}")
+    terms = dil_terms(kernels, collapse(model))
+    loss = sum(getattr(weights, name) * value for name, value in terms.items() if getattr(weights, name))
+    return loss, {name: value.item() for name, value in terms.items()}
+
+
+# --------------------------------------------------------------------------------------------
+# 4. Training
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DILConfig:
+    """Everything that defines one DIL training run (with the seed of :func:`train_dil`).
+
+    The optimiser and schedule are ours (FACTS.md: *(unverified)*): **Adam** (β = 0.9, 0.999),
+    the usual choice for a deep linear network whose layers have very different gradient
+    scales, learning rate ``lr`` decayed along a half cosine to ``lr · lr_final_ratio`` over
+    ``steps``; mini-batches of ``batch_size`` kernels drawn with replacement from the training
+    part of the gallery, the last ``val_fraction`` of the gallery held out for validation.
+    """
+
+    weights: DILWeights = field(default_factory=DILWeights)
+    gallery_size: int = 2400
+    gallery_seed: int = 0
+    val_fraction: float = 0.1
+    steps: int = 3000
+    batch_size: int = 64
+    lr: float = 3e-3
+    lr_final_ratio: float = 0.01
+    log_every: int = 50
+    checkpoint_every: int = 500
+
+    def __post_init__(self):
+        if not isinstance(self.weights, DILWeights):
+            raise ValueError(f"DILConfig.weights must be a DILWeights, got {type(self.weights).__name__}")
+        for name in ("gallery_size", "steps", "batch_size", "log_every", "checkpoint_every"):
+            value = getattr(self, name)
+            if not (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+                raise ValueError(f"DILConfig.{name} must be a positive int, got {value!r}")
+        if not 0 < self.val_fraction < 1:
+            raise ValueError(f"DILConfig.val_fraction must be in (0, 1), got {self.val_fraction!r}")
+        if self.gallery_size - round(self.gallery_size * self.val_fraction) < 1 or round(
+            self.gallery_size * self.val_fraction
+        ) < 1:
+            raise ValueError(
+                f"DILConfig: gallery_size={self.gallery_size} with val_fraction={self.val_fraction} "
+                f"leaves an empty training or validation split"
+            )
+        check_positive(self.lr, "DILConfig.lr")
+        check_positive(self.lr_final_ratio, "DILConfig.lr_final_ratio")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> DILConfig:
+        d = dict(d)
+        return cls(weights=DILWeights(**d.pop("weights")), **d)
+
+    def learning_rate(self, step: int) -> float:
+        """Half-cosine decay from ``lr`` at step 0 to ``lr · lr_final_ratio`` at ``steps``."""
+        progress = min(step / self.steps, 1.0)
+        return self.lr * (self.lr_final_ratio + (1 - self.lr_final_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+@dataclass
+class DILRun:
+    """A trained (or partly trained) L-CNN with its DRK and loss curves."""
+
+    model: LinearCNN
+    config: DILConfig
+    seed: int
+    step: int
+    history: list[dict]
+
+    @property
+    def drk(self) -> torch.Tensor:
+        with torch.no_grad():
+            return collapse(self.model).detach()
+
+
+def split_gallery(gallery: torch.Tensor, val_fraction: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(train, validation): the gallery's kernels are i.i.d., so the last ``val_fraction`` is held out."""
+    n_val = round(gallery.shape[0] * val_fraction)
+    return gallery[: gallery.shape[0] - n_val], gallery[gallery.shape[0] - n_val :]
+
+
+def _batch_indices(n: int, batch_size: int, seed: int, step: int, device) -> torch.Tensor:
+    """The kernels of one step, a pure function of (seed, step): resuming replays them exactly."""
+    if batch_size >= n:
+        return torch.arange(n, device=device)
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + step)
+    return torch.randint(n, (batch_size,), generator=generator).to(device)
+
+
+def _fingerprint(gallery: torch.Tensor) -> str:
+    return hashlib.sha256(gallery.detach().cpu().to(torch.float64).numpy().tobytes()).hexdigest()[:16]
+
+
+def _evaluate_terms(kernels: torch.Tensor, model: LinearCNN, weights: DILWeights) -> dict[str, float]:
+    with torch.no_grad():
+        loss, terms = dil_loss(kernels, model, weights)
+    return {"loss": loss.item(), **terms}
+
+
+@contextlib.contextmanager
+def _single_cpu_thread(device: torch.device):
+    """Run the block with one intra-op CPU thread, then restore the previous count.
+
+    The DIL tensors are tiny (a batch of 11×11 kernels, 32-channel 3×3 filters): threads only
+    add synchronisation, and on a busy 2-core machine they made training 2–40× slower than one
+    thread. One thread also makes the run bit-identical whatever the machine's core count.
+    """
+    if device.type != "cpu":
+        yield
+        return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def train_dil(
+    config: DILConfig = DILConfig(),
+    seed: int = 0,
+    checkpoint_path: str | Path | None = None,
+    resume: bool = True,
+    gallery: torch.Tensor | None = None,
+    stop_at: int | None = None,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+) -> DILRun:
+    """Train an L-CNN by Deep Identity Learning on a Random Kernel Gallery.
+
+    * ``gallery``: the kernels (n, s, s); by default ``kernels.random_kernel_gallery(
+      config.gallery_size, 11, config.gallery_seed)`` (FACTS.md: 2,400 kernels of 11×11).
+      The last ``config.val_fraction`` of it is the held-out validation split.
+    * ``seed`` fixes the initial weights and the mini-batches; on one machine the same
+      ``(config, seed, gallery)`` gives bit-identical weights (on the CPU training runs on one
+      thread, so the thread count does not matter either).
+    * ``checkpoint_path``: the model, optimiser, step and loss history are saved there
+      atomically every ``config.checkpoint_every`` steps and at the end, the loss curves also
+      as JSON beside it (same name, ``.json``). With ``resume=True`` an existing checkpoint is
+      continued (a finished one is simply loaded); it must have been written for the same
+      config, seed and gallery, otherwise ``ValueError`` (delete it to start over). Resuming
+      replays exactly what an uninterrupted run would have computed, because the mini-batch of
+      step t and the learning rate are pure functions of (seed, t).
+    * ``stop_at``: stop after this step (saving a checkpoint) instead of ``config.steps``: a long
+      run can be split across sessions.
+
+    The loss curves (``history``): every ``config.log_every`` steps, the DIL terms of the
+    current mini-batch ("train") and of the whole validation split ("val").
+    """
+    from . import kernels as kernel_lib  # the gallery generator
+
+    if not isinstance(config, DILConfig):
+        raise ValueError(f"config must be a DILConfig, got {type(config).__name__}")
+    if not (isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0):
+        raise ValueError(f"seed must be an int >= 0, got {seed!r}")
+    if stop_at is not None and not (isinstance(stop_at, int) and 0 <= stop_at):
+        raise ValueError(f"stop_at must be None or an int >= 0, got {stop_at!r}")
+    if gallery is None:
+        gallery = kernel_lib.random_kernel_gallery(config.gallery_size, 11, config.gallery_seed)
+    check_tensor(gallery, "gallery", (3,))
+    if gallery.shape[0] != config.gallery_size:
+        raise ValueError(f"gallery has {gallery.shape[0]} kernels but config.gallery_size is {config.gallery_size}")
+    device = torch.device(device)
+    train_kernels, val_kernels = (part.to(device) for part in split_gallery(gallery, config.val_fraction))
+
+    model = LinearCNN(seed=seed).to(device=device, dtype=gallery.dtype)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    identity = {"config": config.to_dict(), "seed": seed, "gallery": _fingerprint(gallery)}
+    step, history = 0, []
+    path = Path(checkpoint_path) if checkpoint_path is not None else None
+    if path is not None and resume and path.exists():
+        state = load_checkpoint(path, map_location=device)
+        if not isinstance(state, dict) or "model" not in state:
+            raise ValueError(f"checkpoint {path} is not a train_dil checkpoint; delete it to recompute")
+        if state.get("run") != identity:
+            raise ValueError(
+                f"checkpoint {path} was written for another run ({state.get('run')}), not {identity}; "
+                f"delete it or pass resume=False"
+            )
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        step, history = state["step"], state["history"]
+
+    def save():
+        if path is not None:
+            save_checkpoint(
+                {"run": identity, "step": step, "model": model.state_dict(),
+                 "optimizer": optimizer.state_dict(), "history": history},
+                path,
+            )
+            save_json({"run": identity, "step": step, "history": history}, path.with_suffix(".json"))
+
+    last = config.steps if stop_at is None else min(stop_at, config.steps)
+    bar = tqdm(total=last, initial=min(step, last), desc="DIL", disable=not progress, leave=False)
+    with _single_cpu_thread(device):
+        while step < last:
+            for group in optimizer.param_groups:
+                group["lr"] = config.learning_rate(step)
+            batch = train_kernels[_batch_indices(len(train_kernels), config.batch_size, seed, step, device)]
+            loss, terms = dil_loss(batch, model, config.weights)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            step += 1
+            if step % config.log_every == 0 or step == config.steps:
+                history.append({"step": step, "train": {"loss": loss.item(), **terms},
+                                "val": _evaluate_terms(val_kernels, model, config.weights)})
+                bar.set_postfix(loss=f"{loss.item():.4f}", val=f"{history[-1]['val']['loss']:.4f}")
+            if step % config.checkpoint_every == 0:
+                save()
+            bar.update(1)
+    bar.close()
+    save()
+    return DILRun(model=model, config=config, seed=seed, step=step, history=history)
+
+
+# --------------------------------------------------------------------------------------------
+# 5. Deblurring with the DRK
+# --------------------------------------------------------------------------------------------
+
+
+def check_drk(drk: torch.Tensor, name: str = "drk") -> torch.Tensor:
+    """A DRK is a square kernel (r, r) of odd side, finite, float32/float64."""
+    check_tensor(drk, name, (2,))
+    if drk.shape[0] != drk.shape[1] or drk.shape[0] % 2 == 0:
+        raise ValueError(f"{name} must be a square kernel of odd side, got shape {tuple(drk.shape)}")
+    return drk
+
+
+def deblur_drk(image: torch.Tensor, drk: torch.Tensor, mode: str = "symmetric", method: str = "auto") -> torch.Tensor:
+    """Deblur ``image`` by convolving every colour channel with the DRK; clamp to [0, 1].
+
+    ``image`` is (H, W), (C, H, W) or (B, C, H, W), grey or colour (one inverse for all images
+    and channels, FACTS.md "Deblurring"); the result has its shape and dtype. ``drk`` is the
+    convolution kernel of :func:`collapse`, cast to the image's dtype and device.
+
+    Borders: ``mode="symmetric"`` (half-sample mirror, ``abcd → ba|abcd|dc``, scipy's
+    "reflect") by default: the blurred image continues smoothly past its border, so the
+    sharpening filter sees no artificial edge there (zero padding would darken the border
+    and circular padding would sharpen the jump between opposite sides). Any mode of
+    ``repro.ops.blur`` except "valid" is accepted. ``method``: "direct", "fft" or "auto", as in
+    ``repro.ops.blur``.
+    """
+    check_drk(drk)
+    check_choice(mode, "mode", ops.PAD_MODES)
+    x, shape = _as_batch(image, "image")
+    out = ops.blur(x, drk.to(dtype=x.dtype, device=x.device), mode=mode, op="conv", method=method)
+    return out.clamp(0, 1).reshape(shape)
+
+
+# --------------------------------------------------------------------------------------------
+# 6. Profiles
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DILProfile:
+    """What one profile trains and evaluates (see ``repro.store.PROFILES``).
+
+    Training: ``gallery_size`` kernels, ``steps`` Adam steps of ``batch_size`` kernels per
+    variant, ``gallery_sizes`` for the RKG-size ablation. Evaluation: the first ``n_bsd100``
+    images of BSDS500 ``val`` (BSD100) and ``n_kodak`` Kodak images, centre-cropped to
+    ``crop`` pixels (None: whole images), each blurred by ``kernels_per_image`` held-out
+    kernels; ``n_outside`` of the BSD100 images for the out-of-gallery and noise sweeps;
+    ``timing_size`` the side of the RGB image of the compute table.
+    """
+
+    name: str
+    gallery_size: int
+    steps: int
+    batch_size: int
+    gallery_sizes: tuple[int, ...]
+    n_bsd100: int
+    n_kodak: int
+    crop: int | None
+    kernels_per_image: int
+    n_outside: int
+    noise_levels: tuple[float, ...]
+    timing_size: int
+
+    def config(self, weights: DILWeights = DILWeights(), gallery_size: int | None = None) -> DILConfig:
+        """The training config of this profile for ``weights`` (and a gallery size)."""
+        return DILConfig(
+            weights=weights,
+            gallery_size=self.gallery_size if gallery_size is None else gallery_size,
+            steps=self.steps,
+            batch_size=self.batch_size,
+            log_every=max(5, self.steps // 60),
+            checkpoint_every=max(1, self.steps // 5),
+        )
+
+
+PROFILES = {
+    # CI: a small gallery, 150 steps, three 48-pixel crops; seconds.
+    "smoke": DILProfile("smoke", 256, 150, 32, (128, 256), 2, 1, 48, 1, 2, (0.0, 0.01), 128),
+    # this 2-core CPU: the paper's gallery and a short schedule, 256-pixel crops; minutes.
+    "quick": DILProfile("quick", 2400, 1000, 64, (800, 1600, 2400, 3200, 4000), 20, 8, 256, 1, 6,
+                        (0.0, 0.0025, 0.005, 0.01, 0.02), 512),
+    # a GPU: the full schedule, whole BSD100 and Kodak24 images, one kernel per variance bin.
+    "paper": DILProfile("paper", 2400, 6000, 64, (800, 1600, 2400, 3200, 4000), 100, 24, None, 3, 24,
+                        (0.0, 0.0025, 0.005, 0.01, 0.02), 1024),
+}
+
+
+def get_profile(profile: str) -> DILProfile:
+    """The :class:`DILProfile` of ``profile`` ("smoke", "quick" or "paper"); ValueError otherwise."""
+    return PROFILES[check_profile(profile)]
+
+
+# --------------------------------------------------------------------------------------------
+# 7. The chapter: train the variants, build the benchmark, evaluate, time
+# --------------------------------------------------------------------------------------------
+
+SEED = 0
+"""Seed of every training run of the chapter (the gallery has its own, ``DILConfig.gallery_seed``)."""
+
+VARIANTS = {
+    "full": DILWeights(1, 1, 1, 1),
+    "identity": DILWeights(1, 0, 0, 0),
+    "id+area": DILWeights(1, 1, 0, 0),
+    "id+phase": DILWeights(1, 0, 1, 0),
+    "id+magnitude": DILWeights(1, 0, 0, 1),
+    "no-area": DILWeights(1, 0, 1, 1),
+    "no-phase": DILWeights(1, 1, 0, 1),
+    "no-magnitude": DILWeights(1, 1, 1, 0),
+    "magnitude0.3": DILWeights(1, 1, 1, 0.3),
+    "magnitude3": DILWeights(1, 1, 1, 3),
+}
+"""The DIL weightings the chapter trains: the default (``full``), the identity term alone,
+each regulariser added to it, each removed from ``full``, and two other R3 weights."""
+
+PAPER_RESULT = {"psnr": 27.01, "ssim": 0.8333}
+"""PSNR/SSIM the paper reports on "mild blur" images. Measured on the authors' own test set,
+which FACTS.md could not verify (probably 100 DIV2K validation images): not comparable with
+our numbers, quoted in a column of its own, and never a target."""
+
+TEST_KERNEL_SIZES = (11, 13, 15, 17, 19, 21)
+TEST_KERNEL_SEED = 10_000
+"""Test kernels use the seeds 10,000 + i, streams distinct from the gallery's (seed 0)."""
+
+WIENER_NSR, WIENER_NOISE_FACTOR = 1e-4, 100.0
+"""The Wiener baselines' flat noise-to-signal ratio: WIENER_NSR + WIENER_NOISE_FACTOR · σ² for
+noise of standard deviation σ. Chosen once on 36 blurred BSDS500 *train* crops (never the test
+images): the best flat NSR there was ≤ 1e-4 without noise, 0.01–0.03 at σ = 0.01, ≈ 0.03 at
+σ = 0.02. (The textbook flat value σ² / var(x) ≈ 20 σ² is 5–15× too small for natural images,
+whose power sits at low frequencies.)"""
+GUESS_SIGMA = math.sqrt((0.35 + 6.0) / 2)
+"""The blind baselines' single Gaussian guess: isotropic, variance = the RKG's mean eigenvalue
+(FACTS.md: λ ~ U[0.35, 6]), i.e. σ ≈ 1.78 px, 11×11."""
+UNSHARP_SIGMA, UNSHARP_AMOUNT = 1.0, 1.0
+"""Unsharp masking y + amount · (y − G_σ ⊛ y), with scikit-image's defaults (radius 1, amount 1)."""
+
+
+def _wiener_nsr(noise_sigma: float) -> float:
+    return WIENER_NSR + WIENER_NOISE_FACTOR * noise_sigma**2
+
+
+def _unsharp(y: torch.Tensor) -> torch.Tensor:
+    from .kernels import gaussian
+
+    g = gaussian(9, UNSHARP_SIGMA, dtype=y.dtype).to(y.device)
+    return (y + UNSHARP_AMOUNT * (y - ops.blur(y[None], g, mode="symmetric")[0])).clamp(0, 1)
+
+
+def classical_methods() -> dict:
+    """The baselines: the blurred input, Wiener with the true kernel (oracle), Wiener with one
+    fixed Gaussian guess and unsharp masking (blind). Each (y, case) → x̂ clamped to [0, 1]."""
+    from .kernels import gaussian
+    from .nonblind import wiener
+
+    def guess(dtype):
+        return gaussian(11, GUESS_SIGMA, dtype=dtype)
+
+    return {
+        "blurred input": lambda y, case: y.clamp(0, 1),
+        "Wiener, true k (oracle)": lambda y, case: wiener(
+            y[None], case.k.to(y.dtype), _wiener_nsr(case.meta["noise_sigma"]))[0].clamp(0, 1),
+        "Wiener, Gaussian guess": lambda y, case: wiener(
+            y[None], guess(y.dtype).to(y.device), _wiener_nsr(case.meta["noise_sigma"]))[0].clamp(0, 1),
+        "unsharp masking": lambda y, case: _unsharp(y),
+    }
+
+
+def _classical_keys() -> dict:
+    key = f"nsr={WIENER_NSR}+{WIENER_NOISE_FACTOR}σ²,guess={GUESS_SIGMA:.4f},unsharp={UNSHARP_SIGMA},{UNSHARP_AMOUNT}"
+    return {name: key for name in classical_methods()}
+
+
+def drk_method(drk: torch.Tensor):
+    """The method (y, case) → deblur_drk(y, drk) for :func:`repro.evaluation.evaluate`."""
+    return lambda y, case: deblur_drk(y, drk)
+
+
+def variant_configs(profile: str) -> dict[str, DILConfig]:
+    """The training configs of the chapter: the weightings of :data:`VARIANTS` on the
+    profile's gallery, and ``full`` on each other size of ``profile.gallery_sizes`` (named
+    ``rkg<n>``)."""
+    settings = get_profile(profile)
+    configs = {name: settings.config(weights) for name, weights in VARIANTS.items()}
+    configs |= {f"rkg{n}": settings.config(gallery_size=n) for n in settings.gallery_sizes if n != settings.gallery_size}
+    return configs
+
+
+def train_variant(profile: str, name: str, device: str | None = None, progress: bool = True) -> DILRun:
+    """Train the variant ``name`` of :func:`variant_configs`, or load it from
+    ``results/<profile>/d3/dil_<name>.pt`` (resuming an interrupted run)."""
+    configs = variant_configs(profile)
+    check_choice(name, "name", configs)
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    path = results_dir(profile, "d3") / f"dil_{name}.pt"
+    return train_dil(configs[name], SEED, path, device=device, progress=progress)
+
+
+def train_variants(profile: str, device: str | None = None, progress: bool = True) -> dict[str, DILRun]:
+    """Every variant of :func:`variant_configs`, trained or loaded (:func:`train_variant`)."""
+    names = list(variant_configs(profile))
+    return {name: train_variant(profile, name, device, progress)
+            for name in tqdm(names, desc="DIL variants", disable=not progress, leave=False)}
+
+
+def _test_images(settings: DILProfile, which: str) -> dict[str, tuple[torch.Tensor, dict]]:
+    from . import data
+
+    images = {}
+    if which in ("main", "bsd100"):
+        for relpath in data.bsds500("val")[: settings.n_bsd100]:
+            images[Path(relpath).stem] = (data.load_image(relpath), {"dataset": "BSD100"})
+    if which == "main":
+        for i in range(1, settings.n_kodak + 1):
+            images[f"kodim{i:02d}"] = (data.kodak(i), {"dataset": "Kodak24"})
+    return images
+
+
+def mild_blur_cases(settings: DILProfile, noise_sigma: float, n_images: int | None = None) -> list:
+    """The mild-blur benchmark of the profile: BSD100 and Kodak24 images (or the first
+    ``n_images`` BSD100 ones), each blurred ('valid', true convolution) by
+    ``kernels_per_image`` held-out RKG-family kernels (``kernels.mild_blur_kernel``), sizes
+    cycling through 11–21 and variance bins through [0.175, 3), [3, 6), [6, 9)."""
+    from .evaluation import build_cases
+    from .kernels import MILD_BLUR_VARIANCE_BINS, mild_blur_kernel
+
+    images = _test_images(settings, "main" if n_images is None else "bsd100")
+    if n_images is not None:
+        images = dict(list(images.items())[:n_images])
+    cases, index = [], 0
+    for i, (image_name, (image, meta)) in enumerate(images.items()):
+        for j in range(settings.kernels_per_image):
+            b = j if settings.kernels_per_image == 3 else i % 3
+            size = TEST_KERNEL_SIZES[index % len(TEST_KERNEL_SIZES)]
+            k = mild_blur_kernel(size, TEST_KERNEL_SEED + index, MILD_BLUR_VARIANCE_BINS[b])
+            lo, hi = MILD_BLUR_VARIANCE_BINS[b]
+            cases += build_cases(
+                {image_name: image}, {f"mild{index}": k}, crop=settings.crop, noise_sigma=noise_sigma, seed=SEED,
+                meta=meta | {"variance_bin": f"[{lo:g}, {hi:g})", "kernel_size": size},
+            )
+            index += 1
+    return cases
+
+
+def outside_cases(settings: DILProfile) -> list:
+    """Kernels outside the RKG family: Borodenko motion kernels (sizes 11–17, intensity 0.3)
+    and the 8 Levin et al. camera-shake kernels, on the first ``n_outside`` BSD100 images."""
+    from . import data
+    from .evaluation import build_cases
+    from .kernels import motion_kernel_borodenko
+
+    n_motion = 2 if settings.name == "smoke" else 4
+    kernels = {f"motion{s}": motion_kernel_borodenko(11 + 2 * s, 0.3, seed=s + 1) for s in range(n_motion)}
+    levin = {f"levin{j}": k.float() for j, k in enumerate(data.levin_kernels(), start=1)}
+    if settings.name == "smoke":
+        levin = dict(list(levin.items())[:2])
+    images = {name: image for name, (image, _) in _test_images(settings, "bsd100").items()}
+    images = dict(list(images.items())[: settings.n_outside])
+    cases = build_cases(images, kernels, crop=settings.crop, seed=SEED, meta={"family": "motion (Borodenko)"})
+    return cases + build_cases(images, levin, crop=settings.crop, seed=SEED, meta={"family": "Levin et al."})
+
+
+def _drk_key(drk: torch.Tensor) -> str:
+    return hashlib.sha256(drk.detach().cpu().to(torch.float64).numpy().tobytes()).hexdigest()[:16]
+
+
+def fft_multiply_adds(grid_pixels: int, output_pixels: int) -> float:
+    """Estimated real multiply-adds per output pixel of one FFT convolution on a grid.
+
+    A real FFT of N points takes about 2·log₂N real multiply-adds per point (N/2·log₂N complex
+    butterflies of 4), the convolution a forward and an inverse one plus the product (2 per
+    point; the kernel's transform is precomputed): ≈ 4·log₂N + 2 per grid point, scaled by
+    grid / output pixels. An estimate for comparison, not a count.
+    """
+    return (4 * math.log2(grid_pixels) + 2) * grid_pixels / output_pixels
+
+
+def _best_seconds(fn, repeats: int, device: torch.device) -> float:
+    best = float("inf")
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def compute_table(model: LinearCNN, size: int, device: str = "cpu", repeats: int = 3) -> list[dict]:
+    """Parameters, multiply-adds per pixel and time of L-CNN, DRK (direct, FFT) and Wiener.
+
+    On one random (1, 3, size, size) float32 image on ``device``, all with symmetric borders:
+    the L-CNN (:func:`lcnn_apply`), its DRK applied directly and by FFT (:func:`deblur_drk`),
+    and Wiener deconvolution with a known 11×11 kernel (``nonblind.wiener``, symmetric: an FFT
+    of 4× the image). Time: best of ``repeats`` runs (one warm-up), in ms per RGB megapixel.
+    Multiply-adds per pixel and channel: exact for the L-CNN and the direct DRK, an estimate
+    (:func:`fft_multiply_adds`) for the FFT methods. Wiener learns no parameters (``None``).
+    """
+    from .kernels import gaussian
+    from .nonblind import wiener
+
+    if not (isinstance(size, int) and size >= 16):
+        raise ValueError(f"size must be an int >= 16, got {size!r}")
+    device = torch.device(device)
+    model = copy.deepcopy(model).to(device=device, dtype=torch.float32)
+    image = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(0)).to(device)
+    with torch.no_grad():
+        drk = collapse(model)
+    k = gaussian(11, GUESS_SIGMA).to(device)
+    padded = size + drk.shape[-1] - 1
+    rows = [
+        ("L-CNN", count_parameters(model), multiply_adds_per_pixel(model), lambda: lcnn_apply(model, image)),
+        ("DRK, direct", drk.numel(), drk.numel(), lambda: deblur_drk(image, drk, method="direct")),
+        ("DRK, FFT", drk.numel(), fft_multiply_adds(padded**2, size**2), lambda: deblur_drk(image, drk, method="fft")),
+        ("Wiener, known k", None, fft_multiply_adds(4 * size**2, size**2), lambda: wiener(image, k, WIENER_NSR)),
+    ]
+    table = []
+    with torch.no_grad():
+        for name, parameters, mult_adds, fn in rows:
+            fn()  # warm-up
+            seconds = _best_seconds(fn, 1 if name == "L-CNN" else repeats, device)
+            table.append({"method": name, "parameters": parameters, "mult_adds_per_pixel": round(mult_adds, 1),
+                          "ms_per_megapixel": 1e3 * seconds / (size**2 / 1e6), "device": str(device),
+                          "image": f"1x3x{size}x{size} float32"})
+    for row in table:
+        row["speedup_vs_lcnn"] = table[0]["ms_per_megapixel"] / row["ms_per_megapixel"]
+    return table
+
+
+def format_compute_table(rows: list[dict]) -> str:
+    """A Markdown table of :func:`compute_table` rows."""
+    lines = ["| method | device | parameters | multiply-adds / pixel | ms / RGB megapixel | × faster than L-CNN |",
+             "|---|---|---|---|---|---|"]
+    for row in rows:
+        estimate = "≈ " if "FFT" in row["method"] or "Wiener" in row["method"] else ""
+        parameters = "— (k given)" if row["parameters"] is None else f"{row['parameters']:,}"
+        lines.append(f"| {row['method']} | {row['device']} | {parameters} | {estimate}{row['mult_adds_per_pixel']:,.0f} "
+                     f"| {row['ms_per_megapixel']:,.1f} | {row['speedup_vs_lcnn']:,.1f} |")
+    return "\n".join(lines)
+
+
+def run_chapter(profile: str, device: str | None = None, progress: bool = True) -> dict:
+    """Everything ``d3_evaluation`` shows, computed or read back from ``results/<profile>/d3/``.
+
+    Trains the variants (:func:`train_variants`), evaluates the mild-blur benchmark without
+    noise and with σ = 0.01 (all baselines and all DRKs), the out-of-gallery kernels and the
+    noise sweep (:mod:`repro.evaluation`, resumable), and times the methods (:func:`compute_table`
+    on the CPU, and on CUDA when there is one; cached). Returns a dict of summary tables (lists of rows) plus ``runs`` (the trained DRKs).
+    """
+    from .evaluation import evaluate, summarize
+
+    settings = get_profile(profile)
+    folder = results_dir(profile, "d3")
+    runs = train_variants(profile, device, progress)
+    drks = {name: run.drk.cpu() for name, run in runs.items()}
+    drk_methods = {f"DRK {name}": drk_method(d) for name, d in drks.items()}
+    drk_keys = {f"DRK {name}": _drk_key(d) for name, d in drks.items()}
+    baselines, baseline_keys = classical_methods(), _classical_keys()
+
+    main = {}
+    for sigma in (0.0, 0.01):
+        cases = mild_blur_cases(settings, sigma)
+        main[sigma] = evaluate(baselines | drk_methods, cases, folder / f"eval_mild_sigma{sigma:g}.json",
+                               keys=baseline_keys | drk_keys, progress=progress)
+    by_bin = summarize(folder / "eval_mild_sigma0.json", group_by="variance_bin",
+                       methods=list(baselines) + ["DRK identity", "DRK full"])
+    by_dataset = summarize(folder / "eval_mild_sigma0.json", group_by="dataset",
+                           methods=list(baselines) + ["DRK identity", "DRK full"])
+
+    few = {name: baselines[name] for name in ("blurred input", "Wiener, true k (oracle)")}
+    few_drks = {name: drk_methods[name] for name in ("DRK identity", "DRK id+area", "DRK full")}
+    evaluate(few | few_drks, outside_cases(settings), folder / "eval_outside.json",
+             keys=baseline_keys | drk_keys, progress=progress)
+    outside_by_family = summarize(folder / "eval_outside.json", group_by="family", methods=list(few | few_drks))
+
+    noise_methods = few | {name: drk_methods[name] for name in ("DRK full", "DRK magnitude0.3", "DRK magnitude3")}
+    noise_cases = [c for sigma in settings.noise_levels
+                   for c in mild_blur_cases(settings, sigma, n_images=settings.n_outside)]
+    evaluate(noise_methods, noise_cases, folder / "eval_noise.json", keys=baseline_keys | drk_keys, progress=progress)
+    noise = summarize(folder / "eval_noise.json", group_by="noise_sigma", methods=list(noise_methods))
+
+    timing_path = folder / "compute.json"
+    if timing_path.exists():
+        compute = load_json(timing_path)
+    else:
+        model = runs["full"].model
+        compute = compute_table(model, settings.timing_size, "cpu")
+        if torch.cuda.is_available():
+            compute += compute_table(model, settings.timing_size, "cuda")
+        save_json(compute, timing_path)
+    return {
+        "profile": profile,
+        "settings": dataclasses.asdict(settings),
+        "runs": runs,
+        "mild": main[0.0],
+        "mild_noisy": main[0.01],
+        "mild_by_bin": by_bin,
+        "mild_by_dataset": by_dataset,
+        "outside": outside_by_family,
+        "noise": noise,
+        "compute": compute,
+        "paper": PAPER_RESULT,
+    }

@@ -1,0 +1,326 @@
+"""Tests of repro.dil: the L-CNN, its collapse into the DRK, the DIL terms, training, deblurring."""
+
+import numpy as np
+import pytest
+import scipy.ndimage
+import torch
+import torch.nn.functional as F
+
+from repro import dil, ops
+from repro.kernels import anisotropic_gaussian, gaussian
+
+
+def delta(size=11, at=None, dtype=torch.float64):
+    k = torch.zeros(size, size, dtype=dtype)
+    k[at if at is not None else (size // 2, size // 2)] = 1
+    return k
+
+
+def identity_model(dtype=torch.float64, width=1):
+    """An L-CNN whose every layer passes channel 0 through unchanged: its DRK is δ."""
+    model = dil.LinearCNN(width=width).to(dtype)
+    with torch.no_grad():
+        for layer in model.layers:
+            layer.weight.zero_()
+            layer.weight[0, 0, 1, 1] = 1
+    return model
+
+
+def tiny_config(**changes):
+    settings = dict(gallery_size=40, steps=8, batch_size=8, log_every=2, checkpoint_every=4)
+    return dil.DILConfig(**(settings | changes))
+
+
+def tiny_gallery(n=40):
+    from repro.kernels import random_kernel_gallery
+
+    return random_kernel_gallery(n, 11, seed=3)
+
+
+# ------------------------------------------------------------------------------ the network
+
+
+def test_parameter_count_and_receptive_field():
+    model = dil.LinearCNN()
+    assert dil.count_parameters(model) == 28_224  # 9·32 + 3·(9·32·32) + 9·32 (FACTS.md)
+    assert dil.multiply_adds_per_pixel(model) == 28_224
+    assert model.receptive_field == 11
+    assert [tuple(layer.weight.shape) for layer in model.layers] == [
+        (32, 1, 3, 3), (32, 32, 3, 3), (32, 32, 3, 3), (32, 32, 3, 3), (1, 32, 3, 3)
+    ]
+    assert all(layer.bias is None for layer in model.layers)
+
+
+def test_seed_fixes_the_initial_weights():
+    a, b, c = dil.LinearCNN(seed=1), dil.LinearCNN(seed=1), dil.LinearCNN(seed=2)
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+    assert not torch.equal(a.layers[0].weight, c.layers[0].weight)
+
+
+# ------------------------------------------------------------------------------ collapse
+
+
+@pytest.mark.parametrize("dtype, tol", [(torch.float32, 1e-5), (torch.float64, 1e-12)])
+@pytest.mark.parametrize("mode", ["zero", "symmetric", "reflect", "circular", "replicate", "valid"])
+def test_drk_equals_lcnn_everywhere_under_each_border_convention(dtype, tol, mode):
+    model = dil.LinearCNN(seed=4).to(dtype)
+    drk = dil.collapse(model).detach()
+    x = torch.rand(2, 3, 23, 29, generator=torch.Generator().manual_seed(0), dtype=dtype)
+    with torch.no_grad():
+        by_network = dil.lcnn_apply(model, x, mode)
+    by_kernel = ops.blur(x, drk, mode=mode, op="conv", method="direct")
+    assert by_network.shape == by_kernel.shape
+    scale = by_kernel.abs().max()
+    assert (by_network - by_kernel).abs().max() <= tol * max(1.0, scale.item())
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_per_layer_zero_padding_agrees_with_drk_only_in_the_interior(dtype):
+    """The usual 'same' network (padding 1 in every layer) equals the DRK 5 px from the borders."""
+    model = dil.LinearCNN(seed=5).to(dtype)
+    x = torch.rand(1, 1, 30, 30, generator=torch.Generator().manual_seed(1), dtype=dtype)
+    with torch.no_grad():
+        same = x
+        for layer in model.layers:
+            same = F.conv2d(same, layer.weight, padding=1)
+        drk = dil.collapse(model)
+    by_kernel = ops.blur(x, drk, mode="circular")
+    interior = (slice(None), slice(None), slice(5, -5), slice(5, -5))
+    assert (same[interior] - by_kernel[interior]).abs().max() < 1e-5
+    assert (same - by_kernel).abs().max() > 1e-4  # the borders differ
+
+
+def test_collapse_is_the_response_to_a_delta_and_steps_grow_by_two():
+    model = dil.LinearCNN(seed=6).double()
+    steps = dil.collapse_steps(model)
+    assert [tuple(e.shape) for e in steps] == [(32, 3, 3), (32, 5, 5), (32, 7, 7), (32, 9, 9), (1, 11, 11)]
+    assert torch.equal(steps[0], model.layers[0].weight[:, 0])
+    impulse = torch.ones(1, 1, dtype=torch.float64)
+    with torch.no_grad():
+        response = dil.lcnn_apply(model, impulse, "full")
+    assert torch.allclose(response, dil.collapse(model), atol=1e-15)
+
+
+def test_collapse_orientation_is_convolution():
+    """A first layer that correlates with a tap at offset (−1, +1) moves x[i−1, j+1] to (i, j):
+    as a convolution kernel, that is a 1 at origin + (1, −1) = (6, 4)."""
+    model = identity_model()
+    with torch.no_grad():
+        model.layers[0].weight.zero_()
+        model.layers[0].weight[0, 0, 0, 2] = 1
+    drk = dil.collapse(model)
+    assert torch.equal(drk, delta(at=(6, 4)))
+    x = torch.rand(1, 1, 16, 16, dtype=torch.float64)
+    out = dil.lcnn_apply(model, x, "valid")
+    assert torch.equal(out[0, 0], x[0, 0, 5 - 1 : 5 - 1 + 6, 5 + 1 : 5 + 1 + 6])
+
+
+# ------------------------------------------------------------------------------ DIL terms
+
+
+def test_terms_vanish_for_a_perfect_inverse():
+    terms = dil.dil_terms(delta(), dil.collapse(identity_model()))
+    for name, value in terms.items():
+        assert value.item() == pytest.approx(0.0, abs=1e-12), name
+
+
+def test_each_term_detects_its_own_failure():
+    drk = dil.collapse(identity_model())
+    # a shifted delta: magnitude is exactly right, phase and identity are not
+    shifted = dil.dil_terms(delta(at=(5, 6)), drk)
+    assert shifted["magnitude"].item() == pytest.approx(0.0, abs=1e-12)
+    assert shifted["phase"].item() > 0.5
+    assert shifted["identity"].item() == pytest.approx(2.0)
+    # a symmetric Gaussian: zero phase, but blurred (identity, magnitude > 0)
+    blurred = dil.dil_terms(gaussian(11, 1.0, dtype=torch.float64), drk)
+    assert blurred["phase"].item() == pytest.approx(0.0, abs=1e-12)
+    assert blurred["magnitude"].item() > 0.1 and blurred["identity"].item() > 0.5
+    assert blurred["area"].item() == pytest.approx(0.0, abs=1e-12)
+    # a DRK of sum 2: only the area term (and the others) see it
+    doubled = dil.dil_terms(delta(), 2 * drk)
+    assert doubled["area"].item() == pytest.approx(1.0)
+    assert doubled["magnitude"].item() == pytest.approx(1.0)
+    assert doubled["phase"].item() == pytest.approx(0.0, abs=1e-12)
+
+
+def test_identity_term_is_the_network_fed_the_kernel():
+    """FACTS.md: input the kernel itself, target a delta; computed through the DRK."""
+    model = dil.LinearCNN(seed=7).double()
+    k = anisotropic_gaussian(11, 2.0, 1.0, 0.3, dtype=torch.float64)
+    with torch.no_grad():
+        output = dil.lcnn_apply(model, k, "full")
+        terms = dil.dil_terms(k, dil.collapse(model))
+    assert output.shape == (21, 21)
+    assert terms["identity"].item() == pytest.approx((output - delta(21)).abs().sum().item(), rel=1e-12)
+
+
+def test_loss_is_the_weighted_sum_and_has_finite_gradients():
+    model = dil.LinearCNN(seed=8).double()
+    kernels = torch.stack([delta(), gaussian(11, 1.5, dtype=torch.float64), delta(at=(0, 0))])
+    weights = dil.DILWeights(identity=1.0, area=0.5, phase=0.0, magnitude=2.0)
+    loss, terms = dil.dil_loss(kernels, model, weights)
+    assert loss.item() == pytest.approx(terms["identity"] + 0.5 * terms["area"] + 2.0 * terms["magnitude"], rel=1e-12)
+    loss.backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+def test_weights_and_config_validation():
+    with pytest.raises(ValueError, match="at least one weight"):
+        dil.DILWeights(0, 0, 0, 0)
+    with pytest.raises(ValueError, match="DILWeights.phase"):
+        dil.DILWeights(phase=-1)
+    with pytest.raises(ValueError, match="DILConfig.steps"):
+        dil.DILConfig(steps=0)
+    with pytest.raises(ValueError, match="val_fraction"):
+        dil.DILConfig(val_fraction=1.5)
+    with pytest.raises(ValueError, match="empty training or validation"):
+        dil.DILConfig(gallery_size=2)
+    with pytest.raises(ValueError, match="weights must be a DILWeights"):
+        dil.dil_loss(delta(), dil.LinearCNN(), weights={"identity": 1})
+    with pytest.raises(ValueError, match="kernels"):
+        dil.dil_terms(torch.full((11, 11), float("nan")), delta())
+    with pytest.raises(ValueError, match="share dtype"):
+        dil.dil_terms(delta(dtype=torch.float32), delta())
+    with pytest.raises(ValueError, match="depth"):
+        dil.LinearCNN(depth=0)
+
+
+def test_config_round_trips_through_a_dict():
+    config = tiny_config(weights=dil.DILWeights(1, 0, 0.5, 2))
+    assert dil.DILConfig.from_dict(config.to_dict()) == config
+    assert config.learning_rate(0) == pytest.approx(config.lr)
+    assert config.learning_rate(config.steps) == pytest.approx(config.lr * config.lr_final_ratio)
+
+
+# ------------------------------------------------------------------------------ training
+
+
+def test_training_is_deterministic_and_lowers_the_loss():
+    gallery = tiny_gallery()
+    a = dil.train_dil(tiny_config(), seed=1, gallery=gallery, progress=False)
+    b = dil.train_dil(tiny_config(), seed=1, gallery=gallery, progress=False)
+    c = dil.train_dil(tiny_config(), seed=2, gallery=gallery, progress=False)
+    assert all(torch.equal(p, q) for p, q in zip(a.model.parameters(), b.model.parameters()))
+    assert a.history == b.history
+    assert not torch.equal(a.drk, c.drk)
+    assert [h["step"] for h in a.history] == [2, 4, 6, 8]
+    assert a.history[-1]["val"]["loss"] < a.history[0]["val"]["loss"]
+
+
+def test_resume_after_stop_equals_an_uninterrupted_run(tmp_path):
+    gallery = tiny_gallery()
+    straight = dil.train_dil(tiny_config(), seed=0, gallery=gallery, progress=False)
+    path = tmp_path / "run.pt"
+    first = dil.train_dil(tiny_config(), seed=0, checkpoint_path=path, gallery=gallery, stop_at=4, progress=False)
+    assert first.step == 4 and path.exists() and path.with_suffix(".json").exists()
+    resumed = dil.train_dil(tiny_config(), seed=0, checkpoint_path=path, gallery=gallery, progress=False)
+    assert resumed.step == 8
+    assert all(torch.equal(p, q) for p, q in zip(straight.model.parameters(), resumed.model.parameters()))
+    assert resumed.history == straight.history
+
+
+def test_resume_after_a_crash_replays_from_the_last_checkpoint(tmp_path, monkeypatch):
+    gallery = tiny_gallery()
+    straight = dil.train_dil(tiny_config(), seed=0, gallery=gallery, progress=False)
+    path = tmp_path / "run.pt"
+    original = dil._batch_indices
+
+    def crash_at_step_6(n, batch_size, seed, step, device):
+        if step == 6:
+            raise KeyboardInterrupt
+        return original(n, batch_size, seed, step, device)
+
+    monkeypatch.setattr(dil, "_batch_indices", crash_at_step_6)
+    with pytest.raises(KeyboardInterrupt):
+        dil.train_dil(tiny_config(), seed=0, checkpoint_path=path, gallery=gallery, progress=False)
+    monkeypatch.setattr(dil, "_batch_indices", original)
+    resumed = dil.train_dil(tiny_config(), seed=0, checkpoint_path=path, gallery=gallery, progress=False)
+    assert all(torch.equal(p, q) for p, q in zip(straight.model.parameters(), resumed.model.parameters()))
+
+
+def test_finished_checkpoint_is_loaded_without_training(tmp_path, monkeypatch):
+    gallery = tiny_gallery()
+    path = tmp_path / "run.pt"
+    done = dil.train_dil(tiny_config(), seed=0, checkpoint_path=path, gallery=gallery, progress=False)
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a finished run must not train again")
+
+    monkeypatch.setattr(dil, "dil_loss", no_training)
+    again = dil.train_dil(tiny_config(), seed=0, checkpoint_path=path, gallery=gallery, progress=False)
+    assert torch.equal(again.drk, done.drk) and again.history == done.history
+
+
+def test_checkpoint_errors_name_the_file(tmp_path):
+    gallery = tiny_gallery()
+    path = tmp_path / "run.pt"
+    dil.train_dil(tiny_config(), seed=0, checkpoint_path=path, gallery=gallery, stop_at=4, progress=False)
+    with pytest.raises(ValueError, match="run.pt.*another run"):
+        dil.train_dil(tiny_config(), seed=1, checkpoint_path=path, gallery=gallery, progress=False)
+    torch.save({"something": "else"}, path)
+    with pytest.raises(ValueError, match="run.pt is not a train_dil checkpoint"):
+        dil.train_dil(tiny_config(), seed=0, checkpoint_path=path, gallery=gallery, progress=False)
+    path.write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="run.pt"):
+        dil.train_dil(tiny_config(), seed=0, checkpoint_path=path, gallery=gallery, progress=False)
+    with pytest.raises(ValueError, match="gallery has 40 kernels"):
+        dil.train_dil(tiny_config(gallery_size=50), gallery=gallery, progress=False)
+    with pytest.raises(ValueError, match="seed"):
+        dil.train_dil(tiny_config(), seed=-1, gallery=gallery, progress=False)
+
+
+# ------------------------------------------------------------------------------ deblurring
+
+
+def test_deblur_matches_scipy_per_channel_with_symmetric_borders():
+    drk = gaussian(11, 0.8, dtype=torch.float64) * 0.5 + delta() * 0.5  # stays in [0, 1]
+    image = torch.rand(3, 20, 24, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    out = dil.deblur_drk(image, drk)
+    for c in range(3):
+        # scipy's "reflect" is the half-sample symmetric extension; convolve is a true convolution
+        reference = scipy.ndimage.convolve(image[c].numpy(), drk.numpy(), mode="reflect")
+        np.testing.assert_allclose(out[c].numpy(), reference, atol=1e-12)
+
+
+def test_deblur_shapes_grey_rgb_and_clamping():
+    model = dil.LinearCNN(seed=9)
+    drk = dil.collapse(model).detach() * 50
+    rgb = torch.rand(2, 3, 16, 18, generator=torch.Generator().manual_seed(3))
+    batched = dil.deblur_drk(rgb, drk)
+    assert batched.shape == rgb.shape and batched.dtype == torch.float32
+    assert batched.min() >= 0 and batched.max() <= 1 and ((batched == 0) | (batched == 1)).any()
+    assert torch.equal(dil.deblur_drk(rgb[1], drk), batched[1])
+    grey = dil.deblur_drk(rgb[0, 2], drk)
+    assert grey.shape == (16, 18) and torch.equal(grey, batched[0, 2])  # channels are independent
+    assert dil.deblur_drk(rgb.double(), drk).dtype == torch.float64
+    assert torch.allclose(dil.deblur_drk(rgb, drk, method="fft"), batched, atol=1e-4)
+
+
+def test_deblur_errors():
+    drk = delta(dtype=torch.float32)
+    with pytest.raises(ValueError, match="image must have 2 or 3 or 4 dimensions"):
+        dil.deblur_drk(torch.rand(8), drk)
+    with pytest.raises(ValueError, match="image must have"):
+        dil.deblur_drk(torch.rand(1, 1, 1, 8, 8), drk)
+    with pytest.raises(ValueError, match="image contains NaN"):
+        dil.deblur_drk(torch.full((8, 8), float("nan")), drk)
+    with pytest.raises(ValueError, match="odd side"):
+        dil.deblur_drk(torch.rand(8, 8), torch.ones(4, 4))
+    with pytest.raises(ValueError, match="odd side"):
+        dil.deblur_drk(torch.rand(8, 8), torch.ones(3, 5))
+    with pytest.raises(ValueError, match="mode"):
+        dil.deblur_drk(torch.rand(8, 8), drk, mode="valid")
+    with pytest.raises(ValueError, match="image must be float32 or float64"):
+        dil.deblur_drk(torch.zeros(8, 8, dtype=torch.uint8), drk)
+
+
+# ------------------------------------------------------------------------------ profiles
+
+
+def test_profiles():
+    assert set(dil.PROFILES) == {"smoke", "quick", "paper"}
+    assert dil.get_profile("paper").gallery_size == 2400  # FACTS.md
+    assert dil.get_profile("quick").config().gallery_size == 2400
+    assert dil.get_profile("smoke").config(gallery_size=128).gallery_size == 128
+    with pytest.raises(ValueError, match="profile must be one of"):
+        dil.get_profile("fast")
