@@ -27,7 +27,7 @@ install: $(BIN)/activate
 
 test: install
 	$(BIN)/python -m pytest tests
-	REPRO_PROFILE=smoke $(BIN)/python -m pytest --nbval-lax -p no:cacheprovider notebooks
+	REPRO_PROFILE=smoke $(BIN)/python -m pytest --nbval-lax --nbval-cell-timeout=600 -p no:cacheprovider notebooks
 
 reproduce: install
 	$(BIN)/python -m repro.chapters execute --profile $(PROFILE) $(CHAPTERS)

@@ -58,7 +58,7 @@ import numpy as np
 import torch
 from myst_nb import glue
 
-from repro import data, dil, kernels, metrics, ops
+from repro import data, dil, interactive, kernels, metrics, ops
 from repro.evaluation import build_cases
 
 settings = dil.get_profile(profile)
@@ -285,10 +285,10 @@ def explore(sigma1=1.8, sigma2=1.0, theta_degrees=30, noise=0.0):
     show_restoration(*restore(k, noise))
 
 
-ipywidgets.interact(
+interactive.explore(
     explore,
     sigma1=ipywidgets.FloatSlider(value=1.8, min=0.3, max=3.0, step=0.1),
     sigma2=ipywidgets.FloatSlider(value=1.0, min=0.3, max=3.0, step=0.1),
     theta_degrees=ipywidgets.IntSlider(value=30, min=0, max=180, step=5),
     noise=ipywidgets.FloatSlider(value=0.0, min=0.0, max=0.05, step=0.0025, readout_format=".4f"),
-);
+)

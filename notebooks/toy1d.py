@@ -240,6 +240,8 @@ print(f"data term at the truth: {truth_term:.4f}; best pulse with σ = {toy1d.SI
 # %%
 import ipywidgets as widgets
 
+from repro.interactive import explore as live
+
 
 def explore(a=64.0, w=10.0, sigma=1.5, noise=0.01, plane_seed=0):
     truth = (a, w, sigma)
@@ -256,11 +258,11 @@ def explore(a=64.0, w=10.0, sigma=1.5, noise=0.01, plane_seed=0):
     plt.show()
 
 
-widgets.interact(
+live(
     explore,
     a=widgets.FloatSlider(value=64, min=10, max=90, step=1),
     w=widgets.FloatSlider(value=10, min=1, max=30, step=1),
     sigma=widgets.FloatSlider(value=1.5, min=0.2, max=3, step=0.1),
     noise=widgets.FloatLogSlider(value=0.01, base=10, min=-3, max=-0.5),
     plane_seed=widgets.IntSlider(value=0, min=0, max=9),
-);
+)
