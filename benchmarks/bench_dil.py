@@ -21,28 +21,17 @@ with other jobs the numbers move with the load; ``--threads 1`` gives steadier o
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
 
 from repro import dil
+from repro.timing import time_call
 from repro.store import load_checkpoint, save_json
 
 
 def median_ms(fn, device: torch.device, repeats: int) -> float:
     """Median wall time of ``fn()`` in ms over ``repeats`` calls, after one warm-up call."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        times.append(time.perf_counter() - start)
-    return 1e3 * statistics.median(times)
+    return 1e3 * time_call(fn, device, repeats)
 
 
 def one_fft_convolution_ms(size: int, device: torch.device, repeats: int) -> float:

@@ -40,7 +40,6 @@ import copy
 import dataclasses
 import hashlib
 import math
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,6 +51,7 @@ from tqdm.auto import tqdm
 from . import ops
 from ._checks import check_choice, check_positive, check_tensor
 from .store import check_profile, load_checkpoint, load_json, results_dir, save_checkpoint, save_json
+from .timing import time_call
 
 # --------------------------------------------------------------------------------------------
 # 1. The deep linear network
@@ -788,19 +788,6 @@ def fft_multiply_adds(grid_pixels: int, output_pixels: int) -> float:
     return (4 * math.log2(grid_pixels) + 2) * grid_pixels / output_pixels
 
 
-def _best_seconds(fn, repeats: int, device: torch.device) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        best = min(best, time.perf_counter() - start)
-    return best
-
-
 def compute_table(model: LinearCNN, size: int, device: str = "cpu", repeats: int = 3) -> list[dict]:
     """Parameters, multiply-adds per pixel and time of L-CNN, DRK (direct, FFT) and Wiener.
 
@@ -832,8 +819,7 @@ def compute_table(model: LinearCNN, size: int, device: str = "cpu", repeats: int
     table = []
     with torch.no_grad():
         for name, parameters, mult_adds, fn in rows:
-            fn()  # warm-up
-            seconds = _best_seconds(fn, 1 if name == "L-CNN" else repeats, device)
+            seconds = time_call(fn, device, 1 if name == "L-CNN" else repeats, reduce=min)
             table.append({"method": name, "parameters": parameters, "mult_adds_per_pixel": round(mult_adds, 1),
                           "ms_per_megapixel": 1e3 * seconds / (size**2 / 1e6), "device": str(device),
                           "image": f"1x3x{size}x{size} float32"})
