@@ -450,3 +450,21 @@ def test_read_image_converts_other_modes(tmp_path):
     Image.fromarray(rgba[..., :3], "RGB").save(buffer, format="PNG")
     gray = data._read_image(io.BytesIO(buffer.getvalue()), gray=True)
     np.testing.assert_allclose(gray.numpy(), np.full((1, 4, 5), 0.299), atol=1e-7)
+
+
+def test_read_image_handles_the_common_modes(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    rgb = (rng.random((6, 5, 3)) * 255).astype(np.uint8)
+    Image.fromarray(rgb).save(tmp_path / "rgb.png")
+    Image.fromarray(np.dstack([rgb, np.full((6, 5), 7, np.uint8)])).save(tmp_path / "rgba.png")
+    deep = (rng.random((6, 5)) * 65535).astype(np.uint16)
+    Image.fromarray(deep).save(tmp_path / "deep.png")
+    expected = torch.from_numpy(rgb.transpose(2, 0, 1).astype(np.float32) / 255)
+    assert torch.equal(data.read_image(tmp_path / "rgb.png"), expected)
+    assert torch.equal(data.read_image(tmp_path / "rgba.png"), expected)  # alpha dropped
+    grey16 = data.read_image(tmp_path / "deep.png")
+    assert grey16.shape == (1, 6, 5)
+    torch.testing.assert_close(grey16[0], torch.from_numpy(deep.astype(np.float32) / 65535))
+    assert data.read_image(tmp_path / "rgb.png", gray=True).shape == (1, 6, 5)

@@ -175,14 +175,19 @@ def test_evaluate_errors(tmp_path):
         evaluation.evaluate({}, cases, tmp_path / "r.json", progress=False)
     with pytest.raises(ValueError, match="cases must be"):
         evaluation.evaluate({"m": Counting()}, [], tmp_path / "r.json", progress=False)
-    corrupt = tmp_path / "corrupt.json"
-    corrupt.write_text("{ not json")
-    with pytest.raises(ValueError, match="corrupt.json"):
-        evaluation.evaluate({"m": Counting()}, cases, corrupt, progress=False)
-    other = tmp_path / "other.json"
-    other.write_text(json.dumps({"something": "else"}))
-    with pytest.raises(ValueError, match="other.json is not an evaluation file"):
-        evaluation.load_results(other)
+
+
+def test_corrupt_or_foreign_results_are_moved_aside_and_recomputed(tmp_path):
+    cases = three_cases()
+    for name, content in (("corrupt.json", "{ not json"), ("other.json", json.dumps({"something": "else"}))):
+        path = tmp_path / name
+        path.write_text(content)
+        m = Counting()
+        with pytest.warns(UserWarning, match=f"{name} is unusable"):
+            evaluation.evaluate({"m": m}, cases, path, progress=False)
+        assert m.calls == [c.name for c in cases]  # everything recomputed, nothing read from the bad file
+        assert (tmp_path / f"{name}.corrupt").read_text() == content
+        assert set(evaluation.load_results(path)) == {c.name for c in cases}
 
 
 def test_summarize_groups_and_filters(tmp_path):

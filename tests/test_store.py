@@ -36,3 +36,19 @@ def test_results_dir_per_profile(tmp_path, monkeypatch):
     assert (tmp_path / "smoke" / "toy1d").is_dir()
     with pytest.raises(ValueError, match="profile must be one of"):
         store.results_dir("fast", "toy1d")
+
+
+def test_load_cached_rebuilds_missing_corrupt_and_invalid_entries(tmp_path):
+    path = tmp_path / "entry.json"
+    assert store.load_cached(path) is None
+    store.save_json({"format": 1, "v": 2}, path)
+    assert store.load_cached(path, is_valid=lambda o: o.get("format") == 1) == {"format": 1, "v": 2}
+    with pytest.warns(UserWarning, match="does not have the expected format"):
+        assert store.load_cached(path, is_valid=lambda o: o.get("format") == 2) is None
+    assert not path.exists() and (tmp_path / "entry.json.corrupt").exists()
+    ckpt = tmp_path / "model.pt"
+    store.save_checkpoint({"w": torch.arange(3)}, ckpt)
+    ckpt.write_bytes(ckpt.read_bytes()[:-30])
+    with pytest.warns(UserWarning, match="model.pt is unusable"):
+        assert store.load_cached(ckpt, loader=store.load_checkpoint) is None
+    assert not ckpt.exists()

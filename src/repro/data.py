@@ -389,12 +389,19 @@ def _check_index(value, name: str, count: int) -> int:
     return index
 
 
+def _decode(im: Image.Image) -> np.ndarray:
+    """A PIL image as an (H, W) or (H, W, 3) float32 array in [0, 1]; alpha is dropped."""
+    if im.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16-bit greyscale (PNG, TIFF)
+        return np.clip(np.asarray(im, dtype=np.float32) / np.float32(65535), 0, 1)
+    if im.mode not in ("L", "RGB"):  # palette, alpha, CMYK, 1-bit, ...
+        im = im.convert("L" if im.mode in ("1", "LA", "La") else "RGB")
+    return np.asarray(im, dtype=np.float32) / np.float32(255)
+
+
 def _read_image(path: Path, gray: bool) -> torch.Tensor:
-    """Decode an 8-bit image file into a (C, H, W) float32 tensor in [0, 1]."""
+    """Decode an image file into a (C, H, W) float32 tensor in [0, 1]."""
     with Image.open(path) as im:
-        if im.mode not in ("L", "RGB"):
-            im = im.convert("RGB")
-        array = np.asarray(im, dtype=np.float32) / np.float32(255)
+        array = _decode(im)
     if array.ndim == 2:
         array = array[None]
     else:
@@ -403,6 +410,24 @@ def _read_image(path: Path, gray: bool) -> torch.Tensor:
             weights = np.asarray(_LUMA_601, dtype=np.float32)
             array = np.tensordot(weights, array, axes=1)[None]
     return torch.from_numpy(np.ascontiguousarray(array))
+
+
+def read_image(path: str | os.PathLike, gray: bool = False) -> torch.Tensor:
+    """Any image file (PNG, JPEG, TIFF, ...) as a (C, H, W) float32 tensor in [0, 1].
+
+    For your own photographs. 8-bit files are divided by 255, 16-bit greyscale PNGs by 65535;
+    greyscale gives C = 1, colour C = 3 (palette and CMYK images are converted to RGB, an alpha
+    channel is dropped); ``gray=True`` gives Rec. 601 luma as :func:`load_image`. A missing,
+    empty, truncated or undecodable file raises :class:`DataError` naming it.
+    """
+    _check_flag(gray, "gray")
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such image file")
+    try:
+        return _read_image(path, gray)
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+        raise DataError(f"{path} is not a readable image ({type(err).__name__}: {err})") from None
 
 
 def load_image(relpath: str, gray: bool = False) -> torch.Tensor:

@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 
 from . import metrics, ops
 from ._checks import check_choice, check_positive, check_tensor
-from .store import load_json, save_json
+from .store import load_cached, save_json
 
 FORMAT = "repro.evaluation/1"
 BLUR_MODES = ("valid",) + ops.PAD_MODES
@@ -163,15 +163,11 @@ def _score(x_hat, case: Case, method: str) -> dict[str, float]:
 def load_results(path: str | Path) -> dict:
     """The stored scores of :func:`evaluate`: {case name: {"fingerprint", "meta", "methods"}}.
 
-    A missing file is an empty result; a corrupt one raises ``ValueError`` naming it.
+    A missing file is an empty result; so is a corrupt one or one of another format, which
+    :func:`repro.store.load_cached` moves aside with a warning so that it is recomputed.
     """
-    path = Path(path)
-    if not path.exists():
-        return {}
-    stored = load_json(path)
-    if not isinstance(stored, dict) or stored.get("format") != FORMAT:
-        raise ValueError(f"{path} is not an evaluation file of format {FORMAT}; delete it to recompute")
-    return stored["cases"]
+    stored = load_cached(path, is_valid=lambda obj: isinstance(obj, dict) and obj.get("format") == FORMAT)
+    return {} if stored is None else stored["cases"]
 
 
 def evaluate(

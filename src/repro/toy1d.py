@@ -40,8 +40,15 @@ SCALES = (64.0, 32.0, 1.0)
 _DTYPE = torch.float64
 
 
+def _as_float64(value, name: str) -> torch.Tensor:
+    try:
+        return torch.as_tensor(value, dtype=_DTYPE)
+    except (TypeError, ValueError, RuntimeError):
+        raise ValueError(f"{name} must be numbers (a tensor, array or nested list), got {type(value).__name__}") from None
+
+
 def _params(theta, name: str = "theta") -> torch.Tensor:
-    theta = torch.as_tensor(theta, dtype=_DTYPE)
+    theta = _as_float64(theta, name)
     if theta.ndim == 0 or theta.shape[-1] != 3:
         raise ValueError(f"{name} must have a last dimension of size 3 holding (a, w, sigma), got shape {tuple(theta.shape)}")
     if not torch.isfinite(theta).all():
@@ -50,7 +57,7 @@ def _params(theta, name: str = "theta") -> torch.Tensor:
 
 
 def _signal(y) -> torch.Tensor:
-    y = torch.as_tensor(y, dtype=_DTYPE)
+    y = _as_float64(y, "y")
     if y.ndim != 1 or y.shape[0] != N:
         raise ValueError(f"y must be a 1D signal of length {N}, got shape {tuple(y.shape)}")
     if not torch.isfinite(y).all():
