@@ -2,7 +2,7 @@
 
 Prints a table (kernel size, taps, direct ms, fft ms, direct/fft) per device and the crossover
 from which the FFT stays faster; this is how ``repro.ops.FFT_CROSSOVER_TAPS`` was chosen.
-Each timing is the median of several calls after warm-up calls. Timings on a shared machine
+Each timing is the median of several calls after warm-up calls (``repro.timing.time_call``). Timings on a shared machine
 move with its load: read the crossover as approximate.
 
     python benchmarks/bench_ops.py                     # CPU, and CUDA when available
@@ -17,38 +17,23 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import time
 
 import torch
 
 from repro.ops import FFT_CROSSOVER_TAPS, blur
+from repro.timing import time_call
 
 SIZES = (3, 5, 7, 9, 11, 13, 15, 17, 21, 25, 31, 41, 51, 65)
 WARMUP_CALLS = 3  # untimed calls per cell (oneDNN primitive and FFT plan for the new shape)
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+def median_ms(fn, device: torch.device, repeats: int) -> float:
+    """Median wall time of ``fn()`` in ms: :data:`WARMUP_CALLS` untimed calls, then ``repeats``
+    timed ones (``repro.timing.time_call``, which synchronises CUDA around each call)."""
+    return 1e3 * time_call(fn, device, repeats=repeats, warmup=WARMUP_CALLS)
 
 
-def median_ms(fn, device: torch.device, budget_s: float, max_repeats: int) -> float:
-    """Median wall time of ``fn()`` in ms: warm-up calls, then 3..max_repeats timed calls."""
-    for _ in range(WARMUP_CALLS):
-        fn()
-    _sync(device)
-    times = []
-    start = time.perf_counter()
-    while len(times) < max_repeats and (len(times) < 3 or time.perf_counter() - start < budget_s):
-        t0 = time.perf_counter()
-        fn()
-        _sync(device)
-        times.append(time.perf_counter() - t0)
-    return 1e3 * statistics.median(times)
-
-
-def bench_device(device: torch.device, image_shape, mode: str, sizes, budget_s: float, max_repeats: int):
+def bench_device(device: torch.device, image_shape, mode: str, sizes, repeats: int):
     gen = torch.Generator().manual_seed(0)
     x = torch.rand(image_shape, generator=gen).to(device)
     rows = []
@@ -58,8 +43,8 @@ def bench_device(device: torch.device, image_shape, mode: str, sizes, budget_s: 
     for size in sorted(sizes, reverse=True):
         k = torch.rand(size, size, generator=gen).to(device)
         k = k / k.sum()
-        direct = median_ms(lambda: blur(x, k, mode, "conv", "direct"), device, budget_s, max_repeats)
-        fft = median_ms(lambda: blur(x, k, mode, "conv", "fft"), device, budget_s, max_repeats)
+        direct = median_ms(lambda: blur(x, k, mode, "conv", "direct"), device, repeats)
+        fft = median_ms(lambda: blur(x, k, mode, "conv", "fft"), device, repeats)
         rows.append({"size": size, "taps": size * size, "direct_ms": direct, "fft_ms": fft,
                      "ratio": direct / fft})
     return sorted(rows, key=lambda row: row["size"])
@@ -80,8 +65,7 @@ def main(argv=None) -> None:
     parser.add_argument("--shape", type=int, nargs=4, default=(1, 3, 512, 512), metavar=("B", "C", "H", "W"))
     parser.add_argument("--mode", default="circular")
     parser.add_argument("--sizes", type=int, nargs="+", default=SIZES)
-    parser.add_argument("--budget", type=float, default=0.4, help="seconds of timed calls per cell")
-    parser.add_argument("--max-repeats", type=int, default=15)
+    parser.add_argument("--repeats", type=int, default=7, help="timed calls per cell (median)")
     parser.add_argument("--device", choices=("cpu", "cuda", "all"), default="all")
     parser.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
     parser.add_argument("--out", help="write the tables as JSON to this path")
@@ -103,7 +87,7 @@ def main(argv=None) -> None:
             name = torch.cuda.get_device_name(device)
         else:
             name = f"cpu ({torch.get_num_threads()} threads)"
-        rows = bench_device(device, tuple(args.shape), args.mode, args.sizes, args.budget, args.max_repeats)
+        rows = bench_device(device, tuple(args.shape), args.mode, args.sizes, args.repeats)
         cross = crossover(rows)
         report["devices"][device.type] = {"name": name, "rows": rows, "crossover_size": cross}
         print(f"\n{name}, image {tuple(args.shape)} float32, mode {args.mode!r}")

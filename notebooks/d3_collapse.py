@@ -138,23 +138,42 @@ plt.show()
 #
 # Every weight of the L-CNN is used once per output pixel, so it costs 28,224 multiply-adds
 # per pixel and channel; the DRK applied directly costs 121, and by FFT a few tens (an
-# estimate). Times are the best of a few runs on one float32 RGB image, on this machine.
+# estimate). Times are the best of a few runs on one float32 RGB image, on this machine, with
+# the number of CPU threads shown. {func}`repro.dil.deblur_drk` applies the DRK through a
+# prepared filter ({class}`repro.ops.PreparedBlur`): the FFT runs on the image's own grid with
+# the DRK's spectrum computed once, and only the thin bands along the borders, where the
+# symmetric extension differs from the FFT's periodic one, are recomputed directly. The L-CNN
+# is timed in PyTorch's default planar layout and in channels-last layout, which oneDNN runs
+# about twice as fast; "× faster than L-CNN" is relative to the faster of the two. The last
+# row is the floor of any FFT filter, the reference of the issue's speed target: `rfft2` of
+# the three channels, a product with a precomputed spectrum, `irfft2`.
 
 # %%
 table = dil.compute_table(model, settings.timing_size)
 display(Markdown(dil.format_compute_table(table)))
 mac_ratio = dil.count_parameters(model) / drk.numel()
+by_name = {row["method"]: row for row in table}
 best_drk = max(row["speedup_vs_lcnn"] for row in table if row["method"].startswith("DRK"))
-print(f"multiply-adds ratio L-CNN / DRK: {mac_ratio:.0f}; measured speed-up of the faster DRK: {best_drk:.0f}×")
+fft_ratio = by_name["DRK, FFT"]["time_vs_fft_reference"]
+print(f"multiply-adds ratio L-CNN / DRK: {mac_ratio:.0f}; measured speed-up of the faster DRK: {best_drk:.0f}×; "
+      f"DRK by FFT / bare FFT convolution: {fft_ratio:.2f}")
 glue("mac_ratio", f"{mac_ratio:.0f}", display=False)
 glue("best_speedup", f"{best_drk:.0f}", display=False)
 glue("timing_size", f"{settings.timing_size}", display=False)
+glue("timing_threads", f"{table[0]['threads']}", display=False)
+glue("fft_ratio", f"{fft_ratio:.2f}", display=False)
+glue("direct_ratio", f"{by_name['DRK, direct']['time_vs_fft_reference']:.2f}", display=False)
 
 # %% [markdown]
 # On paper the collapse divides the work by {glue:text}`mac_ratio`; measured here on a
-# {glue:text}`timing_size`² RGB image the faster DRK path is {glue:text}`best_speedup` times
-# faster. Any gap between the two ratios is hardware, not arithmetic: a 32-channel 3×3
-# convolution is a dense, well-vectorised matrix product, while one 11×11 filter per channel is
-# memory-bound, so the L-CNN runs at many more multiply-adds per second than the DRK (and timings
-# on a shared 2-core machine move with its load). `benchmarks/bench_dil.py`
-# repeats the measurement on a 1024×1024 image, and on a GPU when there is one.
+# {glue:text}`timing_size`² RGB image with {glue:text}`timing_threads` thread(s) the faster DRK
+# path is {glue:text}`best_speedup` times faster than the faster L-CNN (the issue asks for at least
+# 100 on a 1024² image, the size of the `quick` and `paper` profiles). The DRK by FFT takes
+# {glue:text}`fft_ratio` times, and applied directly {glue:text}`direct_ratio` times, the time of
+# the bare FFT convolution (the issue asks for at most 1.5). Any gap between the multiply-add
+# ratio and the measured one is hardware, not arithmetic: a 32-channel 3×3 convolution is a
+# dense, well-vectorised matrix product, while one 11×11 filter per channel is memory-bound, so
+# the L-CNN runs at many more multiply-adds per second than the DRK; at small sizes (the
+# `smoke` profile) fixed costs per call dominate; and timings on a shared 2-core machine move
+# with its load. `benchmarks/bench_dil.py` repeats the measurement on a 1024×1024 image in
+# several rounds, with 1 and 2 threads, and on a GPU when there is one.

@@ -1,5 +1,8 @@
 """Tests of repro.dil: the L-CNN, its collapse into the DRK, the DIL terms, training, deblurring."""
 
+import copy
+from pathlib import Path
+
 import numpy as np
 import pytest
 import scipy.ndimage
@@ -88,6 +91,16 @@ def test_per_layer_zero_padding_agrees_with_drk_only_in_the_interior(dtype):
     interior = (slice(None), slice(None), slice(5, -5), slice(5, -5))
     assert (same[interior] - by_kernel[interior]).abs().max() < 1e-5
     assert (same - by_kernel).abs().max() > 1e-4  # the borders differ
+
+
+def test_channels_last_network_gives_the_same_output():
+    model = dil.LinearCNN(seed=11)
+    nhwc = copy.deepcopy(model).to(memory_format=torch.channels_last)
+    x = torch.rand(2, 3, 20, 17, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        planar, last = dil.lcnn_apply(model, x), dil.lcnn_apply(nhwc, x, channels_last=True)
+    assert last.shape == planar.shape == x.shape
+    torch.testing.assert_close(last, planar, rtol=0, atol=1e-5)
 
 
 def test_collapse_is_the_response_to_a_delta_and_steps_grow_by_two():
@@ -296,6 +309,46 @@ def test_deblur_shapes_grey_rgb_and_clamping():
     assert torch.allclose(dil.deblur_drk(rgb, drk, method="fft"), batched, atol=1e-4)
 
 
+@pytest.mark.parametrize("method", ("direct", "fft", "auto"))
+@pytest.mark.parametrize("mode", ("symmetric", "zero", "circular"))
+def test_fast_deblur_equals_ops_blur(mode, method):
+    """The prepared path (one padding, the DRK's spectrum cached) gives ops.blur's result."""
+    drk = dil.collapse(dil.LinearCNN(seed=4)).detach()
+    drk = drk / drk.sum()
+    image = torch.rand(2, 3, 40, 45, generator=torch.Generator().manual_seed(5))
+    expected = ops.blur(image, drk, mode=mode, op="conv", method=method).clamp(0, 1)
+    torch.testing.assert_close(dil.deblur_drk(image, drk, mode, method), expected, rtol=0, atol=1e-5)
+    torch.testing.assert_close(dil.deblur_drk(image, drk, mode, method), expected, rtol=0, atol=1e-5)  # cached
+
+
+def test_prepared_drk_is_cached_by_value():
+    drk = dil.collapse(dil.LinearCNN(seed=4)).detach()
+    first = dil.prepared_drk(drk, (20, 24))
+    assert dil.prepared_drk(drk.clone(), (20, 24)) is first
+    assert dil.prepared_drk(drk * 2, (20, 24)) is not first
+    assert dil.prepared_drk(drk, (20, 25)) is not first
+    assert dil.prepared_drk(drk, (20, 24), dtype=torch.float64) is not first
+    for i in range(dil.PREPARED_CACHE_SIZE + 1):
+        dil.prepared_drk(drk, (20 + i, 30))
+    assert dil.prepared_drk(drk, (20, 24)) is not first  # evicted, least recently used
+    assert len(dil._prepared) <= dil.PREPARED_CACHE_SIZE
+
+
+def test_compute_table_rows_and_reference():
+    threads = torch.get_num_threads()
+    rows = dil.compute_table(dil.LinearCNN(seed=0), 16, repeats=1)
+    assert torch.get_num_threads() == threads  # restored
+    names = [row["method"] for row in rows]
+    assert names == ["L-CNN", "L-CNN, channels-last", "DRK, direct", "DRK, FFT", "Wiener, known k",
+                     "FFT convolution (reference)"]
+    assert rows[0]["parameters"] == 28224 and rows[2]["mult_adds_per_pixel"] == 121
+    assert max(rows[0]["speedup_vs_lcnn"], rows[1]["speedup_vs_lcnn"]) == 1  # the faster L-CNN is the reference
+    assert rows[-1]["time_vs_fft_reference"] == 1
+    assert all(row["threads"] == 1 for row in rows)
+    table = dil.format_compute_table(rows)
+    assert table.count("\n") == len(rows) + 1 and "FFT convolution (reference) | cpu" in table
+
+
 def test_deblur_errors():
     drk = delta(dtype=torch.float32)
     with pytest.raises(ValueError, match="image must have 2 or 3 or 4 dimensions"):
@@ -312,6 +365,13 @@ def test_deblur_errors():
         dil.deblur_drk(torch.rand(8, 8), drk, mode="valid")
     with pytest.raises(ValueError, match="image must be float32 or float64"):
         dil.deblur_drk(torch.zeros(8, 8, dtype=torch.uint8), drk)
+    for bad in (float("inf"), -float("inf"), float("nan")):  # one pixel is enough (checked by a sum)
+        image = torch.rand(3, 8, 8)
+        image[1, 2, 3] = bad
+        with pytest.raises(ValueError, match="image contains NaN or Inf"):
+            dil.deblur_drk(image, drk)
+    with pytest.raises(ValueError, match="image is empty"):
+        dil.deblur_drk(torch.zeros(0, 8, 8), drk)
 
 
 # ------------------------------------------------------------------------------ profiles
@@ -324,3 +384,54 @@ def test_profiles():
     assert dil.get_profile("smoke").config(gallery_size=128).gallery_size == 128
     with pytest.raises(ValueError, match="profile must be one of"):
         dil.get_profile("fast")
+
+
+# ------------------------------------------------------------------------------ Wiener NSR selection
+
+
+def _smooth_images(n, size=48, seed=0):
+    """Smooth random RGB images (low-pass noise), a stand-in for natural images."""
+    generator = torch.Generator().manual_seed(seed)
+    images = {}
+    for i in range(n):
+        noise = torch.rand(1, 3, size, size, generator=generator, dtype=torch.float64)
+        images[f"synthetic{i}"] = ops.blur(noise, gaussian(9, 2.0, dtype=torch.float64), "circular")[0].float()
+    return images
+
+
+def test_nsr_selection_picks_the_best_candidate_and_fits_the_rule():
+    images = _smooth_images(3)
+    candidates = (1e-5, 1e-3, 1e-1)
+    result = dil.select_wiener_nsr(images=images, crop=24, noise_levels=(0.0, 0.05), candidates=candidates)
+    assert result["images"] == list(images) and result["candidates"] == list(candidates)
+    for row, best in zip(result["psnr"], result["best"]):
+        assert len(row) == 3 and best == candidates[int(np.argmax(row))]
+    assert result["best"][1] >= result["best"][0]  # noise never asks for less regularisation
+    floor, factor = result["best"][0], (result["best"][1] - result["best"][0]) / 0.05**2
+    assert result["floor"] == float(f"{floor:.0e}") and result["noise_factor"] == float(f"{factor:.0e}")
+    assert dil.select_wiener_nsr(images=images, crop=24, noise_levels=(0.0, 0.05), candidates=candidates) == result
+    with pytest.raises(ValueError, match="must contain 0"):
+        dil.select_wiener_nsr(images=images, noise_levels=(0.01, 0.02))
+    with pytest.raises(ValueError, match="images must be a non-empty dict"):
+        dil.select_wiener_nsr(images={})
+
+
+def _mirror():
+    return pytest.mark.skipif(not __import__("os").environ.get("REPRO_DATA_MIRROR"),
+                              reason="needs the data mirror (REPRO_DATA_MIRROR)")
+
+
+@_mirror()
+@pytest.mark.slow
+def test_nsr_selection_on_train_crops_reproduces_the_constants():
+    """The constants WIENER_NSR and WIENER_NOISE_FACTOR are what the selection gives (36 BSDS500
+    train crops; never a val or test image)."""
+    from repro import data
+
+    torch.set_num_threads(1)
+    result = dil.select_wiener_nsr()
+    train = {Path(r).stem for r in data.bsds500("train")}
+    held_out = {Path(r).stem for split in ("val", "test") for r in data.bsds500(split)}
+    assert set(result["images"]) <= train and not set(result["images"]) & held_out
+    assert (result["floor"], result["noise_factor"]) == (dil.WIENER_NSR, dil.WIENER_NOISE_FACTOR)
+    assert dil.wiener_nsr(0.01) == pytest.approx(dil.WIENER_NSR + dil.WIENER_NOISE_FACTOR * 1e-4)

@@ -391,6 +391,71 @@ def test_psf2otf_and_blur_object_errors():
 # CUDA
 # ------------------------------------------------------------------------------------------
 
+# ------------------------------------------------------------------------------------------
+# PreparedBlur: one kernel, one image size, prepared once
+# ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype, tol", [(torch.float32, 1e-5), (torch.float64, 1e-12)])
+@pytest.mark.parametrize("shape", [(3, 4), (11, 9), (16, 15)])  # smaller than some kernels; smooth, non-smooth
+def test_prepared_blur_equals_blur(shape, dtype, tol):
+    """Every mode, orientation and method; kernels odd, even and mixed, up to the image size;
+    the FFT runs on the image's own grid (or the next smooth one) and redoes the border bands."""
+    x = _rand(2, 3, *shape, dtype=dtype)
+    for size in KERNEL_SIZES + ((9, 8),):
+        k = _kernel(size, 2, dtype=dtype, seed=size[0])
+        for mode in ops.MODES:
+            for op in ops.OPS:
+                for method in ("direct", "fft"):
+                    try:
+                        expected = blur(x, k, mode, op, method)
+                    except ValueError:
+                        with pytest.raises(ValueError, match="too large|larger than"):
+                            ops.PreparedBlur(k, shape, mode, op, method)
+                        continue
+                    prepared = ops.PreparedBlur(k, shape, mode, op, method)
+                    got = prepared(x)
+                    assert got.shape == expected.shape and got.dtype == dtype
+                    torch.testing.assert_close(got, expected, rtol=0, atol=tol)
+
+
+def test_prepared_blur_large_image_and_auto():
+    """A DRK-sized 11x11 kernel on a 64x80 RGB image: auto picks the FFT as blur does; the
+    prepared kernel is a copy (changing the original later has no effect)."""
+    x = _rand(1, 3, 64, 80, dtype=torch.float32)
+    k = _kernel((11, 11), 2, dtype=torch.float32)
+    prepared = ops.PreparedBlur(k, (64, 80), "symmetric")
+    assert prepared.method == "fft" and prepared.grid == (64, 80)
+    expected = blur(x, k, "symmetric")
+    k.mul_(2)
+    torch.testing.assert_close(prepared(x), expected, rtol=0, atol=1e-5)
+    torch.testing.assert_close(ops.PreparedBlur(k / 2, (64, 80), "symmetric", method="direct")(x), expected,
+                               rtol=0, atol=1e-5)
+    assert torch.equal(prepared(x), prepared.apply(x))
+    assert "PreparedBlur" in repr(prepared)
+
+
+def test_prepared_blur_errors():
+    k = _kernel((3, 3), 2)
+    with pytest.raises(ValueError, match="kernel must have 2 dimensions"):
+        ops.PreparedBlur(_kernel((3, 3), 3), (8, 8))
+    with pytest.raises(ValueError, match="shape must be a pair"):
+        ops.PreparedBlur(k, (8, 0))
+    with pytest.raises(ValueError, match="mode must be one of"):
+        ops.PreparedBlur(k, (8, 8), mode="mirror")
+    with pytest.raises(ValueError, match="larger than the 2x8 image"):
+        ops.PreparedBlur(k, (2, 8), mode="valid")
+    with pytest.raises(ValueError, match="too large for mode 'reflect'"):
+        ops.PreparedBlur(_kernel((9, 9), 2), (4, 8), mode="reflect")
+    prepared = ops.PreparedBlur(k, (8, 8))
+    with pytest.raises(ValueError, match="does not match the prepared image size"):
+        prepared(_rand(1, 1, 8, 9))
+    with pytest.raises(ValueError, match="does not match the prepared kernel"):
+        prepared(_rand(1, 1, 8, 8, dtype=torch.float32))
+    with pytest.raises(ValueError, match="x contains NaN"):
+        prepared(torch.full((1, 1, 8, 8), float("nan"), dtype=torch.float64))
+
+
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 

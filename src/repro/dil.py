@@ -35,6 +35,7 @@ Orientation and borders, once for the whole module
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import copy
 import dataclasses
@@ -109,13 +110,28 @@ def multiply_adds_per_pixel(model: LinearCNN) -> int:
     return count_parameters(model)
 
 
+def _check_image(image: torch.Tensor, name: str) -> torch.Tensor:
+    """``check_tensor(image, name, (2, 3, 4))`` at the cost of one reduction.
+
+    check_tensor tests finiteness element-wise (several passes and temporaries: on a 1024² RGB
+    image it took longer than the FFT filter itself). A NaN or ±Inf anywhere makes the sum NaN
+    or ±Inf, so a finite sum proves the image finite; otherwise (or for a malformed argument)
+    check_tensor runs and raises its own message. Same accepted inputs, same errors.
+    """
+    if (isinstance(image, torch.Tensor) and image.dtype in (torch.float32, torch.float64)
+            and image.ndim in (2, 3, 4) and image.numel() and torch.isfinite(image.sum())):
+        return image
+    return check_tensor(image, name, (2, 3, 4))
+
+
 def _as_batch(image: torch.Tensor, name: str) -> tuple[torch.Tensor, tuple[int, ...]]:
     """View an (H, W), (C, H, W) or (B, C, H, W) image as (B·C, 1, H, W); also return its shape."""
-    check_tensor(image, name, (2, 3, 4))
+    _check_image(image, name)
     return image.reshape(-1, 1, *image.shape[-2:]), tuple(image.shape)
 
 
-def lcnn_apply(model: LinearCNN, image: torch.Tensor, mode: str = "symmetric") -> torch.Tensor:
+def lcnn_apply(model: LinearCNN, image: torch.Tensor, mode: str = "symmetric",
+               channels_last: bool = False) -> torch.Tensor:
     """Run the L-CNN on every channel of ``image`` under the border convention ``mode``.
 
     ``image`` is (H, W), (C, H, W) or (B, C, H, W); the result has its shape, except for
@@ -123,7 +139,10 @@ def lcnn_apply(model: LinearCNN, image: torch.Tensor, mode: str = "symmetric") -
     The input is padded once by 5 pixels with ``mode`` (any mode of ``repro.ops.pad``), or by
     10 zeros for ``"full"``, then the unpadded network runs: the result equals
     ``ops.blur(image, collapse(model), mode)`` up to rounding, borders included (module
-    docstring).
+    docstring). ``channels_last=True`` runs the network on channels-last (NHWC) feature maps,
+    the layout oneDNN's 32-channel convolutions run fastest in on the CPU (about twice as fast
+    here; pass a model converted with ``model.to(memory_format=torch.channels_last)``); same
+    result.
     """
     check_choice(mode, "mode", ops.MODES + ("full",))
     x, shape = _as_batch(image, "image")
@@ -133,7 +152,10 @@ def lcnn_apply(model: LinearCNN, image: torch.Tensor, mode: str = "symmetric") -
     elif mode != "valid":
         x = ops.pad(x, (r, r, r, r), mode)
     weight = model.layers[0].weight
-    out = model(x.to(device=weight.device, dtype=weight.dtype))
+    x = x.to(device=weight.device, dtype=weight.dtype)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    out = model(x)
     return out.reshape(*shape[:-2], *out.shape[-2:])
 
 
@@ -525,6 +547,29 @@ def check_drk(drk: torch.Tensor, name: str = "drk") -> torch.Tensor:
     return drk
 
 
+PREPARED_CACHE_SIZE = 8
+"""How many prepared DRK filters (:class:`repro.ops.PreparedBlur`: one per DRK, image size,
+dtype, device, mode and method) :func:`deblur_drk` keeps, least recently used first out."""
+_prepared: collections.OrderedDict = collections.OrderedDict()
+
+
+def prepared_drk(drk: torch.Tensor, shape, dtype: torch.dtype = torch.float32, device="cpu",
+                 mode: str = "symmetric", method: str = "auto") -> ops.PreparedBlur:
+    """The DRK as a :class:`repro.ops.PreparedBlur` for images of ``shape`` (H, W): its FFT
+    spectrum (or direct weights) computed once and cached, keyed by the DRK's exact values, so
+    that deblurring many images of one size pays for the kernel only once."""
+    key = (check_drk(drk).detach().cpu().to(torch.float64).numpy().tobytes(), tuple(shape), dtype, str(torch.device(device)),
+           mode, method)
+    if key in _prepared:
+        _prepared.move_to_end(key)
+        return _prepared[key]
+    kernel = drk.detach().to(dtype=dtype, device=device)
+    prepared = _prepared[key] = ops.PreparedBlur(kernel, tuple(shape), mode=mode, op="conv", method=method)
+    while len(_prepared) > PREPARED_CACHE_SIZE:
+        _prepared.popitem(last=False)
+    return prepared
+
+
 def deblur_drk(image: torch.Tensor, drk: torch.Tensor, mode: str = "symmetric", method: str = "auto") -> torch.Tensor:
     """Deblur ``image`` by convolving every colour channel with the DRK; clamp to [0, 1].
 
@@ -538,12 +583,19 @@ def deblur_drk(image: torch.Tensor, drk: torch.Tensor, mode: str = "symmetric", 
     and circular padding would sharpen the jump between opposite sides). Any mode of
     ``repro.ops.blur`` except "valid" is accepted. ``method``: "direct", "fft" or "auto", as in
     ``repro.ops.blur``.
+
+    The result is ``ops.blur(image, drk, mode, "conv", method).clamp(0, 1)`` up to rounding
+    (≈1e-7 in float32), computed by a cached :class:`repro.ops.PreparedBlur`
+    (:func:`prepared_drk`): by FFT, one ``rfft2``/``irfft2`` pair over all channels on the
+    image's own grid with the DRK's spectrum computed once per image size, and the 5-pixel
+    border bands recomputed directly; directly, one channels-last depthwise convolution.
     """
     check_drk(drk)
     check_choice(mode, "mode", ops.PAD_MODES)
+    check_choice(method, "method", ops.METHODS)
     x, shape = _as_batch(image, "image")
-    out = ops.blur(x, drk.to(dtype=x.dtype, device=x.device), mode=mode, op="conv", method=method)
-    return out.clamp(0, 1).reshape(shape)
+    out = prepared_drk(drk, x.shape[-2:], x.dtype, x.device, mode, method).apply(x)  # x checked above
+    return out.clamp_(0, 1).reshape(shape)
 
 
 # --------------------------------------------------------------------------------------------
@@ -560,7 +612,8 @@ class DILProfile:
     images of BSDS500 ``val`` (BSD100) and ``n_kodak`` Kodak images, centre-cropped to
     ``crop`` pixels (None: whole images), each blurred by ``kernels_per_image`` held-out
     kernels; ``n_outside`` of the BSD100 images for the out-of-gallery and noise sweeps;
-    ``timing_size`` the side of the RGB image of the compute table.
+    ``timing_size`` the side of the RGB image of the compute table; ``nsr_images`` BSDS500
+    ``train`` images cropped to ``nsr_crop`` for the Wiener NSR selection (:func:`select_wiener_nsr`).
     """
 
     name: str
@@ -575,6 +628,8 @@ class DILProfile:
     n_outside: int
     noise_levels: tuple[float, ...]
     timing_size: int
+    nsr_images: int = 36
+    nsr_crop: int = 96
 
     def config(self, weights: DILWeights = DILWeights(), gallery_size: int | None = None) -> DILConfig:
         """The training config of this profile for ``weights`` (and a gallery size)."""
@@ -590,10 +645,11 @@ class DILProfile:
 
 PROFILES = {
     # CI: a small gallery, 150 steps, three 48-pixel crops; seconds.
-    "smoke": DILProfile("smoke", 256, 150, 32, (128, 256), 2, 1, 48, 1, 2, (0.0, 0.01), 128),
-    # this 2-core CPU: the paper's gallery and a short schedule, 256-pixel crops; minutes.
+    "smoke": DILProfile("smoke", 256, 150, 32, (128, 256), 2, 1, 48, 1, 2, (0.0, 0.01), 128, 6, 64),
+    # this 2-core CPU: the paper's gallery and a short schedule, 256-pixel crops; minutes. Timing
+    # on the 1024×1024 RGB image of the issue's speed targets.
     "quick": DILProfile("quick", 2400, 1000, 64, (800, 1600, 2400, 3200, 4000), 20, 8, 256, 1, 6,
-                        (0.0, 0.0025, 0.005, 0.01, 0.02), 512),
+                        (0.0, 0.0025, 0.005, 0.01, 0.02), 1024),
     # a GPU: the full schedule, whole BSD100 and Kodak24 images, one kernel per variance bin.
     "paper": DILProfile("paper", 2400, 6000, 64, (800, 1600, 2400, 3200, 4000), 100, 24, None, 3, 24,
                         (0.0, 0.0025, 0.005, 0.01, 0.02), 1024),
@@ -636,12 +692,20 @@ TEST_KERNEL_SIZES = (11, 13, 15, 17, 19, 21)
 TEST_KERNEL_SEED = 10_000
 """Test kernels use the seeds 10,000 + i, streams distinct from the gallery's (seed 0)."""
 
-WIENER_NSR, WIENER_NOISE_FACTOR = 1e-4, 100.0
+WIENER_NSR, WIENER_NOISE_FACTOR = 6e-4, 100.0
 """The Wiener baselines' flat noise-to-signal ratio: WIENER_NSR + WIENER_NOISE_FACTOR · σ² for
-noise of standard deviation σ. Chosen once on 36 blurred BSDS500 *train* crops (never the test
-images): the best flat NSR there was ≤ 1e-4 without noise, 0.01–0.03 at σ = 0.01, ≈ 0.03 at
-σ = 0.02. (The textbook flat value σ² / var(x) ≈ 20 σ² is 5–15× too small for natural images,
-whose power sits at low frequencies.)"""
+noise of standard deviation σ (:func:`wiener_nsr`). The output of :func:`select_wiener_nsr`
+with its defaults, on 36 blurred BSDS500 *train* crops, never the test images (the
+``d3_evaluation`` chapter reruns the selection and shows it; ``tests/test_dil.py`` checks that it
+still gives these values): the best NSR there is 5.6e-4 without noise (a flat optimum: 3e-4 to
+1e-3 are within 0.15 dB), 0.018 at σ = 0.01 and 0.032 at σ = 0.02. (An earlier, unrecorded
+selection had 1e-4; the textbook flat value σ² / var(x) ≈ 20 σ² is 5–15× too small for
+natural images, whose power sits at low frequencies.)"""
+NSR_CANDIDATES = tuple(float(f"{10 ** (e / 4):.3g}") for e in range(-24, -3))
+"""The NSRs :func:`select_wiener_nsr` tries: 1e-6 … 0.1, four per decade."""
+NSR_SELECTION_SEED = 20_000
+"""Kernels of the NSR selection use the seeds 20,000 + i: distinct from the gallery's (seed 0)
+and from the test kernels' (10,000 + i)."""
 GUESS_SIGMA = math.sqrt((0.35 + 6.0) / 2)
 """The blind baselines' single Gaussian guess: isotropic, variance = the RKG's mean eigenvalue
 (FACTS.md: λ ~ U[0.35, 6]), i.e. σ ≈ 1.78 px, 11×11."""
@@ -649,8 +713,67 @@ UNSHARP_SIGMA, UNSHARP_AMOUNT = 1.0, 1.0
 """Unsharp masking y + amount · (y − G_σ ⊛ y), with scikit-image's defaults (radius 1, amount 1)."""
 
 
-def _wiener_nsr(noise_sigma: float) -> float:
+def wiener_nsr(noise_sigma: float) -> float:
+    """The flat NSR of the Wiener baselines for noise σ: WIENER_NSR + WIENER_NOISE_FACTOR · σ²."""
     return WIENER_NSR + WIENER_NOISE_FACTOR * noise_sigma**2
+
+
+def select_wiener_nsr(n_images: int = 36, crop: int = 96, noise_levels=(0.0, 0.01, 0.02),
+                      candidates=NSR_CANDIDATES, images: dict | None = None, progress: bool = False) -> dict:
+    """Choose the Wiener baselines' NSR rule on BSDS500 **train** crops (never val or test).
+
+    The first ``n_images`` BSDS500 ``train`` images (or ``images``, name → (C, H, W)), each
+    blurred ('valid' true convolution, centre crop ``crop``) by one kernel of the mild-blur
+    family (``kernels.mild_blur_kernel``, seeds :data:`NSR_SELECTION_SEED` + i, sizes cycling
+    through 11–21, variance bins through the three of the benchmark), as the test cases are
+    built but from other images and other kernels; white noise of each σ of ``noise_levels``.
+    For each σ, every NSR of ``candidates`` is scored by the mean PSNR of Wiener deconvolution
+    with the true kernel (symmetric borders, clamped to [0, 1]); the best is kept. The rule
+    NSR(σ) = floor + factor · σ² then takes ``floor`` = the best NSR without noise (σ = 0 must be
+    among the levels) and ``factor`` = the median over the noisy levels of
+    (best − floor) / σ², both rounded to one significant digit.
+
+    Returns a JSON-able dict: ``noise_levels``, ``candidates``, ``psnr`` (one list per level,
+    aligned with the candidates), ``best`` (per level), ``floor``, ``noise_factor``, ``images``
+    (names) and ``crop``.
+    """
+    from . import data
+    from .evaluation import build_cases
+    from .kernels import MILD_BLUR_VARIANCE_BINS, mild_blur_kernel
+    from .metrics import psnr
+    from .nonblind import wiener
+
+    levels = [check_positive(s, "noise level", allow_zero=True) for s in noise_levels]
+    if 0.0 not in levels or len(levels) < 2:
+        raise ValueError(f"noise_levels must contain 0 and at least one noisy level, got {noise_levels!r}")
+    candidates = [check_positive(c, "candidate NSR") for c in candidates]
+    if images is None:
+        if not (isinstance(n_images, int) and 1 <= n_images <= len(data.bsds500("train"))):
+            raise ValueError(f"n_images must be an int in 1..{len(data.bsds500('train'))}, got {n_images!r}")
+        images = {Path(r).stem: data.load_image(r) for r in data.bsds500("train")[:n_images]}
+    if not isinstance(images, dict) or not images:
+        raise ValueError("images must be a non-empty dict name -> (C, H, W) tensor")
+    scores = []
+    for sigma in tqdm(levels, desc="NSR selection", disable=not progress, leave=False):
+        cases = []
+        for i, (name, image) in enumerate(images.items()):
+            k = mild_blur_kernel(TEST_KERNEL_SIZES[i % len(TEST_KERNEL_SIZES)], NSR_SELECTION_SEED + i,
+                                 MILD_BLUR_VARIANCE_BINS[i % 3])
+            cases += build_cases({name: image}, {f"select{i}": k}, crop=crop, noise_sigma=sigma, seed=SEED)
+        per_case = torch.stack([
+            torch.stack([psnr(wiener(c.y[None], c.k.to(c.y.dtype), nsr)[0].clamp(0, 1), c.x) for nsr in candidates])
+            for c in cases])
+        scores.append(per_case.mean(0).tolist())
+    best = [candidates[max(range(len(candidates)), key=row.__getitem__)] for row in scores]
+    floor = best[levels.index(0.0)]
+    slopes = sorted(max(b - floor, 0.0) / s**2 for s, b in zip(levels, best) if s > 0)
+    factor = slopes[len(slopes) // 2] if len(slopes) % 2 else 0.5 * (slopes[len(slopes) // 2 - 1] + slopes[len(slopes) // 2])
+
+    def one_digit(v: float) -> float:
+        return float(f"{v:.0e}") if v > 0 else 0.0
+
+    return {"noise_levels": levels, "candidates": candidates, "psnr": scores, "best": best,
+            "floor": one_digit(floor), "noise_factor": one_digit(factor), "images": list(images), "crop": crop}
 
 
 def _unsharp(y: torch.Tensor) -> torch.Tensor:
@@ -672,9 +795,9 @@ def classical_methods() -> dict:
     return {
         "blurred input": lambda y, case: y.clamp(0, 1),
         "Wiener, true k (oracle)": lambda y, case: wiener(
-            y[None], case.k.to(y.dtype), _wiener_nsr(case.meta["noise_sigma"]))[0].clamp(0, 1),
+            y[None], case.k.to(y.dtype), wiener_nsr(case.meta["noise_sigma"]))[0].clamp(0, 1),
         "Wiener, Gaussian guess": lambda y, case: wiener(
-            y[None], guess(y.dtype).to(y.device), _wiener_nsr(case.meta["noise_sigma"]))[0].clamp(0, 1),
+            y[None], guess(y.dtype).to(y.device), wiener_nsr(case.meta["noise_sigma"]))[0].clamp(0, 1),
         "unsharp masking": lambda y, case: _unsharp(y),
     }
 
@@ -707,6 +830,46 @@ def train_variant(profile: str, name: str, device: str | None = None, progress: 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     path = results_dir(profile, "d3") / f"dil_{name}.pt"
     return train_dil(configs[name], SEED, path, device=device, progress=progress)
+
+
+def train_command(profile: str) -> str:
+    """The shell command that trains (or finishes training) the ``full`` DRK of ``profile``:
+    the ``d3_collapse`` chapter, which trains only that variant (``d3_evaluation`` trains all)."""
+    return f"python -m repro.chapters execute --profile {check_profile(profile)} d3_collapse"
+
+
+def load_trained_drk(profile: str, name: str = "full") -> torch.Tensor:
+    """The DRK of the variant ``name`` trained by the D3 chapters for ``profile``, read from
+    ``results/<profile>/d3/dil_<name>.pt`` without training anything.
+
+    Raises ``FileNotFoundError`` naming the file and :func:`train_command` when the checkpoint is
+    missing or unfinished, and ``ValueError`` when it is corrupt or was written for another
+    configuration (e.g. by an older version of the chapter).
+    """
+    configs = variant_configs(profile)
+    check_choice(name, "name", configs)
+    config = configs[name]
+    path = results_dir(profile, "d3") / f"dil_{name}.pt"
+    retrain = f"train it with: {train_command(profile)}" if name == "full" else (
+        f"train it with: python -m repro.chapters execute --profile {profile} d3_evaluation")
+    if not path.exists():
+        raise FileNotFoundError(f"no trained DRK for profile {profile!r} ({path} is missing); {retrain}")
+    state = load_checkpoint(path)
+    run = state.get("run") if isinstance(state, dict) else None
+    if not (isinstance(run, dict) and "model" in state and run.get("config") == config.to_dict()
+            and run.get("seed") == SEED):
+        raise ValueError(f"{path} is not a DRK checkpoint of the current {profile!r} configuration; "
+                         f"delete it and {retrain}")
+    if state.get("step") != config.steps:
+        raise FileNotFoundError(f"the DRK of profile {profile!r} is only partly trained ({path}: step "
+                                f"{state.get('step')} of {config.steps}); {retrain}")
+    model = LinearCNN(seed=SEED)
+    try:
+        model.load_state_dict(state["model"])
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"{path} holds weights of another shape ({err}); delete it and {retrain}") from None
+    with torch.no_grad():
+        return collapse(model.float()).detach()
 
 
 def train_variants(profile: str, device: str | None = None, progress: bool = True) -> dict[str, DILRun]:
@@ -788,15 +951,36 @@ def fft_multiply_adds(grid_pixels: int, output_pixels: int) -> float:
     return (4 * math.log2(grid_pixels) + 2) * grid_pixels / output_pixels
 
 
-def compute_table(model: LinearCNN, size: int, device: str = "cpu", repeats: int = 3) -> list[dict]:
-    """Parameters, multiply-adds per pixel and time of L-CNN, DRK (direct, FFT) and Wiener.
+def fft_convolution_reference(image: torch.Tensor):
+    """The floor any FFT filter pays, as a function to time: ``rfft2`` of the whole (B, C, H, W)
+    image (all channels in one call, no padding, no validation), the product with a spectrum
+    computed beforehand (one (H, W//2 + 1) spectrum shared by the channels), ``irfft2`` back
+    to (H, W). The D3 speed target compares :func:`deblur_drk` with this (issue "Performance":
+    within 1.5× of "a single float32 FFT convolution of the same size")."""
+    H, W = image.shape[-2:]
+    generator = torch.Generator().manual_seed(1)
+    spectrum = torch.fft.rfft2(torch.rand(H, W, generator=generator, dtype=image.dtype).to(image.device))
+    return lambda: torch.fft.irfft2(torch.fft.rfft2(image) * spectrum, s=(H, W))
+
+
+def compute_table(model: LinearCNN, size: int, device: str = "cpu", repeats: int = 3,
+                  threads: int | None = 1) -> list[dict]:
+    """Parameters, multiply-adds per pixel and time of L-CNN, DRK (direct, FFT), Wiener and a bare
+    FFT convolution.
 
     On one random (1, 3, size, size) float32 image on ``device``, all with symmetric borders:
-    the L-CNN (:func:`lcnn_apply`), its DRK applied directly and by FFT (:func:`deblur_drk`),
-    and Wiener deconvolution with a known 11×11 kernel (``nonblind.wiener``, symmetric: an FFT
-    of 4× the image). Time: best of ``repeats`` runs (one warm-up), in ms per RGB megapixel.
-    Multiply-adds per pixel and channel: exact for the L-CNN and the direct DRK, an estimate
-    (:func:`fft_multiply_adds`) for the FFT methods. Wiener learns no parameters (``None``).
+    the L-CNN (:func:`lcnn_apply`) in planar and channels-last layout (``speedup_vs_lcnn`` is
+    relative to the faster of the two), its DRK applied directly and by FFT (:func:`deblur_drk`,
+    the DRK's spectrum prepared once beforehand, as the reference's), Wiener deconvolution with
+    a known 11×11 kernel (``nonblind.wiener``, symmetric: an FFT of 4× the image), and the
+    reference :func:`fft_convolution_reference`. Time: best of ``repeats`` runs (one warm-up),
+    in ms per RGB megapixel, with the number of CPU threads. Multiply-adds per pixel and
+    channel: exact for the L-CNN and the direct DRK, an estimate (:func:`fft_multiply_adds`)
+    for the FFT methods. Wiener and the reference learn no parameters (``None``). On the CPU the
+    timing runs with ``threads`` intra-op threads (restored afterwards; None: as set): one by
+    default, because on the shared 2-core reference machine two threads spend most of their
+    time waiting for each other as soon as another job runs (``benchmarks/bench_dil.py``
+    measures 1 and 2).
     """
     from .kernels import gaussian
     from .nonblind import wiener
@@ -809,34 +993,53 @@ def compute_table(model: LinearCNN, size: int, device: str = "cpu", repeats: int
     with torch.no_grad():
         drk = collapse(model)
     k = gaussian(11, GUESS_SIGMA).to(device)
-    padded = size + drk.shape[-1] - 1
+    model_nhwc = copy.deepcopy(model).to(memory_format=torch.channels_last)
     rows = [
         ("L-CNN", count_parameters(model), multiply_adds_per_pixel(model), lambda: lcnn_apply(model, image)),
+        ("L-CNN, channels-last", count_parameters(model), multiply_adds_per_pixel(model),
+         lambda: lcnn_apply(model_nhwc, image, channels_last=True)),
         ("DRK, direct", drk.numel(), drk.numel(), lambda: deblur_drk(image, drk, method="direct")),
-        ("DRK, FFT", drk.numel(), fft_multiply_adds(padded**2, size**2), lambda: deblur_drk(image, drk, method="fft")),
+        ("DRK, FFT", drk.numel(), fft_multiply_adds(math.prod(ops._fft_grid(size, size)), size**2),
+         lambda: deblur_drk(image, drk, method="fft")),
         ("Wiener, known k", None, fft_multiply_adds(4 * size**2, size**2), lambda: wiener(image, k, WIENER_NSR)),
+        ("FFT convolution (reference)", None, fft_multiply_adds(size**2, size**2), fft_convolution_reference(image)),
     ]
     table = []
-    with torch.no_grad():
+    previous_threads = torch.get_num_threads()
+    if threads is not None and device.type == "cpu":
+        torch.set_num_threads(int(check_positive(threads, "threads")))
+    with torch.no_grad(), contextlib.ExitStack() as restore:
+        restore.callback(torch.set_num_threads, previous_threads)
         for name, parameters, mult_adds, fn in rows:
-            seconds = time_call(fn, device, 1 if name == "L-CNN" else repeats, reduce=min)
+            seconds = time_call(fn, device, 1 if name.startswith("L-CNN") else repeats, reduce=min)
             table.append({"method": name, "parameters": parameters, "mult_adds_per_pixel": round(mult_adds, 1),
                           "ms_per_megapixel": 1e3 * seconds / (size**2 / 1e6), "device": str(device),
+                          "threads": torch.get_num_threads() if device.type == "cpu" else None,
                           "image": f"1x3x{size}x{size} float32"})
+    reference = table[-1]["ms_per_megapixel"]
+    lcnn = min(row["ms_per_megapixel"] for row in table[:2])  # the faster layout: the honest reference
     for row in table:
-        row["speedup_vs_lcnn"] = table[0]["ms_per_megapixel"] / row["ms_per_megapixel"]
+        row["speedup_vs_lcnn"] = lcnn / row["ms_per_megapixel"]
+        row["time_vs_fft_reference"] = row["ms_per_megapixel"] / reference
     return table
 
 
 def format_compute_table(rows: list[dict]) -> str:
     """A Markdown table of :func:`compute_table` rows."""
-    lines = ["| method | device | parameters | multiply-adds / pixel | ms / RGB megapixel | × faster than L-CNN |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| method | device | parameters | multiply-adds / pixel | ms / RGB megapixel | × faster than L-CNN "
+             "| time / FFT convolution |",
+             "|---|---|---|---|---|---|---|"]
     for row in rows:
         estimate = "≈ " if "FFT" in row["method"] or "Wiener" in row["method"] else ""
-        parameters = "— (k given)" if row["parameters"] is None else f"{row['parameters']:,}"
-        lines.append(f"| {row['method']} | {row['device']} | {parameters} | {estimate}{row['mult_adds_per_pixel']:,.0f} "
-                     f"| {row['ms_per_megapixel']:,.1f} | {row['speedup_vs_lcnn']:,.1f} |")
+        if row["parameters"] is not None:
+            parameters = f"{row['parameters']:,}"
+        else:
+            parameters = "— (k given)" if row["method"].startswith("Wiener") else "—"
+        device = row["device"] + (f", {row['threads']} thr." if row.get("threads") else "")
+        ratio = row.get("time_vs_fft_reference")
+        lines.append(f"| {row['method']} | {device} | {parameters} | {estimate}{row['mult_adds_per_pixel']:,.0f} "
+                     f"| {row['ms_per_megapixel']:,.1f} | {row['speedup_vs_lcnn']:,.1f} "
+                     f"| {'' if ratio is None else f'{ratio:,.2f}'} |")
     return "\n".join(lines)
 
 
@@ -845,7 +1048,8 @@ def run_chapter(profile: str, device: str | None = None, progress: bool = True) 
 
     Trains the variants (:func:`train_variants`), evaluates the mild-blur benchmark without
     noise and with σ = 0.01 (all baselines and all DRKs), the out-of-gallery kernels and the
-    noise sweep (:mod:`repro.evaluation`, resumable), and times the methods (:func:`compute_table`
+    noise sweep (:mod:`repro.evaluation`, resumable), reruns the selection of the Wiener NSR
+    on BSDS500 train crops (:func:`select_wiener_nsr`, cached), and times the methods (:func:`compute_table`
     on the CPU, and on CUDA when there is one; cached). Returns a dict of summary tables (lists of rows) plus ``runs`` (the trained DRKs).
     """
     from .evaluation import evaluate, summarize
@@ -880,10 +1084,19 @@ def run_chapter(profile: str, device: str | None = None, progress: bool = True) 
     evaluate(noise_methods, noise_cases, folder / "eval_noise.json", keys=baseline_keys | drk_keys, progress=progress)
     noise = summarize(folder / "eval_noise.json", group_by="noise_sigma", methods=list(noise_methods))
 
+    nsr_path = folder / "wiener_nsr.json"
+    nsr_settings = {"n_images": settings.nsr_images, "crop": settings.nsr_crop}
+    nsr = load_json(nsr_path) if nsr_path.exists() else None
+    if not (nsr and nsr.get("settings") == nsr_settings and nsr.get("candidates") == list(NSR_CANDIDATES)):
+        nsr = select_wiener_nsr(settings.nsr_images, settings.nsr_crop, progress=progress) | {"settings": nsr_settings}
+        save_json(nsr, nsr_path)
+
     timing_path = folder / "compute.json"
-    if timing_path.exists():
-        compute = load_json(timing_path)
-    else:
+    compute = load_json(timing_path) if timing_path.exists() else None
+    image = f"1x3x{settings.timing_size}x{settings.timing_size} float32"
+    if not (compute and compute[0].get("image") == image and compute[1].get("method") == "L-CNN, channels-last"
+            and compute[0].get("threads") == 1):
+        # missing, or written for another image size or by an older compute_table: measure again
         model = runs["full"].model
         compute = compute_table(model, settings.timing_size, "cpu")
         if torch.cuda.is_available():
@@ -900,5 +1113,6 @@ def run_chapter(profile: str, device: str | None = None, progress: bool = True) 
         "outside": outside_by_family,
         "noise": noise,
         "compute": compute,
+        "wiener_nsr": nsr,
         "paper": PAPER_RESULT,
     }

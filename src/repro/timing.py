@@ -27,3 +27,28 @@ def time_call(fn: Callable[[], object], device: torch.device | str = "cpu", repe
         sync()
         times.append(time.perf_counter() - start)
     return float(reduce(times))
+
+
+def record_targets(benchmark: str, rows: list[dict], conditions: str) -> "Path":
+    """Store a benchmark's results against its targets as ``results/bench/<benchmark>.json``.
+
+    Each row: ``part`` (the book part), ``measure`` (what was timed, against which reference),
+    ``value`` (the measured figure, e.g. a ratio), ``target`` (the issue's target as text, e.g.
+    "≥ 100×") and ``met`` (bool, or None where there is no target). ``conditions`` says on what
+    and how it was measured (device, threads, image size, load). The book's Performance page
+    (:func:`repro.chapters.stage_performance`) gathers these files; written atomically.
+    """
+    import datetime as _dt
+    from pathlib import Path
+
+    from .chapters import machine_description
+    from .store import results_root, save_json
+
+    keys = {"part", "measure", "value", "target", "met"}
+    for row in rows:
+        if not isinstance(row, dict) or set(row) != keys:
+            raise ValueError(f"each row must be a dict with exactly the keys {sorted(keys)}, got {row!r}")
+    path = Path(results_root()) / "bench" / f"{benchmark}.json"
+    save_json({"benchmark": benchmark, "rows": rows, "conditions": conditions, "machine": machine_description(),
+               "date": _dt.datetime.now().isoformat(timespec="seconds")}, path)
+    return path
