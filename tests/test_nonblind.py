@@ -1,9 +1,12 @@
-"""Tests of repro.nonblind: exact inversion, agreement with the normal equations, gradients."""
+"""Tests of repro.nonblind: exact inversion, agreement with the normal equations, gradients; the
+learned solver (shapes, its untrained identity, gradcheck in k, bit-identical resume, cache, errors)."""
 
 import pytest
 import torch
 
-from repro.nonblind import gradient_energy, tikhonov, wiener
+from repro import nonblind, synth
+from repro.nonblind import LearnedWiener, gradient_energy, tikhonov, wiener
+from repro.store import load_json
 from repro.ops import blur
 
 
@@ -151,3 +154,113 @@ def test_errors(call, match):
     y, k = _rand(2, 1, 4, 6), _well_conditioned_kernel(size=(3, 3))
     with pytest.raises(ValueError, match=match):
         call(y, k)
+
+
+# --------------------------------------------------------------------------------------------
+# the learned solver (DWDN design)
+# --------------------------------------------------------------------------------------------
+
+
+TINY = {"features": 2, "blocks": 1, "widths": (3, 4), "level_blocks": 1}
+
+
+def _tiny_config(steps=6, **kw):
+    return nonblind.SolverProfile("smoke", model=TINY, steps=steps, batch_size=2, n_val=2, log_every=2,
+                                  checkpoint_every=2, **kw)
+
+
+def _synthetic_images():
+    g = torch.Generator().manual_seed(5)
+    return [torch.rand(3, 36, 40, generator=g) for _ in range(3)]
+
+
+def test_learned_wiener_shapes_and_scales():
+    model = LearnedWiener(**TINY)
+    y = _rand(2, 3, 13, 18, dtype=torch.float32)
+    k = synth.motion_kernels(2, 5, 0)
+    for kernel in (k[:, None], k, k[0]):
+        assert model(y, kernel).shape == (2, 3, 13, 18)
+    scales = LearnedWiener(features=3, blocks=0, widths=(2, 3, 4), level_blocks=0).forward_multiscale(y, k)
+    assert [tuple(s.shape[-2:]) for s in scales] == [(13, 18), (8, 10), (4, 5)]
+
+
+def test_untrained_learned_wiener_is_a_mean_preserving_wiener_filter():
+    # the output heads start at zero: the output is the Wiener estimate of y with the model's nsr
+    model = LearnedWiener(**TINY).double()
+    y, k = _rand(1, 3, 12, 10), _gaussian(5, 1.0)[None, None]
+    z = torch.cat([y, model.extract(y)], dim=1)
+    nsr = model.nsr(y, z).detach()[0, :3, 0, 0]
+    mean = y.mean(dim=(-2, -1), keepdim=True)
+    expected = torch.cat([mean[:, c : c + 1] + wiener(y[:, c : c + 1] - mean[:, c : c + 1], k[0, 0], nsr[c].item())
+                          for c in range(3)], dim=1)
+    torch.testing.assert_close(model(y, k), expected, rtol=0, atol=1e-12)
+
+
+def test_noise_std_estimates_white_noise():
+    g = torch.Generator().manual_seed(0)
+    y = 0.5 + 0.05 * torch.randn(2, 3, 64, 64, generator=g, dtype=torch.float64)
+    torch.testing.assert_close(nonblind.noise_std(y).flatten(), torch.full((2,), 0.05, dtype=torch.float64),
+                               rtol=0.06, atol=0)
+
+
+def test_learned_wiener_gradcheck_in_k():
+    model = LearnedWiener(**TINY, seed=1).double()
+    for head in model.heads:  # non-zero heads, so that the refinement path is checked too
+        torch.nn.init.normal_(head.weight, std=0.3)
+    y = _rand(1, 3, 6, 6)
+    k = (_rand(1, 1, 3, 3, seed=2) + 0.2).requires_grad_()
+    assert torch.autograd.gradcheck(lambda kk: model(y, kk), (k,), fast_mode=True)
+
+
+def test_learned_wiener_errors():
+    model = LearnedWiener(**TINY)
+    y, k = _rand(2, 3, 8, 8, dtype=torch.float32), torch.ones(2, 1, 3, 3) / 9
+    with pytest.raises(ValueError, match="y must be RGB"):
+        model(y[:, :1], k)
+    with pytest.raises(ValueError, match=r"k must be \(B, 1, kh, kw\)"):
+        model(y, k.expand(2, 3, 3, 3))
+    with pytest.raises(ValueError, match="batch size 2"):
+        model(y, k[:1, 0].expand(3, 3, 3))
+    with pytest.raises(ValueError, match="widths must be"):
+        LearnedWiener(widths=())
+    with pytest.raises(ValueError, match="features must be an int >= 1"):
+        LearnedWiener(features=0)
+    with pytest.raises(ValueError, match="SolverProfile.steps"):
+        nonblind.SolverProfile("x", steps=0)
+
+
+def test_load_learned_wiener_names_the_training_command(tmp_path, monkeypatch):
+    monkeypatch.setenv("REPRO_RESULTS", str(tmp_path))
+    with pytest.raises(nonblind.SolverNotTrainedError, match="python -m repro.nonblind --profile smoke"):
+        nonblind.load_learned_wiener("smoke")
+    with pytest.raises(ValueError, match="profile must be one of"):
+        nonblind.load_learned_wiener("medium")
+
+
+def test_training_resumes_bit_identically_and_caches(tmp_path, monkeypatch):
+    torch.manual_seed(0)
+    images = _synthetic_images()
+    monkeypatch.setenv("REPRO_RESULTS", str(tmp_path / "a"))
+    straight = nonblind.train_learned_wiener("smoke", "cpu", False, images=images, config=_tiny_config())
+    monkeypatch.setenv("REPRO_RESULTS", str(tmp_path / "b"))
+    partial = nonblind.train_learned_wiener("smoke", "cpu", False, images=images, config=_tiny_config(), stop_at=3)
+    folder = nonblind.solver_path("smoke").parent
+    assert (folder / nonblind.SOLVER_CHECKPOINT).exists() and not (folder / nonblind.SOLVER_FILE).exists()
+    assert not all(torch.equal(a, b) for a, b in zip(partial.state_dict().values(), straight.state_dict().values()))
+    resumed = nonblind.train_learned_wiener("smoke", "cpu", False, images=images, config=_tiny_config())
+    for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert not (folder / nonblind.SOLVER_CHECKPOINT).exists()
+    history = load_json(folder / nonblind.SOLVER_HISTORY)["history"]
+    assert [h["step"] for h in history] == [2, 4, 6]
+    # cached: loading gives the same weights, and training again does not touch the data
+    loaded = nonblind.load_learned_wiener("smoke")
+    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), straight.state_dict().values()))
+    with monkeypatch.context() as patch:
+        patch.setattr(synth.BlurPairs, "batch", lambda *a, **k: pytest.fail("retrained a cached solver"))
+        nonblind.train_learned_wiener("smoke", "cpu", False, images=images, config=_tiny_config())
+    # a checkpoint of another run is refused
+    monkeypatch.setenv("REPRO_RESULTS", str(tmp_path / "c"))
+    nonblind.train_learned_wiener("smoke", "cpu", False, images=images, config=_tiny_config(), stop_at=2)
+    with pytest.raises(ValueError, match="written for another run"):
+        nonblind.train_learned_wiener("smoke", "cpu", False, images=images, config=_tiny_config(steps=8))

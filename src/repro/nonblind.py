@@ -28,14 +28,41 @@ Boundary (``mode``):
   it is an approximation that is still free of the border jump. It is the default because the
   images these solvers meet (blurred photographs, y in Kernel-Diff's guidance) are not
   periodic; it costs four times the FFT size of ``"circular"``.
+
+The learned solver (DWDN design)
+--------------------------------
+
+:class:`LearnedWiener` is a smaller model of the design of DWDN (Dong, Roth & Schiele, "Deep
+Wiener Deconvolution: Wiener Meets Deep Learning for Image Deblurring", NeurIPS 2020; FACTS.md,
+"Kernel-Diff"), trained here by :func:`train_learned_wiener` because DWDN's weights cannot be
+downloaded: feature extraction (a 5×5 convolution 3 → ``features`` and residual blocks), a Wiener
+deconvolution of every feature channel in Fourier with a per-channel noise-to-signal ratio
+estimated from the features and from the blurred image, and an encoder–decoder that refines the
+deconvolved features, trained with a multi-scale L1 loss. It is the F of Kernel-Diff's eq. 14 and
+the "oracle" row (F with the true kernel) of the evaluation tables. Its data, sizes and profiles
+come from :mod:`repro.synth`; its weights are cached per profile at
+``results/<profile>/kerneldiff/`` :data:`SOLVER_FILE` (:func:`solver_path`,
+:func:`load_learned_wiener`). Train them with ``python -m repro.nonblind --profile quick``.
 """
 
 from __future__ import annotations
 
-import torch
+import argparse
+import contextlib
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
 
-from ._checks import check_choice, check_positive
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from . import synth
+from ._checks import check_choice, check_positive, check_tensor
 from .ops import OPS, check_image_kernel, pad, psf2otf
+from .store import check_profile, load_checkpoint, results_dir, save_checkpoint, save_json
 
 MODES = ("circular", "symmetric")
 
@@ -104,3 +131,437 @@ def tikhonov(
     lam = check_positive(lam, "lam", allow_zero=True)
     _check_options(mode, op)
     return _deconvolve(y, k4, mode, op, lambda grid: lam * gradient_energy(grid, y.dtype, y.device))
+
+
+# --------------------------------------------------------------------------------------------
+# The learned solver: a small DWDN (module docstring)
+# --------------------------------------------------------------------------------------------
+
+
+class _ResBlock(nn.Module):
+    """x + conv3×3(ReLU(conv3×3(x))), the residual block of DWDN's feature extractor and decoder."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(channels, channels, 3, padding=1), nn.ReLU(inplace=True),
+                                  nn.Conv2d(channels, channels, 3, padding=1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+def _level(c_in: int, c_out: int, blocks: int, stride: int = 1) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1), nn.ReLU(inplace=True),
+                         *[_ResBlock(c_out) for _ in range(blocks)])
+
+
+def noise_std(y: torch.Tensor) -> torch.Tensor:
+    """Noise level σ̂ of each image of ``y`` (B, C, H, W), shape (B, 1, 1, 1).
+
+    Donoho's robust estimator: the median absolute value of the finest diagonal Haar
+    coefficients (a − b − c + d)/2 over 2×2 blocks, divided by 0.6745; for white Gaussian noise
+    of standard deviation σ on a smooth image it returns ≈ σ. Not differentiable in a useful way
+    (a median): the learned solver uses it as an input only.
+    """
+    H, W = y.shape[-2:]
+    z = y[..., : H // 2 * 2, : W // 2 * 2]
+    hh = (z[..., 0::2, 0::2] - z[..., 0::2, 1::2] - z[..., 1::2, 0::2] + z[..., 1::2, 1::2]) / 2
+    return (hh.abs().flatten(1).median(dim=1).values / 0.6745).reshape(-1, 1, 1, 1)
+
+
+class LearnedWiener(nn.Module):
+    """F(y, k): a small DWDN (Dong et al. 2020), the learned non-blind solver of Kernel-Diff.
+
+    1. **Features**: a 5×5 convolution 3 → ``features`` and ``blocks`` residual blocks, applied to
+       y. The 3 channels of y itself are kept beside them (our addition: the decoder then only
+       predicts a residual on the Wiener estimate of the image, which a small model learns faster).
+    2. **Wiener deconvolution in feature space**: every channel c of the stack z = [y, features]
+       is deconvolved with the same kernel k, ``Z_c K̄ / (|K|² + nsr_c)`` (DWDN's feature-space
+       Wiener deconvolution), on the
+       mirrored (2H, 2W) grid of :func:`wiener`'s ``"symmetric"`` mode; the channel's mean is
+       taken out before and added back after (a kernel that sums to 1 keeps it, and the Wiener
+       filter would otherwise shrink it by 1/(1 + nsr_c)). The noise-to-signal ratio
+       of each image and channel is estimated as in DWDN from the noise level of y and the power
+       of the feature: ``nsr_c = exp(a_c) (σ̂² + exp(b_c)) / (var(z_c) + 1e-4)`` with σ̂ =
+       :func:`noise_std` (y) and learnable per-channel a_c, b_c (b_c keeps the ratio positive on
+       noise-free data).
+    3. **Refinement**: an encoder–decoder with ``len(widths)`` levels (stride-2 convolutions down,
+       transposed convolutions up, additive skips, ``level_blocks`` residual blocks per level)
+       maps the deconvolved stack to residuals added to the Wiener estimate of y at every scale
+       (full, 1/2, 1/4, …): :meth:`forward_multiscale` gives all of them for DWDN's multi-scale
+       L1 loss, :meth:`forward` the full-resolution image.
+
+    **Boundary**: the inputs of Kernel-Diff are blurred with reflection padding
+    (:func:`repro.synth.blur_reflect`). The deconvolution mirrors the stack into a periodic,
+    continuous image of twice the size (as :func:`wiener` ``mode="symmetric"``), which removes
+    the wrap-around jump of a plain FFT. It is still an approximation (the mirror repeats the
+    edge pixel, the data's reflection does not, and motion kernels are not symmetric): on the
+    quick profile's 64² crops with 16² kernels, classical Wiener reaches ≈36 dB more than 8 px
+    from the borders but ≈33 dB over the whole crop, so the borders dominate the error; the
+    refinement learns to correct part of this border residue. Images whose side
+    is not a multiple of 2^(levels − 1) are padded by replication before the encoder and cropped
+    back.
+
+    ``forward(y, k)``: y (B, 3, H, W) in [0, 1], k (B, 1, kh, kw), (B, kh, kw) or (kh, kw), a
+    convolution kernel (origin (kh//2, kw//2)) that should sum to 1 (it is not renormalised);
+    returns x̂ (B, 3, H, W), differentiable in y and in k (Kernel-Diff's guidance needs ∂/∂k).
+    ``seed`` fixes the initial weights.
+    """
+
+    def __init__(self, features: int = 16, blocks: int = 3, widths=(16, 32, 64), level_blocks: int = 1,
+                 seed: int = 0):
+        super().__init__()
+        for name, value, low in (("features", features, 1), ("blocks", blocks, 0),
+                                 ("level_blocks", level_blocks, 0), ("seed", seed, 0)):
+            if not (isinstance(value, int) and not isinstance(value, bool) and value >= low):
+                raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+        widths = tuple(widths)
+        if not widths or not all(isinstance(w, int) and not isinstance(w, bool) and w >= 1 for w in widths):
+            raise ValueError(f"widths must be a non-empty sequence of positive ints, got {widths!r}")
+        self.config = {"features": features, "blocks": blocks, "widths": list(widths),
+                       "level_blocks": level_blocks, "seed": seed}
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.extract = nn.Sequential(nn.Conv2d(3, features, 5, padding=2), nn.ReLU(inplace=True),
+                                         *[_ResBlock(features) for _ in range(blocks)])
+            channels = 3 + features
+            self.log_scale = nn.Parameter(torch.zeros(channels))
+            self.log_floor = nn.Parameter(torch.full((channels,), math.log(1e-4)))
+            self.encoder = nn.ModuleList(
+                [_level(channels, widths[0], level_blocks)]
+                + [_level(widths[i - 1], widths[i], level_blocks, stride=2) for i in range(1, len(widths))])
+            self.up = nn.ModuleList(
+                [nn.ConvTranspose2d(widths[i], widths[i - 1], 4, stride=2, padding=1)
+                 for i in range(len(widths) - 1, 0, -1)])
+            self.decoder = nn.ModuleList(
+                [nn.Sequential(*[_ResBlock(widths[i - 1]) for _ in range(level_blocks)])
+                 for i in range(len(widths) - 1, 0, -1)])
+            self.heads = nn.ModuleList([nn.Conv2d(w, 3, 3, padding=1) for w in reversed(widths)])
+        for head in self.heads:  # start from the Wiener estimate of y
+            nn.init.zeros_(head.weight)
+            nn.init.zeros_(head.bias)
+
+    @property
+    def levels(self) -> int:
+        return len(self.encoder)
+
+    def nsr(self, y: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """The per-image, per-channel noise-to-signal ratio (B, C, 1, 1) of the stack ``z``."""
+        power = z.var(dim=(-2, -1), keepdim=True, unbiased=False)
+        noise = noise_std(y).square()
+        return self.log_scale.exp()[:, None, None] * (noise + self.log_floor.exp()[:, None, None]) / (power + 1e-4)
+
+    def deconvolve(self, y: torch.Tensor, k4: torch.Tensor) -> torch.Tensor:
+        """The Wiener-deconvolved stack [y, features] (B, 3 + features, H, W) (steps 1 and 2)."""
+        z = torch.cat([y, self.extract(y)], dim=1)
+        nsr = self.nsr(y, z)
+        mean = z.mean(dim=(-2, -1), keepdim=True)  # kept: a kernel summing to 1 does not change it
+        return mean + _deconvolve(z - mean, k4, "symmetric", "conv", lambda grid: nsr)
+
+    def forward_multiscale(self, y: torch.Tensor, k: torch.Tensor) -> list[torch.Tensor]:
+        """Estimates at full, 1/2, 1/4 … resolution (finest first): (B, 3, H, W), then the coarser
+        scales of y padded (replicate) to a multiple of 2^(levels − 1)."""
+        y, k4 = _check_learned_inputs(y, k)
+        H, W = y.shape[-2:]
+        z = self.deconvolve(y, k4)
+        m = 2 ** (self.levels - 1)
+        ph, pw = -H % m, -W % m
+        if ph or pw:
+            z = pad(z, (0, ph, 0, pw), "replicate")
+        skips = []
+        h = z
+        for level in self.encoder:
+            h = level(h)
+            skips.append(h)
+        outputs = []
+        base = z[:, :3]
+        for s, head in enumerate(self.heads):  # coarsest first
+            scale = self.levels - 1 - s
+            if s > 0:
+                h = self.decoder[s - 1](self.up[s - 1](h) + skips[scale])
+            coarse = F.avg_pool2d(base, 2**scale) if scale else base
+            outputs.append(coarse + head(h))
+        outputs = outputs[::-1]
+        outputs[0] = outputs[0][..., :H, :W]
+        return outputs
+
+    def forward(self, y: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        return self.forward_multiscale(y, k)[0]
+
+
+def _check_learned_inputs(y, k) -> tuple[torch.Tensor, torch.Tensor]:
+    check_tensor(y, "y", (4,))
+    if y.shape[1] != 3:
+        raise ValueError(f"y must be RGB (B, 3, H, W), got shape {tuple(y.shape)}")
+    check_tensor(k, "k", (2, 3, 4))
+    if k.ndim == 4:
+        if k.shape[1] != 1:
+            raise ValueError(f"k must be (B, 1, kh, kw), (B, kh, kw) or (kh, kw), got shape {tuple(k.shape)}")
+        k = k[:, 0]
+    return check_image_kernel(y, k, x_name="y")
+
+
+def multiscale_l1(outputs: list[torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    """DWDN's loss: Σ_s mean |x̂_s − avgpool_{2^s}(x)| over the scales of
+    :meth:`LearnedWiener.forward_multiscale` (x of a side divisible by 2^(scales − 1))."""
+    loss = 0.0
+    for s, out in enumerate(outputs):
+        target = F.avg_pool2d(x, 2**s) if s else x
+        loss = loss + (out - target).abs().mean()
+    return loss
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+# --------------------------------------------------------------------------------------------
+# Training, profiles, cache
+# --------------------------------------------------------------------------------------------
+
+#: Name of the trained solver's weights in ``results/<profile>/kerneldiff/``.
+SOLVER_FILE = "solver.pt"
+#: Name of the resumable training checkpoint beside it (deleted once training is done).
+SOLVER_CHECKPOINT = "solver_training.pt"
+#: Name of the loss curves beside it (JSON).
+SOLVER_HISTORY = "solver_history.json"
+#: Chapter folder shared with repro.kerneldiff.
+CHAPTER = "kerneldiff"
+
+
+@dataclass(frozen=True)
+class SolverProfile:
+    """How one profile trains :class:`LearnedWiener` (data sizes: :func:`repro.synth.data_profile`).
+
+    ``model``: the constructor arguments; Adam (β = 0.9, 0.999) with a half-cosine decay of the
+    learning rate from ``lr`` to ``lr · lr_final_ratio`` over ``steps`` steps of ``batch_size``
+    pairs from :class:`repro.synth.BlurPairs` (training kernels and images of the profile);
+    ``n_val`` fixed pairs (another seed) to log the validation loss and PSNR every ``log_every``
+    steps; a checkpoint every ``checkpoint_every`` steps. DWDN itself trains ≈7 M parameters
+    for 3,000 epochs at lr 1e-4; our schedules are far shorter (stated in the book).
+    """
+
+    name: str
+    model: dict = field(default_factory=dict)
+    steps: int = 1000
+    batch_size: int = 8
+    lr: float = 1e-3
+    lr_final_ratio: float = 0.05
+    n_val: int = 16
+    log_every: int = 50
+    checkpoint_every: int = 200
+
+    def __post_init__(self):
+        for name in ("steps", "batch_size", "n_val", "log_every", "checkpoint_every"):
+            value = getattr(self, name)
+            if not (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+                raise ValueError(f"SolverProfile.{name} must be a positive int, got {value!r}")
+        check_positive(self.lr, "SolverProfile.lr")
+        check_positive(self.lr_final_ratio, "SolverProfile.lr_final_ratio")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def learning_rate(self, step: int) -> float:
+        progress = min(step / self.steps, 1.0)
+        return self.lr * (self.lr_final_ratio + (1 - self.lr_final_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+SOLVER_PROFILES = {
+    # CI: a tiny model, a few dozen steps on 32x32 crops; seconds.
+    "smoke": SolverProfile("smoke", model={"features": 8, "blocks": 1, "widths": (8, 16, 32)},
+                           steps=40, batch_size=4, n_val=8, log_every=10, checkpoint_every=20),
+    # this 2-core CPU: 16 features, 16/32/64 encoder-decoder, 64x64 crops; 200,591 parameters;
+    # one thread, ~0.34 s/step alone, 13 min wall measured on the shared machine (load ~4).
+    "quick": SolverProfile("quick", model={"features": 16, "blocks": 2, "widths": (16, 32, 64)},
+                           steps=1500, batch_size=8, lr=1e-3, n_val=32, log_every=50, checkpoint_every=250),
+    # a GPU: DWDN's widths (16 features, 3 blocks, 32/64/128 with 2 blocks per level), 256x256
+    # crops; 1.24 M parameters (DWDN: ~7 M). Not run here (no GPU was lent).
+    "paper": SolverProfile("paper", model={"features": 16, "blocks": 3, "widths": (32, 64, 128), "level_blocks": 2},
+                           steps=100_000, batch_size=16, lr=4e-4, n_val=64, log_every=500,
+                           checkpoint_every=2000),
+}
+
+
+def solver_profile(profile: str) -> SolverProfile:
+    """The :class:`SolverProfile` of ``profile``; ValueError for an unknown profile."""
+    return SOLVER_PROFILES[check_profile(profile)]
+
+
+def solver_path(profile: str) -> Path:
+    """``results/<profile>/kerneldiff/solver.pt``: the cached weights of the profile's solver."""
+    return results_dir(profile, CHAPTER) / SOLVER_FILE
+
+
+class SolverNotTrainedError(FileNotFoundError):
+    """No trained :class:`LearnedWiener` is cached for a profile."""
+
+
+@contextlib.contextmanager
+def _cpu_threads(device: torch.device, threads: int = 1):
+    """One intra-op thread on the CPU (bit-identical runs whatever the core count), restored after."""
+    if device.type != "cpu":
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _psnr(x_hat: torch.Tensor, x: torch.Tensor) -> float:
+    mse = (x_hat.clamp(0, 1) - x).square().flatten(1).mean(dim=1)
+    return float((10 * torch.log10(1 / mse)).mean())
+
+
+def _resolve_device(device) -> torch.device:
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def train_learned_wiener(profile: str, device=None, progress: bool = True, seed: int = 0,
+                         stop_at: int | None = None, images=None, config: SolverProfile | None = None,
+                         ) -> LearnedWiener:
+    """Train the :class:`LearnedWiener` of ``profile`` and cache it at :func:`solver_path`.
+
+    Data: :class:`repro.synth.BlurPairs` with the profile's training kernels and crops
+    (:func:`repro.synth.data_profile`) and ``images`` (default :func:`repro.synth.training_images`
+    of the profile: BSDS500 train + test, never val); the pairs of step t are a pure function of
+    ``(seed, t)``. Loss: :func:`multiscale_l1`; Adam with :meth:`SolverProfile.learning_rate`.
+    On the CPU training uses one thread, so a run is bit-identical on a machine.
+
+    If :func:`solver_path` exists for the same run it is loaded instead of retraining. While
+    training, a checkpoint (model, optimiser, step, history) is written atomically to
+    :data:`SOLVER_CHECKPOINT` every ``checkpoint_every`` steps and the loss curves to
+    :data:`SOLVER_HISTORY`; an interrupted run resumes from it and computes exactly what an
+    uninterrupted one would. ``stop_at``: stop after that step (checkpoint kept, returns the
+    partial model) — a long run can be split. ``config`` overrides the profile's
+    :class:`SolverProfile` (tests); ``device`` defaults to CUDA when available.
+    """
+    check_profile(profile)
+    config = solver_profile(profile) if config is None else config
+    if not isinstance(config, SolverProfile):
+        raise ValueError(f"config must be a SolverProfile, got {type(config).__name__}")
+    if not (isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0):
+        raise ValueError(f"seed must be an int >= 0, got {seed!r}")
+    if stop_at is not None and not (isinstance(stop_at, int) and stop_at >= 0):
+        raise ValueError(f"stop_at must be None or an int >= 0, got {stop_at!r}")
+    device = _resolve_device(device)
+    spec = synth.data_profile(profile)
+    identity = {"profile": profile, "config": config.to_dict(), "seed": seed, "data": dataclasses.asdict(spec)}
+    identity = _jsonable(identity)
+    final = solver_path(profile)
+    if final.exists():
+        state = load_checkpoint(final, map_location="cpu")
+        if state.get("run") == identity:
+            return _model_from_state(state, device)
+    folder = final.parent
+    ckpt_path, history_path = folder / SOLVER_CHECKPOINT, folder / SOLVER_HISTORY
+
+    if images is None:
+        images = synth.training_images(spec.max_train_images)
+    kernels = spec.train_kernels()
+    pairs = synth.BlurPairs(kernels, images, spec.crop, spec.noise_sigma, seed=seed)
+    val_y, val_x, val_k = synth.BlurPairs(kernels, images, spec.crop, spec.noise_sigma,
+                                          seed=seed + 1_000_003).batch(0, config.n_val, device)
+    model = LearnedWiener(**config.model, seed=seed).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    step, history = 0, []
+    if ckpt_path.exists():
+        state = load_checkpoint(ckpt_path, map_location=device)
+        if state.get("run") != identity:
+            raise ValueError(f"checkpoint {ckpt_path} was written for another run; delete it to retrain")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        step, history = state["step"], state["history"]
+
+    def save(path):
+        save_checkpoint({"run": identity, "step": step, "model": model.state_dict(), "config": model.config,
+                         "optimizer": optimizer.state_dict(), "history": history}, path)
+        save_json({"run": identity, "step": step, "history": history}, history_path)
+
+    last = config.steps if stop_at is None else min(stop_at, config.steps)
+    bar = tqdm(total=last, initial=min(step, last), desc=f"LearnedWiener ({profile})", disable=not progress,
+               leave=False)
+    with _cpu_threads(device):
+        model.train()
+        while step < last:
+            for group in optimizer.param_groups:
+                group["lr"] = config.learning_rate(step)
+            y, x, k = pairs.batch(step, config.batch_size, device)
+            loss = multiscale_l1(model.forward_multiscale(y, k), x)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            step += 1
+            if step % config.log_every == 0 or step == config.steps:
+                with torch.no_grad():
+                    model.eval()
+                    val_out = model(val_y, val_k)
+                    model.train()
+                history.append({"step": step, "train_loss": loss.item(),
+                                "val_l1": (val_out - val_x).abs().mean().item(),
+                                "val_psnr": _psnr(val_out, val_x)})
+                bar.set_postfix(loss=f"{loss.item():.4f}", val_psnr=f"{history[-1]['val_psnr']:.2f}")
+            if step % config.checkpoint_every == 0 and step < config.steps:
+                save(ckpt_path)
+            bar.update(1)
+    bar.close()
+    model.eval()
+    if step < config.steps:
+        save(ckpt_path)
+    else:
+        save(final)
+        ckpt_path.unlink(missing_ok=True)
+    return model
+
+
+def _jsonable(obj):
+    """Tuples → lists, so that an identity compares equal after a JSON or pickle round trip."""
+    if isinstance(obj, dict):
+        return {key: _jsonable(value) for key, value in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(value) for value in obj]
+    return obj
+
+
+def _model_from_state(state: dict, device) -> LearnedWiener:
+    model = LearnedWiener(**state["config"])
+    model.load_state_dict(state["model"])
+    return model.to(_resolve_device(device)).eval()
+
+
+def load_learned_wiener(profile: str, device=None) -> LearnedWiener:
+    """The trained :class:`LearnedWiener` of ``profile`` from :func:`solver_path`, in eval mode.
+
+    Raises :class:`SolverNotTrainedError` (a ``FileNotFoundError``) naming the command that
+    trains it if nothing is cached; a partial (interrupted) run counts as missing.
+    """
+    path = solver_path(profile)
+    if not path.exists():
+        raise SolverNotTrainedError(
+            f"no trained LearnedWiener for profile {profile!r} at {path}; train it with "
+            f"`python -m repro.nonblind --profile {profile}` or "
+            f"repro.nonblind.train_learned_wiener({profile!r}) (resumes an interrupted run)")
+    state = load_checkpoint(path, map_location="cpu")
+    if not isinstance(state, dict) or "model" not in state or "config" not in state:
+        raise ValueError(f"{path} is not a LearnedWiener checkpoint; delete it and retrain")
+    return _model_from_state(state, device)
+
+
+def main(argv=None) -> None:
+    """``python -m repro.nonblind --profile quick``: train (or resume) and cache the solver."""
+    parser = argparse.ArgumentParser(description="Train the learned Wiener solver (DWDN design) of a profile.")
+    parser.add_argument("--profile", default="quick", choices=list(SOLVER_PROFILES))
+    parser.add_argument("--device", default=None)
+    args = parser.parse_args(argv)
+    model = train_learned_wiener(args.profile, device=args.device)
+    print(f"trained LearnedWiener ({count_parameters(model):,} parameters) -> {solver_path(args.profile)}")
+
+
+if __name__ == "__main__":
+    main()
