@@ -51,7 +51,7 @@ from tqdm.auto import tqdm
 
 from . import ops
 from ._checks import check_choice, check_positive, check_tensor
-from .store import check_profile, load_checkpoint, load_json, results_dir, save_checkpoint, save_json
+from .store import check_profile, load_cached, load_checkpoint, load_json, results_dir, save_checkpoint, save_json
 from .timing import time_call
 
 # --------------------------------------------------------------------------------------------
@@ -488,10 +488,11 @@ def train_dil(
     identity = {"config": config.to_dict(), "seed": seed, "gallery": _fingerprint(gallery)}
     step, history = 0, []
     path = Path(checkpoint_path) if checkpoint_path is not None else None
-    if path is not None and resume and path.exists():
-        state = load_checkpoint(path, map_location=device)
-        if not isinstance(state, dict) or "model" not in state:
-            raise ValueError(f"checkpoint {path} is not a train_dil checkpoint; delete it to recompute")
+    state = None
+    if path is not None and resume:  # a corrupt checkpoint is moved aside and training starts over
+        state = load_cached(path, lambda p: load_checkpoint(p, map_location=device),
+                            is_valid=lambda s: isinstance(s, dict) and {"model", "optimizer", "step"} <= set(s))
+    if state is not None:
         if state.get("run") != identity:
             raise ValueError(
                 f"checkpoint {path} was written for another run ({state.get('run')}), not {identity}; "

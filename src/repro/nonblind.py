@@ -62,7 +62,7 @@ from tqdm.auto import tqdm
 from . import synth
 from ._checks import check_choice, check_positive, check_tensor
 from .ops import OPS, check_image_kernel, pad, psf2otf
-from .store import check_profile, load_checkpoint, results_dir, save_checkpoint, save_json
+from .store import check_profile, load_cached, load_checkpoint, results_dir, save_checkpoint, save_json
 
 MODES = ("circular", "symmetric")
 
@@ -455,10 +455,9 @@ def train_learned_wiener(profile: str, device=None, progress: bool = True, seed:
     identity = {"profile": profile, "config": config.to_dict(), "seed": seed, "data": dataclasses.asdict(spec)}
     identity = _jsonable(identity)
     final = solver_path(profile)
-    if final.exists():
-        state = load_checkpoint(final, map_location="cpu")
-        if state.get("run") == identity:
-            return _model_from_state(state, device)
+    state = load_cached(final, load_checkpoint, is_valid=lambda s: isinstance(s, dict) and "model" in s)
+    if state is not None and state.get("run") == identity:
+        return _model_from_state(state, device)
     folder = final.parent
     ckpt_path, history_path = folder / SOLVER_CHECKPOINT, folder / SOLVER_HISTORY
 
@@ -471,8 +470,9 @@ def train_learned_wiener(profile: str, device=None, progress: bool = True, seed:
     model = LearnedWiener(**config.model, seed=seed).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     step, history = 0, []
-    if ckpt_path.exists():
-        state = load_checkpoint(ckpt_path, map_location=device)
+    state = load_cached(ckpt_path, lambda p: load_checkpoint(p, map_location=device),
+                        is_valid=lambda s: isinstance(s, dict) and {"model", "optimizer", "step"} <= set(s))
+    if state is not None:
         if state.get("run") != identity:
             raise ValueError(f"checkpoint {ckpt_path} was written for another run; delete it to retrain")
         model.load_state_dict(state["model"])
