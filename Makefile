@@ -42,6 +42,7 @@ bench: install
 	$(BIN)/python benchmarks/bench_ops.py
 	$(BIN)/python benchmarks/bench_dil.py
 	$(BIN)/python benchmarks/bench_selfdeblur.py
+	$(BIN)/python benchmarks/bench_kerneldiff.py
 
 clean:
 	rm -rf book/_build book/chapters build

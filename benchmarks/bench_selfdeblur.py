@@ -13,8 +13,11 @@ intervals between consecutive iterations after ``--warmup`` iterations (set-up a
 excluded). The reported figure is the minimum over rounds (the least disturbed by other jobs:
 with 2 threads on 2 busy cores a round can be 10x slower); every round is kept in the JSON.
 
-CUDA (when available): R = ``--restarts`` restarts as one batched run against R runs one after
-another, seconds per iteration of all restarts and peak allocated memory.
+CUDA (when available, else reported as skipped): R = ``--restarts`` (8) restarts of one
+``--cuda-size`` (256) square image as one batched run (``run_selfdeblur(restarts=R)``) against R
+runs one after another, seconds per iteration of all restarts, the throughput ratio
+(sequential / batched; the target of issue #4 is at least 3 for R = 8) and peak allocated
+memory. The CPU part also checks its peak resident memory against ``--memory-limit-gib`` (4).
 
 ``--compile`` also times ``torch.compile`` of Gx (forward + backward only, fast path), with its
 warm-up: on the reference machine it compiled in ~50 s (2-3 min under load) and ran no faster
@@ -24,6 +27,7 @@ The machine is shared (2 cores here, used by other jobs too): read every figure 
 
     python benchmarks/bench_selfdeblur.py --out results/bench_selfdeblur.json
     python benchmarks/bench_selfdeblur.py --iterations 3 --rounds 1        # quicker
+    python benchmarks/bench_selfdeblur.py --skip-cpu                       # GPU part only
 """
 
 from __future__ import annotations
@@ -141,15 +145,22 @@ def bench_compile(args) -> dict:
 
 
 def bench_cuda(args) -> dict:
-    y, source = _image(args.size)
-    out = {"image": source, "restarts": args.restarts, "device": torch.cuda.get_device_name()}
+    """R restarts of one ``--cuda-size`` image on CUDA, batched against sequential."""
+    y, source = _image(args.cuda_size)  # 256 > Levin's 255: a seeded random image (timing only)
+    out = {"image": source, "size": args.cuda_size, "kernel": args.kernel, "restarts": args.restarts,
+           "device": torch.cuda.get_device_name()}
     for name, batched in (("batched", True), ("sequential", False)):
         torch.cuda.reset_peak_memory_stats()
         s = seconds_per_iteration(y, args.kernel, args.warmup, args.iterations, True, "cuda", args.restarts, batched)
         out[f"{name}_seconds_per_iteration"] = s
         out[f"{name}_peak_allocated_mb"] = torch.cuda.max_memory_allocated() / 2**20
-        print(f"  cuda {name:10s} R={args.restarts}: {s:.4f} s/iteration (all restarts)", flush=True)
+        print(f"  cuda {name:10s} R={args.restarts}: {s:.4f} s/iteration (all restarts), "
+              f"peak {out[f'{name}_peak_allocated_mb']:.0f} MB", flush=True)
     out["batched_over_sequential"] = out["batched_seconds_per_iteration"] / out["sequential_seconds_per_iteration"]
+    out["throughput_gain"] = 1 / out["batched_over_sequential"]
+    out["meets_3x_target"] = out["throughput_gain"] >= 3
+    print(f"  cuda throughput batched / sequential: {out['throughput_gain']:.2f}x "
+          f"({'meets' if out['meets_3x_target'] else 'misses'} the 3x target)", flush=True)
     return out
 
 
@@ -161,7 +172,10 @@ def main(argv=None) -> int:
     parser.add_argument("--iterations", type=int, default=6, help="timed iterations (intervals) per run")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
-    parser.add_argument("--restarts", type=int, default=8)
+    parser.add_argument("--restarts", type=int, default=8, help="restarts of the CUDA comparison")
+    parser.add_argument("--cuda-size", type=int, default=256, help="side of the image of the CUDA comparison")
+    parser.add_argument("--memory-limit-gib", type=float, default=4.0, help="CPU peak memory target")
+    parser.add_argument("--skip-cpu", action="store_true", help="only the CUDA comparison")
     parser.add_argument("--compile", action="store_true", help="also time torch.compile of Gx")
     parser.add_argument("--out", help="write the results as JSON here")
     parser.add_argument("--worker", choices=MODES, help=argparse.SUPPRESS)
@@ -171,24 +185,63 @@ def main(argv=None) -> int:
         return 0
     results = {"torch": torch.__version__, "machine": platform.processor() or platform.machine(),
                "cpu_count": os.cpu_count(), "load_average_before": os.getloadavg()}
-    print(f"CPU, {args.size}x{args.size}, kernel {args.kernel}, {args.threads} threads:")
-    results["cpu"] = bench_cpu(args)
-    cpu = results["cpu"]
-    print("  best of rounds: " + ", ".join(f"{m} {cpu[m + '_seconds_per_iteration']:.3f} s" for m in MODES)
-          + f"; fast/plain {cpu['fast_over_plain']:.2f}")
+    if not args.skip_cpu:
+        print(f"CPU, {args.size}x{args.size}, kernel {args.kernel}, {args.threads} threads:")
+        results["cpu"] = bench_cpu(args)
+        cpu = results["cpu"]
+        print("  best of rounds: " + ", ".join(f"{m} {cpu[m + '_seconds_per_iteration']:.3f} s" for m in MODES)
+              + f"; fast/plain {cpu['fast_over_plain']:.2f}")
+        peak_gib = max(cpu[f"{m}_peak_rss_mb"] for m in MODES) / 1024
+        cpu["peak_rss_gib"], cpu["meets_memory_target"] = peak_gib, peak_gib < args.memory_limit_gib
+        print(f"  peak resident memory {peak_gib:.2f} GiB ({'under' if cpu['meets_memory_target'] else 'OVER'} "
+              f"the {args.memory_limit_gib:g} GiB target)")
     if args.compile:
         results["compile"] = bench_compile(args)
         comp = results["compile"]
         print(f"  torch.compile: warm-up {comp['compile_warmup_seconds']:.0f} s, Gx step "
               f"{comp['compiled_seconds']:.3f} s vs eager fast {comp['eager_seconds']:.3f} s")
     if torch.cuda.is_available():
+        print(f"CUDA, {args.cuda_size}x{args.cuda_size}, kernel {args.kernel}, R = {args.restarts} restarts:")
         results["cuda"] = bench_cuda(args)
+    else:
+        results["cuda"] = {"skipped": "no CUDA device: the batched-restart comparison needs a GPU"}
+        print("CUDA: SKIPPED, no CUDA device (the batched-restart comparison runs only on a GPU)")
     results["load_average_after"] = os.getloadavg()
     if args.out:
         from repro.store import save_json
 
         save_json(results, args.out)
+    print(f"targets recorded in {record(results, args)}")
     return 0
+
+
+def record(results: dict, args) -> str:
+    """The issue's targets against what was measured, for the book's Performance page
+    (``repro.timing.record_targets``); a part that was not measured says so."""
+    from repro.timing import record_targets
+
+    rows = []
+    cpu = results.get("cpu")
+    if cpu is not None:
+        where = f"CPU, {cpu['size']}x{cpu['size']}, kernel {cpu['kernel']}, {cpu['threads']} thread(s)"
+        rows += [
+            {"part": "SelfDeblur", "measure": f"fast / plain seconds per iteration ({where})",
+             "value": round(cpu["fast_over_plain"], 2), "target": "≤ 0.55×", "met": cpu["fast_over_plain"] <= 0.55},
+            {"part": "SelfDeblur", "measure": f"peak resident memory, GiB ({where})", "value": round(cpu["peak_rss_gib"], 2),
+             "target": f"< {args.memory_limit_gib:g} GiB", "met": cpu["meets_memory_target"]},
+        ]
+    cuda = results["cuda"]
+    measure = f"R = {args.restarts} restarts, {args.cuda_size}x{args.cuda_size}: batched / sequential throughput"
+    if "skipped" in cuda:
+        rows.append({"part": "SelfDeblur", "measure": f"{measure} (CUDA)", "value": "not measured (no GPU)",
+                     "target": "≥ 3×", "met": None})
+    else:
+        rows.append({"part": "SelfDeblur", "measure": f"{measure} ({cuda['device']})",
+                     "value": round(cuda["throughput_gain"], 2), "target": "≥ 3×", "met": cuda["meets_3x_target"]})
+    before, after = results["load_average_before"][0], results["load_average_after"][0]
+    conditions = (f"seconds per iteration: median interval after {args.warmup} warm-up iterations, {args.iterations} "
+                  f"timed, best of {args.rounds} round(s); 1-minute load average {before:.1f} before, {after:.1f} after")
+    return str(record_targets("selfdeblur", rows, conditions))
 
 
 if __name__ == "__main__":

@@ -53,6 +53,27 @@ def place_drk(profile: str, seed: int = 3, step: int | None = None) -> torch.Ten
         return dil.collapse(model).detach()
 
 
+def place_kerneldiff(profile: str, step: int | None = None) -> None:
+    """An untrained ε-network and solver F of ``profile``'s sizes where the Kernel-Diff chapters
+    would write them (identity of the profile's run, ``step`` of its steps)."""
+    import dataclasses
+
+    from repro import kerneldiff as kd
+    from repro import nonblind, synth
+
+    settings = kd.get_profile(profile)
+    unet = settings.unet()
+    data_key = kd._jsonable(dataclasses.asdict(synth.data_profile(profile)))
+    identity = kd._run_identity(unet, settings.train, kd.SEED, data_key, kd.Schedule().T)
+    model = kd.new_model(unet, seed=1)
+    save_checkpoint({"run": identity, "step": settings.train.steps if step is None else step,
+                     "model": model.state_dict(), "ema": model.state_dict(), "optimizer": {}, "history": [],
+                     "pending": []}, results_dir(profile, kd.CHAPTER) / kd.MODEL_FILE)
+    solver = nonblind.LearnedWiener(**nonblind.solver_profile(profile).model)
+    save_checkpoint({"run": {}, "step": 0, "model": solver.state_dict(), "config": solver.config},
+                    nonblind.solver_path(profile))
+
+
 def as_8bit(x: torch.Tensor) -> torch.Tensor:
     return x.clamp(0, 1).mul(255).round() / 255
 
@@ -117,6 +138,42 @@ def test_selfdeblur_writes_the_estimated_kernel(workdir):
     assert read_image(workdir / "out.png").shape == (1, 64, 64)
 
 
+def test_kerneldiff_samples_a_kernel_of_the_models_size(workdir, capsys, monkeypatch):
+    torch.set_num_threads(1)
+    assert run("deblur", "--method", "kerneldiff", "--profile", "smoke", "--quiet", workdir / "rgb.png",
+               workdir / "out.png") == 2
+    err = capsys.readouterr().err
+    assert "no trained Kernel-Diff" in err and "python -m repro.kerneldiff --profile smoke" in err
+    assert "python -m repro.nonblind --profile smoke" in err and outputs(workdir) == []
+    place_kerneldiff("smoke", step=3)
+    assert run("deblur", "--method", "kerneldiff", "--profile", "smoke", workdir / "rgb.png", workdir / "out.png") == 2
+    assert "only partly trained" in capsys.readouterr().err
+
+    place_kerneldiff("smoke")
+    image_size, size = methods.kerneldiff_sizes("smoke")
+    assert (image_size, size) == (32, 9)
+    assert run("deblur", "--method", "kerneldiff", "--profile", "smoke", "--quiet", "--steps", "5",
+               workdir / "rgb.png", workdir / "out.png") == 0
+    assert outputs(workdir) == ["out.png", "out_kernel.npy", "out_kernel.png"]
+    kernel = np.load(workdir / "out_kernel.npy")
+    assert kernel.shape == (size, size) and kernel.min() >= 0 and kernel.sum() == pytest.approx(1, abs=1e-5)
+    assert read_image(workdir / "out.png").shape == (3, 40, 48)
+    # seeded, grey handled as three equal channels, sizes checked
+    grey = read_image(workdir / "grey16.png")[None]
+    x1, k1 = methods.deblur("kerneldiff", grey, profile="smoke", seed=2, steps=5, progress=False)
+    x2, k2 = methods.deblur("kerneldiff", grey, profile="smoke", seed=2, steps=5, progress=False)
+    assert x1.shape == grey.shape and torch.equal(x1, x2) and torch.equal(k1, k2)
+    with pytest.raises(ValueError, match="estimates 9x9 kernels only; omit the kernel size or pass 9"):
+        methods.deblur("kerneldiff", grey, profile="smoke", kernel_size=7)
+    small = torch.rand(1, 3, 20, 40, generator=torch.Generator().manual_seed(0))  # extended by reflection to 32
+    assert methods.deblur("kerneldiff", small, profile="smoke", steps=2, progress=False)[0].shape == small.shape
+    monkeypatch.setattr(methods, "kerneldiff_sizes", lambda profile: (64, 9))
+    with pytest.raises(ValueError, match="needs images of more than 32 pixels per side"):
+        methods.deblur("kerneldiff", small, profile="smoke")
+    with pytest.raises(ValueError, match="steps must be a positive int"):
+        methods.deblur("kerneldiff", grey, profile="smoke", steps=0)
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--method", "wiener", "truncated.png"], "truncated.png is not a readable image"),
     (["--method", "wiener", "notes.png"], "notes.png is not a readable image"),
@@ -179,7 +236,8 @@ def test_console_script_never_shows_a_traceback(workdir):
 
 
 def test_registry_and_its_checks():
-    assert list(methods.METHODS) == ["drk", "wiener", "selfdeblur"]
+    assert list(methods.METHODS) == ["drk", "wiener", "selfdeblur", "kerneldiff"]
+    assert methods.METHODS["kerneldiff"].estimates_kernel and not methods.METHODS["kerneldiff"].odd_kernel
     assert methods.METHODS["selfdeblur"].estimates_kernel and methods.METHODS["selfdeblur"].needs_kernel_size
 
     @methods.register("identity-test", "returns its input")
@@ -202,6 +260,8 @@ def test_registry_and_its_checks():
         del methods.METHODS["identity-test"]
     with pytest.raises(ValueError, match="method must be one of"):
         methods.deblur("nope", torch.rand(1, 1, 20, 20))
+    with pytest.raises(ValueError, match="variant must be one of"):
+        methods.deblur("selfdeblur", torch.rand(1, 1, 40, 40), kernel_size=5, variant="blind")
 
 
 # ------------------------------------------------------------------------------ reproduce

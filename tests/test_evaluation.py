@@ -177,17 +177,17 @@ def test_evaluate_errors(tmp_path):
         evaluation.evaluate({"m": Counting()}, [], tmp_path / "r.json", progress=False)
 
 
-def test_corrupt_or_foreign_results_are_moved_aside_and_recomputed(tmp_path):
+def test_corrupt_or_foreign_results_are_recomputed(tmp_path):
     cases = three_cases()
     for name, content in (("corrupt.json", "{ not json"), ("other.json", json.dumps({"something": "else"}))):
         path = tmp_path / name
         path.write_text(content)
         m = Counting()
-        with pytest.warns(UserWarning, match=f"{name} is unusable"):
-            evaluation.evaluate({"m": m}, cases, path, progress=False)
+        evaluation.evaluate({"m": m}, cases, path, progress=False)
         assert m.calls == [c.name for c in cases]  # everything recomputed, nothing read from the bad file
-        assert (tmp_path / f"{name}.corrupt").read_text() == content
         assert set(evaluation.load_results(path)) == {c.name for c in cases}
+    assert (tmp_path / "corrupt.json.corrupt").read_text() == "{ not json"  # kept for inspection
+    assert not (tmp_path / "other.json.corrupt").exists()
 
 
 def test_summarize_groups_and_filters(tmp_path):

@@ -317,6 +317,19 @@ def test_loss_schedule_original_and_regularised():
         loss_schedule(-1, kotera)
 
 
+def test_tv_initial_weight_schedule():
+    """§4.1 over-regularisation: TV from tv_initial_weight decreasing linearly to 0 at the switch."""
+    config = SelfDeblurConfig(tv_initial_weight=0.2, regularisation_switch=100)
+    assert loss_schedule(0, config).image_tv == pytest.approx(0.2)
+    assert loss_schedule(50, config).image_tv == pytest.approx(0.1)
+    assert loss_schedule(100, config).image_tv == 0
+    kotera = SelfDeblurConfig.kotera(tv_initial_weight=0.2, regularisation_switch=100, iterations=200)
+    assert loss_schedule(150, kotera).image_tv == kotera.tv_weight  # the paper's late TV is unchanged
+    assert loss_schedule(25, kotera) == LossWeights("mse", 0.1, pytest.approx(0.15))
+    with pytest.raises(ValueError, match="tv_initial_weight"):
+        SelfDeblurConfig(tv_initial_weight=-1)
+
+
 def test_rgb_ycbcr_round_trip():
     rgb = _rand(2, 3, 6, 5)
     ycc = rgb_to_ycbcr(rgb)

@@ -43,12 +43,15 @@ def test_load_cached_rebuilds_missing_corrupt_and_invalid_entries(tmp_path):
     assert store.load_cached(path) is None
     store.save_json({"format": 1, "v": 2}, path)
     assert store.load_cached(path, is_valid=lambda o: o.get("format") == 1) == {"format": 1, "v": 2}
-    with pytest.warns(UserWarning, match="does not have the expected format"):
-        assert store.load_cached(path, is_valid=lambda o: o.get("format") == 2) is None
+    assert store.load_cached(path, is_valid=lambda o: o.get("format") == 2) is None  # stale: rebuilt in place
+    assert path.exists() and not (tmp_path / "entry.json.corrupt").exists()
+    path.write_text('{"format": 1, "v"')
+    with pytest.warns(UserWarning, match="entry.json is corrupt"):
+        assert store.load_cached(path) is None
     assert not path.exists() and (tmp_path / "entry.json.corrupt").exists()
     ckpt = tmp_path / "model.pt"
     store.save_checkpoint({"w": torch.arange(3)}, ckpt)
     ckpt.write_bytes(ckpt.read_bytes()[:-30])
-    with pytest.warns(UserWarning, match="model.pt is unusable"):
+    with pytest.warns(UserWarning, match="model.pt is corrupt"):
         assert store.load_cached(ckpt, loader=store.load_checkpoint) is None
     assert not ckpt.exists()

@@ -31,7 +31,17 @@ REPO = Path(__file__).resolve().parents[2]
 NOTEBOOKS = REPO / "notebooks"
 BOOK_CHAPTERS = REPO / "book" / "chapters"
 
-CHAPTERS = ("toy1d", "d3_regularisers", "d3_collapse", "d3_evaluation")
+CHAPTERS = (
+    "toy1d",
+    "d3_regularisers",
+    "d3_collapse",
+    "d3_evaluation",
+    "selfdeblur_failure_modes",
+    "selfdeblur_evaluation",
+    "kerneldiff_sampling",
+    "kerneldiff_evaluation",
+    "benchmark",
+)
 
 CELL_TIMEOUT_S = {"smoke": 900, "quick": 3600, "paper": None}
 """Per-cell time limit by profile: a cell that hangs fails the run instead of blocking it forever."""
@@ -119,6 +129,37 @@ def stage(name: str, profile: str) -> Path:
     return dest
 
 
+PERFORMANCE_INTRO = """# Performance
+
+Speed is measured by the benchmark scripts of `benchmarks/` (`make bench`), never by timed
+assertions in the tests. Each figure is a ratio against a reference measured in the same run, as
+each part's issue names it, or a time where no reference applies. The machine is stated per
+benchmark; on a shared machine read every figure as approximate.
+"""
+
+
+def stage_performance() -> Path:
+    """Write ``book/chapters/performance.md`` from the records of ``make bench`` (``results/bench/``)."""
+    records = sorted((results_root() / "bench").glob("*.json"))
+    lines = [PERFORMANCE_INTRO]
+    if not records:
+        lines.append("```{note}\nNo benchmark has been run on this checkout yet: run `make bench`, then `make book`.\n```\n")
+    for path in records:
+        record = load_json(path)
+        lines += [f"## `benchmarks/{record['benchmark']}.py`", "",
+                  f"Measured on {record['machine']} ({record['date']}); {record['conditions']}", "",
+                  "| part | measure | measured | target | met |", "|---|---|---|---|---|"]
+        for row in record["rows"]:
+            met = {True: "yes", False: "**no**", None: "—"}[row["met"]]
+            value = f"{row['value']:.3g}" if isinstance(row["value"], (int, float)) else str(row["value"])
+            lines.append(f"| {row['part']} | {row['measure']} | {value} | {row['target']} | {met} |")
+        lines.append("")
+    dest = BOOK_CHAPTERS / "performance.md"
+    with atomic_path(dest) as tmp:
+        tmp.write_text("\n".join(lines))
+    return dest
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m repro.chapters", description=__doc__.split("\n\n")[0])
     parser.add_argument("action", choices=("execute", "stage"))
@@ -134,6 +175,8 @@ def main(argv=None) -> int:
                 print(f"[{args.profile}] {name}: {load_json(path.with_suffix('.json'))['seconds']} s -> {path}")
             else:
                 print(f"staged {stage(name, args.profile)}")
+        if args.action == "stage":
+            print(f"staged {stage_performance()}")
     except (ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -52,13 +52,18 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("output", metavar="OUT", help=f"the restored image ({', '.join(IMAGE_FORMATS)})")
     d.add_argument("--method", required=True, choices=list(METHODS))
     d.add_argument("--kernel-size", type=int, default=None, metavar="N",
-                   help="odd side of the blur kernel (needed by selfdeblur; wiener's Gaussian guess size)")
+                   help="side of the blur kernel (needed by selfdeblur, odd; wiener's Gaussian guess size; "
+                        "kerneldiff: must equal its model's, the default)")
     d.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     d.add_argument("--seed", type=int, default=0, help="seed of stochastic methods (default 0)")
     d.add_argument("--profile", default="quick", choices=list(PROFILES),
                    help="which trained weights / iteration budget to use (default quick)")
     d.add_argument("--iterations", type=int, default=None, metavar="N",
                    help="selfdeblur: iterations on the finest scale (default: the profile's)")
+    d.add_argument("--variant", default=None, choices=("original", "improved"),
+                   help="selfdeblur: the original loop or Kotera et al.'s improved one (default improved)")
+    d.add_argument("--steps", type=int, default=None, metavar="N",
+                   help="kerneldiff: number of (strided) reverse diffusion steps (default: the profile's)")
     d.add_argument("--kernel", default=None, metavar="PATH",
                    help="wiener: a known kernel (.npy, or an image), instead of the blind Gaussian guess")
     d.add_argument("--noise-sigma", type=float, default=None, metavar="S",
@@ -155,7 +160,8 @@ def deblur_command(args) -> int:
     image, note = read_input(source)
     if note:
         print(f"repro: note: {note}", file=sys.stderr)
-    options = {"iterations": args.iterations, "kernel": args.kernel, "noise_sigma": args.noise_sigma}
+    options = {"iterations": args.iterations, "variant": args.variant, "steps": args.steps, "kernel": args.kernel,
+               "noise_sigma": args.noise_sigma}
     if args.kernel is not None:
         options["kernel"] = methods.load_kernel(args.kernel)
     x_hat, k_hat = methods.deblur(args.method, image, kernel_size=args.kernel_size, device=args.device,

@@ -20,7 +20,19 @@ Methods
     ``selfdeblur``  SelfDeblur with Kotera et al.'s three modifications
                     (:meth:`repro.selfdeblur.SelfDeblurConfig.kotera`), blind: needs
                     ``kernel_size``, estimates the kernel. ``iterations`` of the last scale
-                    (default: the profile's, every other count scaled alike).
+                    (default: the profile's, every other count scaled alike); ``variant``
+                    "original" runs SelfDeblur without the modifications (eq. (6)).
+    ``kerneldiff``  Kernel-Diff (:mod:`repro.kerneldiff`): the kernel sampled by guided reverse
+                    diffusion (Algorithm 1, with the Stage II refinement) with the ε-network and
+                    the learned non-blind solver F trained by the Kernel-Diff chapters for
+                    ``profile``, then x̂ = F(y, k̂). The model has one image size and one kernel
+                    size (:func:`kerneldiff_sizes`; smoke 32/9, quick 64/16, paper 256/64): the
+                    kernel is estimated on the centre crop of the model's image size (a smaller
+                    image, of more than half that size, is extended by reflection to it) and the
+                    whole image restored with it; ``kernel_size``, if given, must be the model's.
+                    Grey images are sampled as three equal channels and averaged back.
+                    ``steps``: reverse steps (default: the profile's; fewer use the strided
+                    sampler with the chapter's η).
 """
 
 from __future__ import annotations
@@ -42,7 +54,8 @@ MAX_PIXELS = 64_000_000
 @dataclass(frozen=True)
 class Method:
     """One deblurring method: its function, a one-line description, whether it estimates the
-    kernel, whether ``kernel_size`` is required, and the extra keyword options it accepts."""
+    kernel, whether ``kernel_size`` is required, the extra keyword options it accepts, and
+    whether ``kernel_size`` must be odd (False: the method checks the sizes it supports)."""
 
     name: str
     fn: Callable
@@ -50,6 +63,7 @@ class Method:
     estimates_kernel: bool = False
     needs_kernel_size: bool = False
     options: tuple[str, ...] = field(default_factory=tuple)
+    odd_kernel: bool = True
 
 
 METHODS: dict[str, Method] = {}
@@ -57,13 +71,13 @@ METHODS: dict[str, Method] = {}
 
 
 def register(name: str, summary: str, estimates_kernel: bool = False, needs_kernel_size: bool = False,
-             options: tuple[str, ...] = ()):
+             options: tuple[str, ...] = (), odd_kernel: bool = True):
     """Decorator adding ``fn`` to :data:`METHODS` under ``name``."""
 
     def add(fn: Callable) -> Callable:
         if name in METHODS:
             raise ValueError(f"method {name!r} is registered twice")
-        METHODS[name] = Method(name, fn, summary, estimates_kernel, needs_kernel_size, tuple(options))
+        METHODS[name] = Method(name, fn, summary, estimates_kernel, needs_kernel_size, tuple(options), odd_kernel)
         return fn
 
     return add
@@ -114,8 +128,9 @@ def deblur(name: str, y: torch.Tensor, *, kernel_size: int | None = None, device
         raise ValueError(f"seed must be an int >= 0, got {seed!r}")
     if kernel_size is not None:
         if not (isinstance(kernel_size, int) and not isinstance(kernel_size, bool) and kernel_size >= 3
-                and kernel_size % 2 == 1):
-            raise ValueError(f"kernel size must be an odd int >= 3, got {kernel_size!r}")
+                and (kernel_size % 2 == 1 or not method.odd_kernel)):
+            odd = " odd" if method.odd_kernel else ""
+            raise ValueError(f"kernel size must be an{odd} int >= 3, got {kernel_size!r}")
         _check_kernel_fits(kernel_size, kernel_size, y)
     elif method.needs_kernel_size:
         raise ValueError(f"method {name!r} needs a kernel size (--kernel-size N, odd)")
@@ -187,11 +202,12 @@ def _wiener(y, *, kernel_size, device, seed, profile, progress, kernel=None, noi
 
 
 @register("selfdeblur", "SelfDeblur improved by Kotera et al. (blind; needs --kernel-size; estimates the kernel)",
-          estimates_kernel=True, needs_kernel_size=True, options=("iterations",))
-def _selfdeblur(y, *, kernel_size, device, seed, profile, progress, iterations=None):
+          estimates_kernel=True, needs_kernel_size=True, options=("iterations", "variant"))
+def _selfdeblur(y, *, kernel_size, device, seed, profile, progress, iterations=None, variant="improved"):
     from .selfdeblur import SelfDeblurConfig, crop_to_observation, run_selfdeblur
 
-    config = SelfDeblurConfig.kotera()
+    check_choice(variant, "variant", ("improved", "original"))
+    config = SelfDeblurConfig.kotera() if variant == "improved" else SelfDeblurConfig()
     if iterations is None:
         from .selfdeblur_eval import get_profile
 
@@ -202,3 +218,96 @@ def _selfdeblur(y, *, kernel_size, device, seed, profile, progress, iterations=N
         scale = iterations / config.iterations
     result = run_selfdeblur(y, kernel_size, config.scaled(scale), seed=seed, device=device, progress=progress)
     return crop_to_observation(result.x_hat, kernel_size)[:1], result.k_hat[0]
+
+
+def kerneldiff_train_command(profile: str) -> str:
+    """The shell commands that train Kernel-Diff's solver F and ε-network for ``profile``."""
+    return (f"python -m repro.nonblind --profile {check_profile(profile)} && "
+            f"python -m repro.kerneldiff --profile {profile}")
+
+
+_KERNELDIFF_CACHE: dict = {}
+
+
+def load_kerneldiff(profile: str, device="cpu"):
+    """(ε-network (EMA weights), solver F, profile settings) trained by the Kernel-Diff chapters
+    for ``profile``, read from ``results/<profile>/kerneldiff/`` without training anything.
+
+    ``FileNotFoundError`` naming :func:`kerneldiff_train_command` when a model is missing or only
+    partly trained; ``ValueError`` when a file is corrupt or of another configuration. Kept in
+    memory while the files are unchanged (one load for many images)."""
+    from . import kerneldiff as kd
+    from . import nonblind
+    from .store import load_checkpoint, results_dir
+
+    settings = kd.get_profile(profile)
+    device = torch.device(device)
+    folder = results_dir(profile, kd.CHAPTER)
+    path, solver_file = folder / kd.MODEL_FILE, nonblind.solver_path(profile)
+    train = f"train it with: {kerneldiff_train_command(profile)}"
+    for file, what in ((path, "Kernel-Diff ε-network"), (solver_file, "Kernel-Diff solver F")):
+        if not file.exists():
+            raise FileNotFoundError(f"no trained {what} for profile {profile!r} ({file} is missing); {train}")
+    stamp = tuple((f.stat().st_mtime_ns, f.stat().st_size) for f in (path, solver_file))
+    key = (str(folder.resolve()), profile, str(device))
+    if key in _KERNELDIFF_CACHE and _KERNELDIFF_CACHE[key][0] == stamp:
+        return _KERNELDIFF_CACHE[key][1]
+    state = load_checkpoint(path)
+    if not isinstance(state, dict) or "ema" not in state:
+        raise ValueError(f"{path} is not a Kernel-Diff checkpoint; delete it and {train}")
+    if state.get("step") != settings.train.steps:
+        raise FileNotFoundError(f"the Kernel-Diff ε-network of profile {profile!r} is only partly trained ({path}: "
+                                f"step {state.get('step')} of {settings.train.steps}); {train}")
+    model = kd.trained_model(profile, device, progress=False).ema  # finished: loaded, never trained here
+    solver_model = nonblind.load_learned_wiener(profile, device).requires_grad_(False)
+
+    def solver(y: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        return solver_model(y, k)
+
+    _KERNELDIFF_CACHE[key] = (stamp, (model, solver, settings))
+    return model, solver, settings
+
+
+def kerneldiff_sizes(profile: str) -> tuple[int, int]:
+    """(image side, kernel side) of the Kernel-Diff model of ``profile`` (no file is read)."""
+    from . import kerneldiff as kd
+
+    unet = kd.get_profile(profile).unet()
+    return unet.image_size, unet.kernel_size
+
+
+@register("kerneldiff", "Kernel-Diff: guided diffusion sampling of the kernel with the chapters' trained model and "
+          "solver (blind; estimates the kernel; the model's kernel size)", estimates_kernel=True,
+          options=("steps",), odd_kernel=False)
+def _kerneldiff(y, *, kernel_size, device, seed, profile, progress, steps=None):
+    from . import kerneldiff as kd
+    from .evaluation import _centre_crop
+
+    image_size, size = kerneldiff_sizes(profile)
+    if kernel_size is not None and kernel_size != size:
+        raise ValueError(f"the Kernel-Diff model of profile {profile!r} estimates {size}x{size} kernels only; "
+                         f"omit the kernel size or pass {size}")
+    H, W = y.shape[-2:]
+    if 2 * min(H, W) <= image_size:
+        raise ValueError(f"unsupported image size {W}x{H}: the Kernel-Diff model of profile {profile!r} needs "
+                         f"images of more than {image_size // 2} pixels per side (it sees {image_size}x{image_size})")
+    if steps is not None and not (isinstance(steps, int) and not isinstance(steps, bool) and steps >= 1):
+        raise ValueError(f"steps must be a positive int, got {steps!r}")
+    model, solver, settings = load_kerneldiff(profile, device)
+    schedule = kd.Schedule()
+    steps = settings.sample_steps if steps is None else min(steps, schedule.T)
+    eta = 1.0 if steps == schedule.T else settings.strided_eta
+    rgb = y.expand(-1, 3, -1, -1) if y.shape[1] == 1 else y
+    rgb = rgb.to(device=device, dtype=torch.float32)
+    crop = _centre_crop(rgb, min(H, image_size), min(W, image_size))
+    top, left = (image_size - crop.shape[-2]) // 2, (image_size - crop.shape[-1]) // 2
+    crop = torch.nn.functional.pad(crop, (left, image_size - crop.shape[-1] - left, top,
+                                          image_size - crop.shape[-2] - top), mode="reflect")
+    result = kd.sample(model, crop, solver, guided=True, steps=steps, eta=eta, seed=seed, schedule=schedule,
+                       progress=progress)
+    k_hat = result.kernels[0]
+    with torch.no_grad():
+        x_hat = solver(rgb, k_hat[None, None]).clamp(0, 1)
+    if y.shape[1] == 1:
+        x_hat = x_hat.mean(dim=1, keepdim=True)
+    return x_hat, k_hat

@@ -428,6 +428,10 @@ class SelfDeblurConfig:
         + ``kernel_l2_weight`` (0.1) · ‖k‖₂² while iteration < 2000; + ``tv_weight`` (0.01) ·
         TV(x) while iteration > 2000, on the last scale only. Iterations count from 0 on each
         scale. See :func:`loss_schedule`, :func:`total_variation`, :func:`kernel_l2`.
+    Over-regularisation (``tv_initial_weight``, a §4.1 *negative* result, in neither method)
+        + ``tv_initial_weight`` · (1 − iteration / ``regularisation_switch``) · TV(x) while
+        iteration < ``regularisation_switch``, on every scale: strong image regularisation at the
+        start, decreasing linearly to 0 (0 by default: off).
     Other
         ``color``: "luma" (deblur Y of YCbCr, as SelfDeblur) or "rgb" (Gx outputs 3 channels);
         ``fast``: the fast CPU path of :class:`ImageGenerator` (same mathematics).
@@ -458,6 +462,7 @@ class SelfDeblurConfig:
     regularisation_switch: int = 2000
     kernel_l2_weight: float = 0.1
     tv_weight: float = 0.01
+    tv_initial_weight: float = 0.0
     color: str = "luma"
     fast: bool = True
 
@@ -469,7 +474,7 @@ class SelfDeblurConfig:
             _check_count(getattr(self, name), name, 0)
         for name in ("lr_image", "lr_kernel", "init_lr_image", "init_lr_kernel", "input_scale", "init_rmse"):
             check_positive(getattr(self, name), name)
-        for name in ("input_noise_std", "kernel_l2_weight", "tv_weight"):
+        for name in ("input_noise_std", "kernel_l2_weight", "tv_weight", "tv_initial_weight"):
             check_positive(getattr(self, name), name, allow_zero=True)
         if not (isinstance(self.milestones, tuple) and all(
                 isinstance(m, int) and not isinstance(m, bool) and m >= 0 for m in self.milestones)
@@ -630,18 +635,20 @@ def loss_schedule(iteration: int, config: SelfDeblurConfig, last_scale: bool = T
     regularisation_switch``, SSIM after; αk = ``kernel_l2_weight`` while ``iteration <
     regularisation_switch``, else 0; αx = ``tv_weight`` while ``iteration >
     regularisation_switch`` on the last scale, else 0 (at the switch itself neither term: the
-    paper's strict inequalities).
+    paper's strict inequalities). ``tv_initial_weight`` (§4.1 over-regularisation) adds
+    ``tv_initial_weight`` · (1 − iteration / ``regularisation_switch``) to αx before the switch.
     """
     _check_count(iteration, "iteration", 0)
     if not isinstance(config, SelfDeblurConfig):
         raise ValueError(f"config must be a SelfDeblurConfig, got {type(config).__name__}")
-    if not config.regularisation:
-        return LossWeights("mse" if iteration < config.ssim_switch else "ssim", 0.0, 0.0)
     switch = config.regularisation_switch
+    early_tv = config.tv_initial_weight * (1 - iteration / switch) if iteration < switch else 0.0
+    if not config.regularisation:
+        return LossWeights("mse" if iteration < config.ssim_switch else "ssim", 0.0, early_tv)
     return LossWeights(
         "mse" if iteration < switch else "ssim",
         config.kernel_l2_weight if iteration < switch else 0.0,
-        config.tv_weight if (last_scale and iteration > switch) else 0.0,
+        (config.tv_weight if (last_scale and iteration > switch) else 0.0) + early_tv,
     )
 
 

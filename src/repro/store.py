@@ -95,23 +95,21 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
 def load_cached(path: str | os.PathLike, loader=load_json, is_valid=None):
     """Return the cache entry at ``path`` read by ``loader``, or ``None`` when it must be (re)built.
 
-    ``None`` when the file is missing; also when it is corrupt (``loader`` raises ``ValueError``,
-    as :func:`load_json` and :func:`load_checkpoint` do for a truncated or damaged file) or when
-    ``is_valid(obj)`` is false (wrong format or run). A corrupt entry is never silently used: it
-    is renamed to ``<name>.corrupt`` (kept for inspection, replacing an older one) with a warning,
-    and the caller computes it again.
+    ``None`` when the file is missing, or stale: readable, but ``is_valid(obj)`` is false (written
+    for another configuration or format); the caller then overwrites it. ``None`` also when it is
+    corrupt (``loader`` raises ``ValueError``, as :func:`load_json` and :func:`load_checkpoint` do
+    for a truncated or damaged file): a corrupt entry is never silently used, it is renamed to
+    ``<name>.corrupt`` (kept for inspection, replacing an older one) with a warning, and the
+    caller computes it again.
     """
     path = Path(path)
     if not path.exists():
         return None
     try:
         obj = loader(path)
-        reason = None if is_valid is None or is_valid(obj) else "it does not have the expected format"
     except ValueError as err:
-        obj, reason = None, str(err)
-    if reason is None:
-        return obj
-    aside = path.with_name(path.name + ".corrupt")
-    os.replace(path, aside)
-    warnings.warn(f"cache entry {path} is unusable ({reason}); moved to {aside.name} and rebuilt", stacklevel=2)
-    return None
+        aside = path.with_name(path.name + ".corrupt")
+        os.replace(path, aside)
+        warnings.warn(f"cache entry {path} is corrupt ({err}); moved to {aside.name} and rebuilt", stacklevel=2)
+        return None
+    return obj if is_valid is None or is_valid(obj) else None

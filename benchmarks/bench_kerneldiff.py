@@ -1,0 +1,123 @@
+"""Time Kernel-Diff's guided sampler against the number of reverse steps.
+
+For each step count (default 1000, 250, 100, 50; η = 1 for all 1000 steps, the paper's ancestral
+DDPM, otherwise the profile's strided η) this times one call of ``repro.kerneldiff.sample``
+(guided, Stage II included) on one blurred image and reports seconds per image:
+
+- on the CPU with the profile's small ε_θ and learned solver (the trained ones when cached in
+  ``results/<profile>/kerneldiff/``, else freshly initialised ones: the weights do not change
+  the cost of a step, only how many Stage II tries are rejected);
+- on CUDA, when there is a GPU, with the paper configuration (≈36 M-parameter U-Net, 64² kernels,
+  256² images) and the paper profile's solver, randomly initialised.
+
+It then reads the steps-vs-quality sweep of the evaluation chapter
+(``results/<profile>/kerneldiff/steps.json``, written by ``repro.kerneldiff.run_chapter``) and
+says whether a sampler with at most 100 steps has a mean MNC within 0.02 of the 1000-step one.
+Timings on a CPU shared with other jobs move with the load; ``--threads 1`` gives steadier ones.
+
+    python benchmarks/bench_kerneldiff.py --profile quick --out results/bench_kerneldiff.json
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+from repro import kerneldiff as kd
+from repro import nonblind, synth
+from repro.store import load_json, results_dir, save_json
+
+TOLERANCE = 0.02
+
+
+def cpu_models(profile: str):
+    """The profile's ε_θ (EMA) and solver: trained if cached, else newly initialised (and say which)."""
+    settings = kd.get_profile(profile)
+    try:
+        solver_model = nonblind.load_learned_wiener(profile, device="cpu")
+        solver_state = "trained"
+    except FileNotFoundError:
+        solver_model = nonblind.LearnedWiener(**nonblind.solver_profile(profile).model).eval()
+        solver_state = "untrained"
+    path = results_dir(profile, kd.CHAPTER) / kd.MODEL_FILE
+    if path.exists():
+        model, model_state = kd.trained_model(profile, device="cpu", progress=False).ema, "trained"
+    else:
+        model, model_state = kd.new_model(settings.unet()).eval(), "untrained"
+    return model, solver_model.requires_grad_(False), f"ε_θ {model_state}, solver {solver_state}"
+
+
+def time_steps(model, solver_model, image_size: int, step_counts, strided_eta: float, device: torch.device) -> list[dict]:
+    """Seconds per image of guided sampling (one 3×image_size² image) for each step count."""
+    generator = torch.Generator().manual_seed(0)
+    y = torch.rand(1, 3, image_size, image_size, generator=generator).to(device)
+    rows = []
+    for steps in step_counts:
+        eta = 1.0 if steps == kd.Schedule().T else strided_eta
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        result = kd.sample(model, y, lambda y_, k_: solver_model(y_, k_), guided=True, steps=steps, eta=eta, seed=0)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        rows.append({"steps": steps, "eta": eta, "seconds_per_image": result.seconds,
+                     "ms_per_step": 1e3 * result.seconds / steps, "device": str(device)})
+        print(f"  {steps:5d} steps (η = {eta:g}): {result.seconds:8.2f} s / image  ({rows[-1]['ms_per_step']:.1f} ms / step, Stage II included)")
+    return rows
+
+
+def mnc_check(profile: str) -> dict | None:
+    """Whether a ≤ 100-step sampler's mean MNC is within TOLERANCE of the 1000-step one (chapter's sweep)."""
+    path = results_dir(profile, kd.CHAPTER) / "steps.json"
+    if not path.exists():
+        print(f"no steps sweep at {path}: run the evaluation chapter (repro.kerneldiff.run_chapter) first")
+        return None
+    rows = load_json(path)["rows"]
+    full = [r for r in rows if r["steps"] == 1000]
+    few = [r for r in rows if r["steps"] <= 100]
+    if not full or not few:
+        print("the sweep has no 1000-step row or no row with at most 100 steps")
+        return None
+    best = max(few, key=lambda r: r["mnc_mean"])
+    gap = full[0]["mnc_mean"] - best["mnc_mean"]
+    verdict = {"steps": best["steps"], "mnc": best["mnc_mean"], "mnc_1000": full[0]["mnc_mean"], "gap": gap,
+               "within_tolerance": abs(gap) <= TOLERANCE or gap < 0, "n": best["n"]}
+    print(f"MNC: {best['steps']} steps {best['mnc_mean']:.3f} vs 1000 steps {full[0]['mnc_mean']:.3f} "
+          f"(n = {best['n']}): {'within' if verdict['within_tolerance'] else 'NOT within'} {TOLERANCE} "
+          f"(or better)")
+    return verdict
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--profile", default="quick", choices=["smoke", "quick"])
+    parser.add_argument("--steps", type=int, nargs="+", default=[1000, 250, 100, 50])
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--no-cuda", action="store_true", help="skip the paper configuration on CUDA")
+    parser.add_argument("--out", default=None, help="write the results as JSON here")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    settings = kd.get_profile(args.profile)
+    model, solver_model, state = cpu_models(args.profile)
+    size = synth.data_profile(args.profile).crop
+    print(f"CPU, profile {args.profile} ({kd.count_parameters(model):,}-parameter ε_θ, {size}² image, "
+          f"{args.threads} thread(s); {state}):")
+    out = {"profile": args.profile, "threads": args.threads, "models": state,
+           "cpu": time_steps(model, solver_model, size, args.steps, settings.strided_eta, torch.device("cpu"))}
+    if torch.cuda.is_available() and not args.no_cuda:
+        device = torch.device("cuda")
+        paper = kd.new_model(kd.PAPER_UNET).to(device).eval()
+        paper_solver = nonblind.LearnedWiener(**nonblind.solver_profile("paper").model).to(device).eval()
+        print(f"CUDA ({torch.cuda.get_device_name(device)}), paper configuration "
+              f"({kd.count_parameters(paper):,} parameters, {kd.PAPER_UNET.image_size}² image), untrained weights:")
+        out["cuda"] = time_steps(paper, paper_solver.requires_grad_(False), kd.PAPER_UNET.image_size, args.steps,
+                                 kd.get_profile("paper").strided_eta, device)
+        out["cuda_device"] = torch.cuda.get_device_name(device)
+    out["mnc_check"] = mnc_check(args.profile)
+    if args.out:
+        save_json(out, args.out)
+    return out
+
+
+if __name__ == "__main__":
+    main()

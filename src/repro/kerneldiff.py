@@ -1,0 +1,1165 @@
+"""Kernel-Diff: a conditional diffusion model of blur kernels, guided by a non-blind solver.
+
+Sanghvi, Chi & Chan, "Kernel Diffusion: An Alternate Approach to Blind Deconvolution" (2023);
+equation numbers refer to that paper (``papers/kernel-diffusion.md``), and the facts the text
+leaves out (architecture, schedule, kernel representation, guidance constant, refinement) come
+from the authors' code as summarised in ``papers/FACTS.md`` ("Kernel-Diff").
+
+The file follows the method, in order:
+
+1. **Kernel representation.** The diffusion runs on kernels scaled to [−1, 1]; a sample k̂₀
+   becomes a blur kernel by k̃ = clip((k̂₀ + 1)/2, 0) / Σ (:func:`kernel_to_unit`,
+   :func:`unit_to_kernel`).
+2. **Schedule** (DDPM, eq. 6–8, 18–19): T = 1000, β linear from 1e-4 to 0.02, the fixed
+   posterior variance β̃ₜ, k̂₀ clamped to [−1, 1] (:class:`Schedule`), and the strided
+   (DDIM-style) step that generalises it (:meth:`Schedule.ddim_step`).
+3. **The conditional ε-network** ε_θ(kₜ, y, t) (§3.3): a U-Net with two encoders, one for the
+   blurred image and one for the kernel bilinearly upsampled to the image size, whose per-level
+   features are concatenated and used as skips; a middle block ResBlock–attention–ResBlock; a
+   decoder; a zero-initialised output convolution and average pooling back to the kernel size
+   (:class:`KernelUNet`, :class:`UNetConfig`).
+4. **Training** (eq. 17): Adam, gradient clipping 1, EMA 0.995, seeded and resumable
+   (:func:`train`).
+5. **Sampling** (Algorithm 1): reverse diffusion, optionally guided at each step by the
+   reblurring loss of a non-blind solver F, then the Stage II refinement; strided samplers with
+   fewer steps; several kernels per image in one batch (:func:`sample`).
+6. **Profiles and the chapter** (:class:`KernelDiffProfile`, :func:`run_chapter`).
+
+Conventions, once for the module: images are (B, 3, H, W) in [0, 1] (the network sees 2y − 1);
+kernels (B, 1, s, s) sum to 1, true convolution (``op="conv"``) with the origin at (s//2, s//2);
+the blur of the data and of the reblurring loss is "reflection padding, same size"
+(:func:`reblur`), as in the official code. A non-blind solver is any callable
+``solver(y (B, 3, H, W), k (B, 1, s, s)) -> x̂ (B, 3, H, W)`` differentiable in k
+(:func:`wiener_solver`, or ``repro.nonblind.LearnedWiener``).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from . import ops
+from ._checks import check_positive, check_tensor
+from .store import check_profile, load_checkpoint, load_json, results_dir, save_checkpoint, save_json
+
+Solver = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def _is_int(value, minimum: int = 0) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+
+
+# --------------------------------------------------------------------------------------------
+# 1. Kernel representation and the reblurring loss
+# --------------------------------------------------------------------------------------------
+
+
+def kernel_to_unit(k: torch.Tensor) -> torch.Tensor:
+    """Map blur kernels (B, 1, s, s) (non-negative) to the diffusion's range [−1, 1].
+
+    Each kernel is divided by its maximum and mapped affinely, 0 → −1 and the peak → 1. FACTS.md
+    gives only the way back (:func:`unit_to_kernel`); the peak scaling is our reading, and
+    :func:`unit_to_kernel` inverts it exactly (``unit_to_kernel(kernel_to_unit(k)) == k`` for k
+    summing to 1).
+    """
+    check_tensor(k, "k", (4,))
+    if (k < 0).any():
+        raise ValueError("k must be non-negative")
+    peak = k.amax(dim=(-2, -1), keepdim=True)
+    if (peak == 0).any():
+        raise ValueError("k must not be identically zero")
+    return 2 * k / peak - 1
+
+
+def unit_to_kernel(k0: torch.Tensor) -> torch.Tensor:
+    """k̃ = clip((k̂₀ + 1)/2, 0) / Σ: a diffusion sample in [−1, 1] as a blur kernel summing to 1.
+
+    (FACTS.md, "Kernel-Diff".) A sample with no entry above −1 has nothing to normalise; it
+    becomes the uniform kernel rather than a division by zero. Differentiable in k̂₀.
+    """
+    k = ((k0 + 1) / 2).clamp_min(0)
+    total = k.sum(dim=(-2, -1), keepdim=True)
+    uniform = torch.full_like(k, 1.0 / (k.shape[-2] * k.shape[-1]))
+    return torch.where(total > 0, k / total.clamp_min(torch.finfo(k.dtype).tiny), uniform)
+
+
+def reblur(x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """k ⊛ x, same size, reflection padding: the data model of :func:`repro.synth.blur_reflect`.
+
+    ``x`` (B, C, H, W), ``k`` (B, 1, s, s): one kernel per item, applied to every channel.
+    Differentiable in both.
+    """
+    from .synth import blur_reflect
+
+    return blur_reflect(x, k.to(x.dtype))
+
+
+def reblur_loss(y: torch.Tensor, k: torch.Tensor, solver: Solver) -> tuple[torch.Tensor, torch.Tensor]:
+    """L = MSE(y, k ⊛ F(y, k)) per item (B,), the reblurring loss of eq. 20 / Algorithm 1, and x̂ = F(y, k)."""
+    x_hat = solver(y, k)
+    return (reblur(x_hat, k) - y).square().flatten(1).mean(dim=1), x_hat
+
+
+def wiener_solver(nsr: float = 1e-3) -> Solver:
+    """The classical differentiable F: ``repro.nonblind.wiener`` with a flat noise-to-signal
+    ratio ``nsr``, symmetric boundary, for kernels (B, 1, s, s)."""
+    from .nonblind import wiener
+
+    nsr = check_positive(nsr, "nsr")
+
+    def solve(y: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        return wiener(y, k[:, 0].to(y.dtype), nsr, mode="symmetric")
+
+    solve.key = f"wiener(nsr={nsr:g})"
+    return solve
+
+
+# --------------------------------------------------------------------------------------------
+# 2. The DDPM schedule
+# --------------------------------------------------------------------------------------------
+
+
+class Schedule:
+    """DDPM with T steps and β linear from ``beta_start`` to ``beta_end`` (FACTS.md: 1000, 1e-4, 0.02).
+
+    Tensors (float64, index t = 0 … T−1 for the paper's t = 1 … T): ``betas``, ``alphas`` = 1 − β,
+    ``alpha_bar`` ᾱₜ = Πα, ``alpha_bar_prev`` (ᾱ of the previous step, 1 before the first) and
+    ``posterior_variance`` β̃ₜ = βₜ (1 − ᾱₜ₋₁)/(1 − ᾱₜ), the fixed variance σₜ² of eq. 18.
+    """
+
+    def __init__(self, T: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02):
+        if not _is_int(T, 2):
+            raise ValueError(f"T must be an int >= 2, got {T!r}")
+        check_positive(beta_start, "beta_start")
+        check_positive(beta_end, "beta_end")
+        if not beta_start <= beta_end < 1:
+            raise ValueError(f"need 0 < beta_start <= beta_end < 1, got {beta_start}, {beta_end}")
+        self.T = T
+        self.betas = torch.linspace(beta_start, beta_end, T, dtype=torch.float64)
+        self.alphas = 1 - self.betas
+        self.alpha_bar = torch.cumprod(self.alphas, 0)
+        self.alpha_bar_prev = torch.cat([torch.ones(1, dtype=torch.float64), self.alpha_bar[:-1]])
+        self.posterior_variance = self.betas * (1 - self.alpha_bar_prev) / (1 - self.alpha_bar)
+
+    def _at(self, values: torch.Tensor, t, like: torch.Tensor) -> torch.Tensor:
+        """values[t] broadcast to (B, 1, 1, 1) in ``like``'s dtype and device; t = −1 reads ᾱ = 1."""
+        t = torch.as_tensor(t, device="cpu").reshape(-1)
+        if ((t < -1) | (t >= self.T)).any():
+            raise ValueError(f"timesteps must lie in [0, {self.T - 1}], got {t.tolist()}")
+        padded = torch.cat([torch.ones(1, dtype=values.dtype), values])  # index 0 is "t = −1"
+        return padded[t + 1].to(device=like.device, dtype=like.dtype).reshape(-1, 1, 1, 1)
+
+    def q_sample(self, k0: torch.Tensor, t, noise: torch.Tensor) -> torch.Tensor:
+        """kₜ = √ᾱₜ k₀ + √(1 − ᾱₜ) ε (the forward process in closed form, eq. 8 and 17)."""
+        ab = self._at(self.alpha_bar, t, k0)
+        return ab.sqrt() * k0 + (1 - ab).sqrt() * noise
+
+    def predict_k0(self, kt: torch.Tensor, t, eps: torch.Tensor) -> torch.Tensor:
+        """k̂₀ = (kₜ − √(1 − ᾱₜ) ε) / √ᾱₜ (eq. 19), not clamped."""
+        ab = self._at(self.alpha_bar, t, kt)
+        return (kt - (1 - ab).sqrt() * eps) / ab.sqrt()
+
+    def eps_from_k0(self, kt: torch.Tensor, t, k0: torch.Tensor) -> torch.Tensor:
+        """The ε consistent with kₜ and k̂₀: (kₜ − √ᾱₜ k̂₀) / √(1 − ᾱₜ) (inverse of :meth:`predict_k0`)."""
+        ab = self._at(self.alpha_bar, t, kt)
+        return (kt - ab.sqrt() * k0) / (1 - ab).sqrt()
+
+    def posterior(self, k0: torch.Tensor, kt: torch.Tensor, t) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and variance of q(kₜ₋₁ | kₜ, k₀) (Ho et al. eq. 7): the DDPM reverse step of eq. 18
+        with ε_θ replaced by the ε of the (clamped) k̂₀."""
+        ab, ab_prev = self._at(self.alpha_bar, t, kt), self._at(self.alpha_bar_prev, t, kt)
+        beta, alpha = self._at(self.betas, t, kt), self._at(self.alphas, t, kt)
+        mean = (beta * ab_prev.sqrt() / (1 - ab)) * k0 + ((1 - ab_prev) * alpha.sqrt() / (1 - ab)) * kt
+        return mean, self._at(self.posterior_variance, t, kt)
+
+    def ddim_step(self, kt: torch.Tensor, t, t_prev, k0: torch.Tensor, eta: float,
+                  noise: torch.Tensor) -> torch.Tensor:
+        """One strided step from t to t_prev < t (−1: the end), Song et al.'s DDIM:
+
+        k_prev = √ᾱ_prev k̂₀ + √(1 − ᾱ_prev − σ²) ε̂ + σ z,  σ² = η² (1 − ᾱ_prev)/(1 − ᾱₜ) (1 − ᾱₜ/ᾱ_prev),
+
+        with ε̂ = :meth:`eps_from_k0` of the clamped k̂₀. η = 0 is deterministic; with η = 1 and
+        t_prev = t − 1, σ² = β̃ₜ and the step *is* the ancestral DDPM step of eq. 18 (the mean
+        equals :meth:`posterior`'s), so one function serves both samplers.
+        """
+        ab = self._at(self.alpha_bar, t, kt)
+        ab_prev = self._at(self.alpha_bar, t_prev, kt)
+        var = eta**2 * (1 - ab_prev) / (1 - ab) * (1 - ab / ab_prev)
+        eps = self.eps_from_k0(kt, t, k0)
+        return ab_prev.sqrt() * k0 + (1 - ab_prev - var).clamp_min(0).sqrt() * eps + var.sqrt() * noise
+
+    def timesteps(self, steps: int) -> list[int]:
+        """``steps`` timesteps from T − 1 down to 0, evenly spaced (all of them for steps = T)."""
+        if not _is_int(steps, 1) or steps > self.T:
+            raise ValueError(f"steps must be an int in [1, {self.T}], got {steps!r}")
+        if steps == 1:
+            return [self.T - 1]
+        return sorted({round(i * (self.T - 1) / (steps - 1)) for i in range(steps)}, reverse=True)
+
+
+# --------------------------------------------------------------------------------------------
+# 3. The conditional ε-network
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class UNetConfig:
+    """Shape of :class:`KernelUNet`.
+
+    ``image_size`` (side of y) must be divisible by 2^(levels − 1); the kernel is bilinearly
+    upsampled to it and the output average-pooled back to ``kernel_size`` (exactly ×4 in the
+    paper, 256/64; adaptive pooling when the sizes are not multiples). ``channels``: width
+    of each encoder level (FACTS.md: 32/64/128/256, one res-block per level, stride-2 conv
+    downsampling); the middle block and the decoder work on the concatenated features, so at
+    level l the decoder is ``2 · channels[l]`` wide, with ``decoder_blocks`` res-blocks per level
+    (FACTS.md: 2). ``time_dim``: width of each encoder's timestep MLP (the two are concatenated
+    for the middle and the decoder).
+    """
+
+    image_size: int = 256
+    kernel_size: int = 64
+    channels: tuple[int, ...] = (32, 64, 128, 256)
+    encoder_blocks: int = 1
+    decoder_blocks: int = 2
+    time_dim: int = 128
+    attention_heads: int = 4
+
+    def __post_init__(self):
+        for name in ("image_size", "kernel_size", "encoder_blocks", "decoder_blocks", "time_dim", "attention_heads"):
+            if not _is_int(getattr(self, name), 1):
+                raise ValueError(f"UNetConfig.{name} must be a positive int, got {getattr(self, name)!r}")
+        if not (isinstance(self.channels, tuple) and self.channels and all(_is_int(c, 1) for c in self.channels)):
+            raise ValueError(f"UNetConfig.channels must be a non-empty tuple of positive ints, got {self.channels!r}")
+        if self.kernel_size > self.image_size:
+            raise ValueError(f"UNetConfig: kernel_size {self.kernel_size} exceeds image_size {self.image_size}")
+        if self.image_size % 2 ** (len(self.channels) - 1):
+            raise ValueError(f"UNetConfig: image_size {self.image_size} must be divisible by 2^{len(self.channels) - 1}")
+        if (2 * self.channels[-1]) % self.attention_heads:
+            raise ValueError("UNetConfig: attention_heads must divide 2 * channels[-1]")
+        if self.time_dim % 2:
+            raise ValueError("UNetConfig.time_dim must be even")
+
+
+PAPER_UNET = UNetConfig()
+"""The paper's configuration (FACTS.md): 256² images, 64² kernels, about 37 M parameters."""
+
+
+def _groups(channels: int) -> int:
+    return math.gcd(32, channels)
+
+
+def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
+    """Sinusoidal embedding of integer timesteps (B,) → (B, dim), as in DDPM/ADM."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(10_000) * torch.arange(half, dtype=torch.float32, device=t.device) / half)
+    angles = t.float()[:, None] * freqs[None]
+    return torch.cat([angles.cos(), angles.sin()], dim=1)
+
+
+class ResBlock(nn.Module):
+    """ADM res-block: GroupNorm–SiLU–conv; the timestep embedding sets a scale and shift of the
+    second GroupNorm (ADM's "scale-shift norm"); SiLU–conv (zero initialised, so the block starts
+    as its skip path); 1×1 skip when the width changes."""
+
+    def __init__(self, c_in: int, c_out: int, t_dim: int):
+        super().__init__()
+        self.norm1, self.conv1 = nn.GroupNorm(_groups(c_in), c_in), nn.Conv2d(c_in, c_out, 3, padding=1)
+        self.time = nn.Linear(t_dim, 2 * c_out)
+        self.norm2, self.conv2 = nn.GroupNorm(_groups(c_out), c_out), nn.Conv2d(c_out, c_out, 3, padding=1)
+        nn.init.zeros_(self.conv2.weight)
+        nn.init.zeros_(self.conv2.bias)
+        self.skip = nn.Identity() if c_in == c_out else nn.Conv2d(c_in, c_out, 1)
+
+    def forward(self, x: torch.Tensor, temb: torch.Tensor) -> torch.Tensor:
+        h = self.conv1(F.silu(self.norm1(x)))
+        scale, shift = self.time(F.silu(temb))[:, :, None, None].chunk(2, dim=1)
+        return self.skip(x) + self.conv2(F.silu(self.norm2(h) * (1 + scale) + shift))
+
+
+class AttentionBlock(nn.Module):
+    """Multi-head self-attention over the pixels, residual, output projection zero-initialised."""
+
+    def __init__(self, channels: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.norm = nn.GroupNorm(_groups(channels), channels)
+        self.qkv = nn.Conv1d(channels, 3 * channels, 1)
+        self.proj = nn.Conv1d(channels, channels, 1)
+        nn.init.zeros_(self.proj.weight)
+        nn.init.zeros_(self.proj.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, C, H, W = x.shape
+        q, k, v = self.qkv(self.norm(x).reshape(B, C, H * W)).reshape(B * self.heads, 3 * C // self.heads, H * W).chunk(3, 1)
+        weights = torch.softmax(q.transpose(1, 2) @ k / math.sqrt(C // self.heads), dim=-1)
+        out = (v @ weights.transpose(1, 2)).reshape(B, C, H * W)
+        return x + self.proj(out).reshape(B, C, H, W)
+
+
+class Encoder(nn.Module):
+    """conv_in, then per level ``blocks`` res-blocks and a stride-2 conv (except the last level);
+    returns the features at the end of every level (finest first)."""
+
+    def __init__(self, c_in: int, channels: tuple[int, ...], blocks: int, t_dim: int):
+        super().__init__()
+        self.conv_in = nn.Conv2d(c_in, channels[0], 3, padding=1)
+        self.levels = nn.ModuleList()
+        self.downs = nn.ModuleList()
+        width = channels[0]
+        for i, c in enumerate(channels):
+            self.levels.append(nn.ModuleList(ResBlock(width if j == 0 else c, c, t_dim) for j in range(blocks)))
+            width = c
+            if i < len(channels) - 1:
+                self.downs.append(nn.Conv2d(c, c, 3, stride=2, padding=1))
+
+    def forward(self, x: torch.Tensor, temb: torch.Tensor) -> list[torch.Tensor]:
+        h, features = self.conv_in(x), []
+        for i, blocks in enumerate(self.levels):
+            for block in blocks:
+                h = block(h, temb)
+            features.append(h)
+            if i < len(self.downs):
+                h = self.downs[i](h)
+        return features
+
+
+def _time_mlp(dim: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(dim, 4 * dim), nn.SiLU(), nn.Linear(4 * dim, dim))
+
+
+class KernelUNet(nn.Module):
+    """ε_θ(kₜ, y, t) of §3.3 (FACTS.md: the official architecture).
+
+    Two encoders (:class:`Encoder`): one for the blurred image y (3 channels, in [−1, 1]), one
+    for kₜ bilinearly upsampled to the image size, each with its own timestep MLP; at every
+    level their features are concatenated and kept as the skip of that level. The deepest
+    concatenation goes through ResBlock–attention–ResBlock, then the decoder climbs back, each
+    level taking the skip, with the two timestep embeddings concatenated; a zero-initialised
+    3×3 output conv gives one channel at the image size, average-pooled to the kernel size.
+    """
+
+    def __init__(self, config: UNetConfig = PAPER_UNET):
+        super().__init__()
+        if not isinstance(config, UNetConfig):
+            raise ValueError(f"config must be a UNetConfig, got {type(config).__name__}")
+        self.config = config
+        c, td = config.channels, config.time_dim
+        self.time_image, self.time_kernel = _time_mlp(td), _time_mlp(td)
+        self.image_encoder = Encoder(3, c, config.encoder_blocks, td)
+        self.kernel_encoder = Encoder(1, c, config.encoder_blocks, td)
+        mid = 2 * c[-1]
+        self.middle = nn.ModuleList([ResBlock(mid, mid, 2 * td), AttentionBlock(mid, config.attention_heads),
+                                     ResBlock(mid, mid, 2 * td)])
+        self.decoder = nn.ModuleList()
+        self.ups = nn.ModuleList()
+        width = mid
+        for level in reversed(range(len(c))):
+            out = 2 * c[level]
+            blocks = [ResBlock(width + 2 * c[level] if j == 0 else out, out, 2 * td) for j in range(config.decoder_blocks)]
+            self.decoder.append(nn.ModuleList(blocks))
+            width = out
+            if level > 0:
+                self.ups.append(nn.Conv2d(out, out, 3, padding=1))
+        self.norm_out = nn.GroupNorm(_groups(width), width)
+        self.conv_out = nn.Conv2d(width, 1, 3, padding=1)
+        nn.init.zeros_(self.conv_out.weight)
+        nn.init.zeros_(self.conv_out.bias)
+
+    def forward(self, kt: torch.Tensor, y: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """``kt`` (B, 1, s, s), ``y`` (B, 3, H, W) in [−1, 1], ``t`` (B,) integer steps → ε̂ (B, 1, s, s)."""
+        cfg = self.config
+        if kt.ndim != 4 or tuple(kt.shape[1:]) != (1, cfg.kernel_size, cfg.kernel_size):
+            raise ValueError(f"kt must be (B, 1, {cfg.kernel_size}, {cfg.kernel_size}), got {tuple(kt.shape)}")
+        if y.ndim != 4 or tuple(y.shape[1:]) != (3, cfg.image_size, cfg.image_size) or y.shape[0] != kt.shape[0]:
+            raise ValueError(f"y must be ({kt.shape[0]}, 3, {cfg.image_size}, {cfg.image_size}), got {tuple(y.shape)}")
+        if t.shape != (kt.shape[0],):
+            raise ValueError(f"t must have shape ({kt.shape[0]},), got {tuple(t.shape)}")
+        emb = timestep_embedding(t, cfg.time_dim).to(kt.dtype)
+        t_img, t_ker = self.time_image(emb), self.time_kernel(emb)
+        temb = torch.cat([t_img, t_ker], dim=1)
+        k_up = F.interpolate(kt, size=(cfg.image_size, cfg.image_size), mode="bilinear", align_corners=False)
+        skips = [torch.cat(pair, dim=1) for pair in zip(self.image_encoder(y, t_img), self.kernel_encoder(k_up, t_ker))]
+        h = self.middle[0](skips[-1], temb)
+        h = self.middle[2](self.middle[1](h), temb)
+        for i, blocks in enumerate(self.decoder):
+            h = torch.cat([h, skips[-1 - i]], dim=1)
+            for block in blocks:
+                h = block(h, temb)
+            if i < len(self.ups):
+                h = self.ups[i](F.interpolate(h, scale_factor=2, mode="nearest"))
+        out = self.conv_out(F.silu(self.norm_out(h)))
+        return F.adaptive_avg_pool2d(out, cfg.kernel_size)
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of learnable weights."""
+    return sum(p.numel() for p in model.parameters())
+
+
+def parameter_count(config: UNetConfig) -> int:
+    """Parameters of ``KernelUNet(config)``, built on the meta device (no memory, no time)."""
+    with torch.device("meta"):
+        return count_parameters(KernelUNet(config))
+
+
+# --------------------------------------------------------------------------------------------
+# 4. Training (eq. 17)
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training run of ε_θ besides its seed (FACTS.md: Adam lr 1e-5, effective batch 8,
+    gradient clipping 1, EMA 0.995, 1 M steps on a GPU; the paper's text: 500 k steps of 16).
+
+    ``checkpoint_every``: steps between checkpoints; ``log_every``: steps per point of the loss
+    curve (the mean training loss over those steps).
+    """
+
+    steps: int = 1_000_000
+    batch_size: int = 8
+    lr: float = 1e-5
+    grad_clip: float = 1.0
+    ema_decay: float = 0.995
+    log_every: int = 100
+    checkpoint_every: int = 5000
+
+    def __post_init__(self):
+        for name in ("steps", "batch_size", "log_every", "checkpoint_every"):
+            if not _is_int(getattr(self, name), 1):
+                raise ValueError(f"TrainConfig.{name} must be a positive int, got {getattr(self, name)!r}")
+        check_positive(self.lr, "TrainConfig.lr")
+        check_positive(self.grad_clip, "TrainConfig.grad_clip")
+        if not 0 <= self.ema_decay < 1:
+            raise ValueError(f"TrainConfig.ema_decay must be in [0, 1), got {self.ema_decay!r}")
+
+
+@dataclass
+class TrainRun:
+    """A trained (or partly trained) ε_θ: the raw weights, their EMA (used for sampling), the
+    step reached and the loss curve [{"step", "loss"}]."""
+
+    model: KernelUNet
+    ema: KernelUNet
+    config: TrainConfig
+    seed: int
+    step: int
+    history: list[dict]
+
+
+def ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
+    """θ_ema ← decay · θ_ema + (1 − decay) · θ for every parameter, in place (buffers copied)."""
+    with torch.no_grad():
+        for p_ema, p in zip(ema.parameters(), model.parameters()):
+            p_ema.mul_(decay).add_(p, alpha=1 - decay)
+        for b_ema, b in zip(ema.buffers(), model.buffers()):
+            b_ema.copy_(b)
+
+
+def diffusion_loss(model: KernelUNet, schedule: Schedule, y: torch.Tensor, k: torch.Tensor, t: torch.Tensor,
+                   noise: torch.Tensor) -> torch.Tensor:
+    """‖ε − ε_θ(√ᾱₜ k + √(1 − ᾱₜ) ε, y, t)‖² averaged (eq. 17), k in [−1, 1] (:func:`kernel_to_unit`)."""
+    kt = schedule.q_sample(kernel_to_unit(k), t, noise)
+    return F.mse_loss(model(kt, 2 * y - 1, t), noise)
+
+
+def _step_noise(seed: int, step: int, batch: int, size: int, T: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The timesteps and noise of one training step, a pure function of (seed, step)."""
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + step)
+    return torch.randint(T, (batch,), generator=generator), torch.randn(batch, 1, size, size, generator=generator)
+
+
+def new_model(config: UNetConfig, seed: int = 0) -> KernelUNet:
+    """``KernelUNet(config)`` with weights drawn from a generator seeded by ``seed`` (the global RNG is untouched)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return KernelUNet(config)
+
+
+def _run_identity(unet: UNetConfig, config: TrainConfig, seed: int, data_key, T: int) -> dict:
+    return _jsonable({"unet": dataclasses.asdict(unet), "train": dataclasses.asdict(config), "seed": seed,
+                      "data": data_key, "T": T})
+
+
+def train(unet: UNetConfig, config: TrainConfig, data, seed: int = 0, checkpoint_path: str | Path | None = None,
+          resume: bool = True, stop_at: int | None = None, device: str | torch.device = "cpu",
+          schedule: Schedule | None = None, data_key=None, progress: bool = True) -> TrainRun:
+    """Train ε_θ by eq. 17 on ``data`` and return the run.
+
+    * ``data``: anything with ``batch(step, batch_size, device) -> (y, x, k)``, a pure function of
+      the step (:class:`repro.synth.BlurPairs`): y (B, 3, H, W) in [0, 1], k (B, 1, s, s).
+    * Every step: a mini-batch, timesteps t ~ U{0 … T−1} and noise ε from a generator seeded by
+      (``seed``, step); Adam (``config.lr``), the gradient norm clipped to ``config.grad_clip``,
+      then the EMA of the weights updated with ``config.ema_decay``.
+    * ``checkpoint_path``: model, EMA, optimiser, step and loss curve saved there atomically every
+      ``config.checkpoint_every`` steps and at the end (the loss curve also as JSON beside it).
+      With ``resume=True`` an existing checkpoint of the same run is continued, and the result is
+      bit-identical to an uninterrupted run (on the CPU); one of another run raises ValueError.
+    * ``stop_at``: stop after that step (checkpoint saved) instead of ``config.steps``.
+    * ``data_key``: what identifies the data in the checkpoint (JSON-able; default ``repr(data)``).
+    """
+    if not isinstance(unet, UNetConfig) or not isinstance(config, TrainConfig):
+        raise ValueError("unet must be a UNetConfig and config a TrainConfig")
+    if not _is_int(seed):
+        raise ValueError(f"seed must be an int >= 0, got {seed!r}")
+    if stop_at is not None and not _is_int(stop_at):
+        raise ValueError(f"stop_at must be None or an int >= 0, got {stop_at!r}")
+    if not callable(getattr(data, "batch", None)):
+        raise ValueError("data must have a method batch(step, batch_size, device) (repro.synth.BlurPairs)")
+    schedule = schedule or Schedule()
+    device = torch.device(device)
+    model = new_model(unet, seed).to(device)
+    ema = copy.deepcopy(model).requires_grad_(False)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    identity = _run_identity(unet, config, seed, repr(data) if data_key is None else data_key, schedule.T)
+    step, history, pending = 0, [], []
+    path = Path(checkpoint_path) if checkpoint_path is not None else None
+    if path is not None and resume and path.exists():
+        state = load_checkpoint(path, map_location=device)
+        if not isinstance(state, dict) or state.get("run") != identity:
+            raise ValueError(f"checkpoint {path} was written for another run; delete it or pass resume=False")
+        model.load_state_dict(state["model"])
+        ema.load_state_dict(state["ema"])
+        optimizer.load_state_dict(state["optimizer"])
+        step, history, pending = state["step"], state["history"], state["pending"]
+
+    def save():
+        if path is not None:
+            save_checkpoint({"run": identity, "step": step, "model": model.state_dict(), "ema": ema.state_dict(),
+                             "optimizer": optimizer.state_dict(), "history": history, "pending": pending}, path)
+            save_json({"run": identity, "step": step, "history": history}, path.with_suffix(".json"))
+
+    last = config.steps if stop_at is None else min(stop_at, config.steps)
+    first = step
+    bar = tqdm(total=last, initial=min(step, last), desc="Kernel-Diff ε_θ", disable=not progress, leave=False)
+    model.train()
+    while step < last:
+        y, _, k = data.batch(step, config.batch_size, device)
+        t, noise = _step_noise(seed, step, config.batch_size, unet.kernel_size, schedule.T)
+        loss = diffusion_loss(model, schedule, y, k, t.to(device), noise.to(device))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        optimizer.step()
+        ema_update(ema, model, config.ema_decay)
+        step += 1
+        pending.append(loss.item())
+        if step % config.log_every == 0 or step == config.steps:
+            history.append({"step": step, "loss": sum(pending) / len(pending)})
+            pending = []
+            bar.set_postfix(loss=f"{history[-1]['loss']:.4f}")
+        if step % config.checkpoint_every == 0:
+            save()
+        bar.update(1)
+    bar.close()
+    if step != first:
+        save()
+    model.eval()
+    ema.eval()
+    return TrainRun(model=model, ema=ema, config=config, seed=seed, step=step, history=history)
+
+
+def _jsonable(obj):
+    """Tuples → lists, so that a run identity compares equal after a round trip through a checkpoint."""
+    if isinstance(obj, dict):
+        return {key: _jsonable(value) for key, value in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(value) for value in obj]
+    return obj
+
+
+# --------------------------------------------------------------------------------------------
+# 5. Sampling: Algorithm 1, unguided and strided variants
+# --------------------------------------------------------------------------------------------
+
+GUIDANCE_SCALE = 0.04
+"""δ of Algorithm 1 as the official code sets it (FACTS.md): k_{t−1} = k′_{t−1} − (0.04 / L) ∇_{k̂₀} L.
+Dividing by L makes the step 0.04 ∇ log L, independent of how L is normalised."""
+REFINE_STEPS, REFINE_STEP_SIZE, REFINE_SPARSITY = 20, 1e3, 1e-4
+"""Stage II (FACTS.md): 20 accepted gradient steps on k of MSE + 1e-4 ‖k + 1‖₁ / numel, step 1e3
+halved on every increase."""
+
+
+@dataclass
+class SampleResult:
+    """What :func:`sample` returns, for N = B · n_samples kernels (image-major order).
+
+    ``kernels`` (N, s, s): the final blur kernels (sum 1); ``stage1`` (N, s, s): the kernels before
+    the Stage II refinement (equal to ``kernels`` without refinement); ``images`` (N, 3, H, W):
+    F(y, k) clamped to [0, 1] (None without a solver); ``timesteps``: the reverse steps taken;
+    ``residual`` (steps, N): the reblurring loss MSE(y, k̃₀ ⊛ F(y, k̃₀)) of the k̂₀ estimate at each
+    step (None without a solver); ``refine_residual`` (accepted steps + 1, N) the same through
+    Stage II; ``trace_steps`` and ``trace_kernels`` (n, N, s, s): k̃₀ estimates along the way;
+    ``seconds``: wall-clock time of the call.
+    """
+
+    kernels: torch.Tensor
+    stage1: torch.Tensor
+    images: torch.Tensor | None
+    timesteps: list[int]
+    residual: torch.Tensor | None
+    refine_residual: torch.Tensor | None
+    trace_steps: list[int]
+    trace_kernels: torch.Tensor
+    seconds: float
+
+
+def refine(y: torch.Tensor, k: torch.Tensor, solver: Solver, steps: int = REFINE_STEPS,
+           step_size: float = REFINE_STEP_SIZE, sparsity: float = REFINE_SPARSITY,
+           max_iterations: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stage II of Algorithm 1 on kernels ``k`` (N, 1, s, s) in [−1, 1], for images y (N, 3, H, W).
+
+    Gradient descent on J(k) = MSE(y, k̃ ⊛ F(y, k̃)) + sparsity · ‖k + 1‖₁ / numel(k), k̃ =
+    :func:`unit_to_kernel` (k): a step is accepted only if it lowers J, otherwise the item's step
+    size is halved (FACTS.md); ``steps`` accepted steps per item, at most ``max_iterations``
+    tries in all (default 3 · steps). Iterates are kept in [−1, 1], the range of the diffusion.
+    Returns the refined k and the history of J (iterations + 1, N).
+    """
+    max_iterations = 3 * steps if max_iterations is None else max_iterations
+
+    def objective(kernel):
+        loss, _ = reblur_loss(y, unit_to_kernel(kernel), solver)
+        return loss + sparsity * (kernel + 1).abs().flatten(1).mean(dim=1)
+
+    k = k.detach().clone()
+    lr = torch.full((k.shape[0],), float(step_size), dtype=k.dtype, device=k.device)
+    accepted = torch.zeros(k.shape[0], dtype=torch.long, device=k.device)
+    with torch.enable_grad():
+        kg = k.requires_grad_(True)
+        current = objective(kg)
+        grad = torch.autograd.grad(current.sum(), kg)[0]
+    k, current = k.detach(), current.detach()
+    history = [current]
+    for _ in range(max_iterations):
+        active = accepted < steps
+        if not active.any():
+            break
+        candidate = (k - lr.view(-1, 1, 1, 1) * grad).clamp(-1, 1)
+        with torch.enable_grad():
+            cg = candidate.requires_grad_(True)
+            value = objective(cg)
+            candidate_grad = torch.autograd.grad(value.sum(), cg)[0]
+        ok = active & (value.detach() < current)
+        mask = ok.view(-1, 1, 1, 1)
+        k = torch.where(mask, candidate.detach(), k)
+        grad = torch.where(mask, candidate_grad, grad)
+        current = torch.where(ok, value.detach(), current)
+        accepted += ok.long()
+        lr = torch.where(active & ~ok, lr / 2, lr)
+        history.append(current)
+    return k, torch.stack(history)
+
+
+def sample(model: KernelUNet, y: torch.Tensor, solver: Solver | None = None, guided: bool = True,
+           steps: int | None = None, eta: float = 1.0, n_samples: int = 1, seed: int = 0,
+           schedule: Schedule | None = None, guidance_scale: float = GUIDANCE_SCALE,
+           refine_steps: int | None = None, trace_every: int | None = None, progress: bool = False) -> SampleResult:
+    """Sample blur kernels for blurred images ``y`` (Algorithm 1 of the paper).
+
+    * ``y``: (3, H, W) or (B, 3, H, W) in [0, 1]; ``n_samples`` kernels per image are drawn as
+      one batch (seeds differ through the noise, the same generator).
+    * Stage I, reverse diffusion from k_T ~ N(0, I) over ``steps`` timesteps (default T): at each
+      step ε_θ gives k̂₀ (eq. 19, clamped to [−1, 1]) and the next iterate by
+      :meth:`Schedule.ddim_step` with ``eta``: with all T steps and η = 1 this is the ancestral
+      DDPM step of eq. 18; fewer steps give a strided (DDIM-style) sampler, η = 0 a deterministic one.
+    * ``guided``: then each step also moves the iterate against the gradient of the reblurring
+      loss L = MSE(y, k̃₀ ⊛ F(y, k̃₀)) with respect to k̂₀, scaled by ``guidance_scale`` / L
+      (lines 7–9 of Algorithm 1 with the official code's step, FACTS.md), and Stage II
+      (:func:`refine`, ``refine_steps`` accepted steps, default 20; 0 to skip) follows. Unguided
+      sampling is the ablation of Table 4: the diffusion alone, no refinement.
+    * ``solver``: F(y, k), needed when guided; when given, the residual L is also recorded at
+      every step (also unguided, for the figures) and x̂ = F(y, k) returned.
+    * ``trace_every``: keep k̃₀ every that many steps (and the last); default about 50 in all.
+    * Seeded: the same arguments give the same kernels on the same machine.
+    """
+    check_tensor(y, "y", (3, 4))
+    y = y[None] if y.ndim == 3 else y
+    cfg = model.config
+    if tuple(y.shape[1:]) != (3, cfg.image_size, cfg.image_size):
+        raise ValueError(f"y must be (B, 3, {cfg.image_size}, {cfg.image_size}) for this model, got {tuple(y.shape)}")
+    if guided and solver is None:
+        raise ValueError("guided sampling needs a non-blind solver (solver=...)")
+    if not _is_int(n_samples, 1) or not _is_int(seed):
+        raise ValueError(f"n_samples must be an int >= 1 and seed an int >= 0, got {n_samples!r}, {seed!r}")
+    eta = check_positive(eta, "eta", allow_zero=True)
+    schedule = schedule or Schedule()
+    steps = schedule.T if steps is None else steps
+    timesteps = schedule.timesteps(steps)
+    refine_steps = (REFINE_STEPS if guided else 0) if refine_steps is None else refine_steps
+    if not _is_int(refine_steps):
+        raise ValueError(f"refine_steps must be an int >= 0, got {refine_steps!r}")
+    if refine_steps > 0 and solver is None:
+        raise ValueError("the Stage II refinement needs a non-blind solver (solver=...)")
+    trace_every = max(1, len(timesteps) // 50) if trace_every is None else trace_every
+    if not _is_int(trace_every, 1):
+        raise ValueError(f"trace_every must be an int >= 1, got {trace_every!r}")
+
+    start = time.perf_counter()
+    parameter = next(model.parameters())
+    device, dtype = parameter.device, parameter.dtype
+    y = y.to(device=device, dtype=dtype).repeat_interleave(n_samples, dim=0)
+    y_unit = 2 * y - 1
+    N, s = y.shape[0], cfg.kernel_size
+    generator = torch.Generator().manual_seed(seed)
+    k = torch.randn(N, 1, s, s, generator=generator, dtype=dtype).to(device)
+    residuals, trace_steps, trace_kernels = [], [], []
+    for i, t in enumerate(tqdm(timesteps, desc="Kernel-Diff sampling", disable=not progress, leave=False)):
+        t_prev = timesteps[i + 1] if i + 1 < len(timesteps) else -1
+        with torch.no_grad():
+            eps = model(k, y_unit, torch.full((N,), t, device=device, dtype=torch.long))
+            k0 = schedule.predict_k0(k, t, eps).clamp(-1, 1)
+        noise = torch.randn(N, 1, s, s, generator=generator, dtype=dtype).to(device)
+        k_next = schedule.ddim_step(k, t, t_prev, k0, eta, noise)
+        if solver is not None:
+            with torch.enable_grad():
+                k0g = k0.detach().requires_grad_(guided)
+                loss, _ = reblur_loss(y, unit_to_kernel(k0g), solver)
+                if guided:
+                    grad = torch.autograd.grad(loss.sum(), k0g)[0]
+                    k_next = k_next - (guidance_scale / loss.detach()).view(-1, 1, 1, 1) * grad
+            residuals.append(loss.detach())
+        if i % trace_every == 0 or t_prev == -1:
+            trace_steps.append(t)
+            trace_kernels.append(unit_to_kernel(k0)[:, 0])
+        k = k_next.detach()
+    k = k.clamp(-1, 1)
+    stage1 = unit_to_kernel(k)[:, 0]
+    refine_residual = None
+    if refine_steps > 0:
+        k, refine_residual = refine(y, k, solver, steps=refine_steps)
+    kernels = unit_to_kernel(k)
+    images = None
+    if solver is not None:
+        with torch.no_grad():
+            images = solver(y, kernels).clamp(0, 1)
+    return SampleResult(kernels=kernels[:, 0], stage1=stage1, images=images, timesteps=timesteps,
+                        residual=torch.stack(residuals) if residuals else None, refine_residual=refine_residual,
+                        trace_steps=trace_steps, trace_kernels=torch.stack(trace_kernels),
+                        seconds=time.perf_counter() - start)
+
+
+# --------------------------------------------------------------------------------------------
+# 6. Profiles and the evaluation chapter
+# --------------------------------------------------------------------------------------------
+
+CHAPTER = "kerneldiff"
+"""Folder of the chapter's results, ``results/<profile>/kerneldiff/`` (shared with the solver of
+``repro.nonblind``)."""
+MODEL_FILE = "diffusion.pt"
+SEED = 0
+WIENER_NSR = 1e-4
+"""Flat noise-to-signal ratio of the classical Wiener rows (noise-free data). Not tuned on the test
+images: the value ``repro.dil.WIENER_NSR`` chose on BSDS500 train crops without noise."""
+
+
+@dataclass(frozen=True)
+class KernelDiffProfile:
+    """What one profile trains and evaluates. Data sizes (kernel size, crop, kernels, training
+    images) come from :func:`repro.synth.data_profile`, the learned solver from
+    ``repro.nonblind.solver_profile``.
+
+    * ``channels``, ``time_dim``, ``attention_heads``: the U-Net (:class:`UNetConfig`);
+      ``train``: its :class:`TrainConfig`.
+    * ``n_test``: BSD100 (BSDS500 ``val``) images, one random ``crop``² crop each, each blurred
+      (symmetric boundary, §4.2) by its own held-out motion kernel.
+    * ``sample_steps``: reverse steps of the samplers in the main table (η = 1 with all T steps,
+      otherwise ``strided_eta``); ``batch``: test images per sampler call.
+    * ``step_counts``, ``n_sweep``: the steps-vs-quality sweep on the first ``n_sweep`` cases.
+    * ``n_trials``, ``n_trial_images``: Fig. 5, trials (seeds) per image, on the first images.
+    * ``alternating_iterations``: iterations of the alternating MAP_{x,k} baseline.
+    * ``strided_eta``: η of the strided samplers (fewer than T steps). 1, the stochastic
+      strided sampler, chosen on six *validation* pairs of the training distribution
+      (``synth.BlurPairs`` of the training kernels and images, seed 777; never the test images)
+      with the quick model: guided, 100 steps, mean MNC 0.36 with η = 1 against 0.28 with the
+      deterministic DDIM (η = 0), and 0.48 with all 1000 steps.
+    """
+
+    name: str
+    channels: tuple[int, ...]
+    time_dim: int
+    attention_heads: int
+    train: TrainConfig
+    n_test: int
+    sample_steps: int
+    batch: int
+    step_counts: tuple[int, ...]
+    n_sweep: int
+    n_trials: int
+    n_trial_images: int
+    alternating_iterations: int
+    strided_eta: float = 1.0
+
+    def unet(self) -> UNetConfig:
+        from .synth import data_profile
+
+        data = data_profile(self.name)
+        return UNetConfig(image_size=data.crop, kernel_size=data.kernel_size, channels=self.channels,
+                          time_dim=self.time_dim, attention_heads=self.attention_heads)
+
+
+PROFILES = {
+    # CI: a tiny U-Net (9x9 kernels, 32x32 crops) trained for seconds; a handful of cases.
+    "smoke": KernelDiffProfile("smoke", (8, 16), 16, 1, TrainConfig(steps=60, batch_size=8, lr=1e-3, log_every=10,
+                                                                   checkpoint_every=30),
+                               n_test=3, sample_steps=20, batch=3, step_counts=(40, 20, 10), n_sweep=2,
+                               n_trials=4, n_trial_images=1, alternating_iterations=20),
+    # this 2-core CPU: 16x16 kernels, 64x64 crops, a 0.87 M-parameter U-Net; 2,000 steps took 31 min on
+    # one thread of the reference machine shared with other jobs (0.45 s/step when it was quieter).
+    # lr 2e-4: DDPM's value for its small models (the paper's 1e-5 suits 1 M steps, not 2,000).
+    # Evaluation with 250 strided steps (η = 1) and 4 trials in Fig. 5, to fit the 45-minute budget of
+    # the quick Kernel-Diff chapters; the steps sweep still runs all 1000 steps on its two images.
+    "quick": KernelDiffProfile("quick", (16, 32, 32), 32, 2, TrainConfig(steps=2000, batch_size=8, lr=2e-4,
+                                                                        log_every=50, checkpoint_every=250),
+                               n_test=12, sample_steps=250, batch=6, step_counts=(1000, 250, 100, 50), n_sweep=2,
+                               n_trials=4, n_trial_images=1, alternating_iterations=100),
+    # a GPU: the paper's U-Net (≈36 M parameters, 64x64 kernels, 256x256 crops) and schedule (FACTS.md).
+    "paper": KernelDiffProfile("paper", PAPER_UNET.channels, PAPER_UNET.time_dim, PAPER_UNET.attention_heads,
+                               TrainConfig(), n_test=100, sample_steps=1000, batch=10,
+                               step_counts=(1000, 250, 100, 50), n_sweep=20, n_trials=50, n_trial_images=1,
+                               alternating_iterations=1000),
+}
+
+
+def get_profile(profile: str) -> KernelDiffProfile:
+    """The :class:`KernelDiffProfile` of ``profile``; ValueError for an unknown one."""
+    return PROFILES[check_profile(profile)]
+
+
+def _device(device) -> torch.device:
+    return torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
+
+
+def trained_model(profile: str, device=None, progress: bool = True) -> TrainRun:
+    """ε_θ of ``profile``: read from ``results/<profile>/kerneldiff/diffusion.pt`` when it holds the
+    finished run, otherwise trained (resuming an interrupted run) on the profile's data:
+    :class:`repro.synth.BlurPairs` of the training kernels and BSDS500 train + test images."""
+    from . import synth
+
+    settings, spec = get_profile(profile), synth.data_profile(profile)
+    device = _device(device)
+    unet, schedule = settings.unet(), Schedule()
+    data_key = _jsonable(dataclasses.asdict(spec))
+    path = results_dir(profile, CHAPTER) / MODEL_FILE
+    if path.exists():
+        state = load_checkpoint(path, map_location=device)
+        identity = _run_identity(unet, settings.train, SEED, data_key, schedule.T)
+        if isinstance(state, dict) and state.get("run") == identity and state.get("step") == settings.train.steps:
+            model, ema = KernelUNet(unet).to(device), KernelUNet(unet).to(device)
+            model.load_state_dict(state["model"])
+            ema.load_state_dict(state["ema"])
+            return TrainRun(model=model.eval(), ema=ema.eval().requires_grad_(False), config=settings.train,
+                            seed=SEED, step=state["step"], history=state["history"])
+    data = synth.BlurPairs(spec.train_kernels(), synth.training_images(spec.max_train_images), spec.crop,
+                           spec.noise_sigma, seed=SEED)
+    return train(unet, settings.train, data, SEED, path, device=device, schedule=schedule, data_key=data_key,
+                 progress=progress)
+
+
+def chapter_solver(profile: str, device=None, progress: bool = True) -> Solver:
+    """The learned non-blind solver F of ``profile`` (``repro.nonblind.train_learned_wiener``:
+    read from its cache or trained), frozen, as a :data:`Solver` with a ``key``."""
+    from . import nonblind
+
+    model = nonblind.train_learned_wiener(profile, device=_device(device), progress=progress).eval()
+    model.requires_grad_(False)
+
+    def solve(y: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        return model(y, k)
+
+    solve.key = "learned:" + nonblind.solver_path(profile).name + f":{nonblind.count_parameters(model)}"
+    solve.model = model
+    return solve
+
+
+def test_cases(profile: str) -> list:
+    """The profile's test set: the first ``n_test`` BSD100 (BSDS500 ``val``) images, a random
+    crop each (position seeded by the image index), blurred with the symmetric boundary (§4.2:
+    "symmetric boundary conditions") by the held-out kernel of the same index
+    (``repro.synth.TEST_KERNEL_SEED`` stream), no noise. :class:`repro.evaluation.Case` list."""
+    from . import data, synth
+    from .evaluation import build_cases
+
+    settings, spec = get_profile(profile), synth.data_profile(profile)
+    if settings.n_test > spec.n_test_kernels:
+        raise ValueError(f"profile {profile!r} asks for {settings.n_test} test cases but synth has "
+                         f"{spec.n_test_kernels} test kernels")
+    kernels = spec.test_kernels()
+    images, named_kernels = {}, {}
+    for i, relpath in enumerate(data.bsds500("val")[: settings.n_test]):
+        image = data.load_image(relpath)
+        generator = torch.Generator().manual_seed(SEED * 1_000_003 + i)
+        top = int(torch.randint(image.shape[-2] - spec.crop + 1, (1,), generator=generator))
+        left = int(torch.randint(image.shape[-1] - spec.crop + 1, (1,), generator=generator))
+        images[Path(relpath).stem] = image[:, top : top + spec.crop, left : left + spec.crop]
+        named_kernels[f"test{i}"] = kernels[i]
+    return build_cases(images, named_kernels, pairing="zip", blur_mode="symmetric", seed=SEED,
+                       meta={"dataset": "BSD100"})
+
+
+def _chunks(items: list, size: int) -> list[list]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def _estimate(run: str, key: str, fn, cases: list, folder: Path, batch: int, progress: bool) -> dict:
+    """Kernels of the estimator ``fn`` on ``cases``, resumably cached in ``folder/kernels_<run>.pt``.
+
+    ``fn(cases) -> {output name: (n, s, s) kernels}`` (one run may give several outputs, e.g. the
+    guided sampler before and after Stage II). Returns {case name: {output: kernel, "seconds":
+    time per case}}; a case is recomputed when its data or ``key`` changed.
+    """
+    from .store import load_cached
+
+    path = folder / f"kernels_{run}.pt"
+    stored = load_cached(path, loader=load_checkpoint,
+                         is_valid=lambda obj: isinstance(obj, dict) and obj.get("key") == key)
+    stored = stored or {"key": key, "cases": {}}
+    todo = [c for c in cases if stored["cases"].get(c.name, {}).get("fingerprint") != c.fingerprint()]
+    for chunk in tqdm(_chunks(todo, batch), desc=run, disable=not progress, leave=False):
+        start = time.perf_counter()
+        outputs = fn(chunk)
+        seconds = (time.perf_counter() - start) / len(chunk)
+        for i, case in enumerate(chunk):
+            stored["cases"][case.name] = {"fingerprint": case.fingerprint(), "seconds": seconds,
+                                          **{name: kernels[i].detach().cpu() for name, kernels in outputs.items()}}
+        save_checkpoint(stored, path)
+    return {c.name: stored["cases"][c.name] for c in cases}
+
+
+def _stack_y(cases: list, device) -> torch.Tensor:
+    return torch.stack([c.y for c in cases]).to(device=device, dtype=torch.float32)
+
+
+def _kernel_key(estimates: dict, output: str) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name in sorted(estimates):
+        digest.update(estimates[name][output].to(torch.float64).numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+PAPER_TABLE = {
+    "learned F, true k (oracle)": {"psnr": 22.95, "ssim": 0.810, "method": "DWDN, true kernel"},
+    "alternating MAP_{x,k}": {"psnr": 17.56, "ssim": 0.387, "mnc": 0.283, "method": "Blind-DPS (alternating diffusion)"},
+    "Kernel-Diff, unguided": {"psnr": 17.83, "ssim": 0.414, "method": "Kernel-Diff w/o DWDN (Table 4)"},
+    "Kernel-Diff, guided": {"psnr": 18.95, "ssim": 0.492, "mnc": 0.698, "method": "Kernel-Diff"},
+}
+"""The paper's Tables 1, 2 and 4 (BSD100, 256² crops, 64² kernels, DWDN as F) beside the row of
+ours that plays the same part. Blind-DPS is the paper's alternating method, not our baseline:
+the same role (alternating MAP_{x,k}), another algorithm."""
+
+
+def _score_rows(cases: list, estimates: dict[str, dict], solver: Solver, folder: Path, progress: bool) -> list[dict]:
+    """PSNR/SSIM (``repro.evaluation.evaluate``, resumable) and MNC of every method on ``cases``."""
+    from .evaluation import evaluate
+    from .metrics import mnc
+
+    wiener = wiener_solver(WIENER_NSR)
+    device = next(solver.model.parameters()).device
+
+    def restore(kernels: dict, output: str):
+        def method(y, case):
+            k = kernels[case.name][output].to(device=device, dtype=torch.float32)
+            return solver(y[None].to(device=device, dtype=torch.float32), k[None, None])[0].clamp(0, 1).cpu()
+        return method
+
+    def oracle(f):
+        return lambda y, case: f(y[None].float().to(device), case.k[None, None].float().to(device))[0].clamp(0, 1).cpu()
+
+    methods = {"blurred input": lambda y, case: y.clamp(0, 1), "Wiener, true k (oracle)": oracle(wiener),
+               "learned F, true k (oracle)": oracle(solver)}
+    keys = {"blurred input": "", "Wiener, true k (oracle)": wiener.key, "learned F, true k (oracle)": solver.key}
+    for (run, output), kernels in estimates.items():
+        methods[output] = restore(kernels, output)
+        keys[output] = f"{solver.key}|{_kernel_key(kernels, output)}"
+    rows = evaluate(methods, cases, folder / "eval_bsd100.json", keys=keys, progress=progress)
+    for row in rows:
+        found = [(run, output) for (run, output) in estimates if output == row["method"]]
+        if found:
+            kernels = estimates[found[0]]
+            values = torch.stack([mnc(kernels[c.name][row["method"]].double(), c.k.double()) for c in cases])
+            row |= {"mnc_mean": values.mean().item(), "mnc_std": values.std(unbiased=False).item(),
+                    "seconds": sum(kernels[c.name]["seconds"] for c in cases) / len(cases)}
+    return rows
+
+
+def format_rows(rows: list[dict]) -> str:
+    """Markdown table of :func:`run_chapter`'s ``table`` rows with the paper's numbers beside ours."""
+    lines = ["| method | n | PSNR (dB) | SSIM | MNC | s / image | paper: method | paper PSNR | paper SSIM | paper MNC |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for row in rows:
+        paper = PAPER_TABLE.get(row["method"], {})
+        mnc_text = f"{row['mnc_mean']:.3f} ± {row['mnc_std']:.3f}" if "mnc_mean" in row else "—"
+        seconds = f"{row['seconds']:.1f}" if "seconds" in row else "—"
+        cells = [row["method"], str(row["n"]), f"{row['psnr_mean']:.2f} ± {row['psnr_std']:.2f}",
+                 f"{row['ssim_mean']:.3f} ± {row['ssim_std']:.3f}", mnc_text, seconds, paper.get("method", ""),
+                 *(f"{paper[m]:.3f}".rstrip("0").rstrip(".") if m in paper else "" for m in ("psnr", "ssim", "mnc"))]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _eta(steps: int, settings: KernelDiffProfile, schedule: Schedule) -> float:
+    return 1.0 if steps == schedule.T else settings.strided_eta
+
+
+def _alternating(y: torch.Tensor, kernel_size: int, solver: Solver, iterations: int, seed: int):
+    """The alternating MAP_{x,k} baseline (``repro.alternating.alternating_map``, the same F) on a
+    batch: kernels (B, s, s) and the reblurring MSE (the square of its RMS trace), (iterations + 1, B)."""
+    from .alternating import alternating_map
+
+    _, k, trace = alternating_map(y, kernel_size, solver, iterations, seed=seed)
+    return k[:, 0], trace.T.square()
+
+
+def _figure5(cases, model, solver, settings, schedule, folder, key, progress) -> dict:
+    """Fig. 5: the reblurring MSE along the iterations, ``n_trials`` trials per image, Kernel-Diff
+    (guided, one batch of initial noises) against alternating MAP_{x,k} (one batch of initial kernels)."""
+    from .store import load_cached
+
+    path = folder / "fig5.json"
+    cached = load_cached(path, is_valid=lambda obj: isinstance(obj, dict) and obj.get("key") == key)
+    if cached is not None:
+        return cached
+    device = next(model.parameters()).device
+    out = {"key": key, "images": []}
+    s, steps = model.config.kernel_size, settings.sample_steps
+    for case in tqdm(cases[: settings.n_trial_images], desc="Fig. 5", disable=not progress, leave=False):
+        y = case.y[None].to(device=device, dtype=torch.float32)
+        result = sample(model, y, solver, True, steps, _eta(steps, settings, schedule), n_samples=settings.n_trials,
+                        seed=SEED, schedule=schedule)
+        # one batch of identical images: alternating_map draws a different initial kernel for each
+        _, alternating = _alternating(y.expand(settings.n_trials, -1, -1, -1).contiguous(), s, solver,
+                                      settings.alternating_iterations, SEED)
+        with torch.no_grad():
+            true_residual, _ = reblur_loss(y, case.k[None, None].to(device=device, dtype=torch.float32), solver)
+        out["images"].append({
+            "case": case.name,
+            "kernel_diff": result.residual.T.tolist(),
+            "kernel_diff_refined": result.refine_residual[-1].tolist(),
+            "alternating": alternating.T.tolist(),
+            "true_kernel": true_residual.item(),
+        })
+    save_json(out, path)
+    return out
+
+
+def _steps_sweep(cases, model, solver, settings, schedule, folder, key, progress) -> list[dict]:
+    """MNC, PSNR and seconds per image of guided sampling against the number of steps."""
+    from .metrics import mnc, psnr
+    from .store import load_cached
+
+    path = folder / "steps.json"
+    cached = load_cached(path, is_valid=lambda obj: isinstance(obj, dict) and obj.get("key") == key)
+    rows = cached["rows"] if cached is not None else []
+    device = next(model.parameters()).device
+    chosen = cases[: settings.n_sweep]
+    y, x = _stack_y(chosen, device), torch.stack([c.x for c in chosen])
+    k_true = torch.stack([c.k for c in chosen]).double()
+    for steps in tqdm(settings.step_counts, desc="steps sweep", disable=not progress, leave=False):
+        if any(row["steps"] == steps for row in rows):
+            continue
+        eta = _eta(steps, settings, schedule)
+        result = sample(model, y, solver, True, steps, eta, seed=SEED, schedule=schedule)
+        scores = mnc(result.kernels.detach().cpu().double(), k_true)
+        quality = psnr(result.images.detach().cpu().to(x.dtype), x)
+        rows.append({"steps": steps, "eta": eta, "n": len(chosen), "mnc_mean": scores.mean().item(),
+                     "mnc_std": scores.std(unbiased=False).item(), "psnr_mean": quality.mean().item(),
+                     "psnr_std": quality.std(unbiased=False).item(), "seconds_per_image": result.seconds / len(chosen),
+                     "device": str(device)})
+        save_json({"key": key, "rows": rows}, path)
+    return sorted(rows, key=lambda row: -row["steps"])
+
+
+def run_chapter(profile: str, device=None, progress: bool = True) -> dict:
+    """Everything ``kerneldiff_evaluation`` shows, computed or read back from ``results/<profile>/kerneldiff/``.
+
+    Trains (or loads) the learned solver F (``repro.nonblind``) and ε_θ (:func:`trained_model`);
+    on :func:`test_cases` estimates kernels with Kernel-Diff guided (with and without Stage II),
+    unguided, and alternating MAP_{x,k} with the same F; scores PSNR, SSIM (x̂ = F(y, k̂)) and MNC
+    against the blurred input and the oracles (Wiener and F with the true kernel); runs Fig. 5
+    and the steps sweep. Every stage is cached and resumable.
+    """
+    settings = get_profile(profile)
+    device = _device(device)
+    folder = results_dir(profile, CHAPTER)
+    schedule = Schedule()
+    solver = chapter_solver(profile, device, progress)
+    run = trained_model(profile, device, progress)
+    model = run.ema
+    cases = test_cases(profile)
+    s, steps = model.config.kernel_size, settings.sample_steps
+    eta = _eta(steps, settings, schedule)
+    model_key = f"{MODEL_FILE}:{run.step}:{dataclasses.astuple(settings.unet())}:{dataclasses.astuple(settings.train)}"
+    key = f"{solver.key}|{model_key}|steps={steps}|eta={eta}|seed={SEED}"
+
+    def guided(chunk):
+        result = sample(model, _stack_y(chunk, device), solver, True, steps, eta, seed=SEED, schedule=schedule)
+        return {"Kernel-Diff, guided": result.kernels, "Kernel-Diff, guided, Stage I only": result.stage1}
+
+    def unguided(chunk):
+        result = sample(model, _stack_y(chunk, device), None, False, steps, eta, seed=SEED, schedule=schedule)
+        return {"Kernel-Diff, unguided": result.kernels}
+
+    def alternating(chunk):
+        return {"alternating MAP_{x,k}": _alternating(_stack_y(chunk, device), s, solver,
+                                                      settings.alternating_iterations, SEED)[0]}
+
+    estimates = {}
+    for run_name, fn, outputs in (
+        ("alternating", alternating, ["alternating MAP_{x,k}"]),
+        ("unguided", unguided, ["Kernel-Diff, unguided"]),
+        ("guided", guided, ["Kernel-Diff, guided, Stage I only", "Kernel-Diff, guided"]),
+    ):
+        run_key = key if run_name != "alternating" else f"{solver.key}|iterations={settings.alternating_iterations}"
+        found = _estimate(run_name, run_key, fn, cases, folder, settings.batch, progress)
+        estimates |= {(run_name, output): found for output in outputs}
+    table = _score_rows(cases, estimates, solver, folder, progress)
+    figure5 = _figure5(cases, model, solver, settings, schedule, folder,
+                       f"{key}|trials={settings.n_trials}|alt={settings.alternating_iterations}", progress)
+    sweep = _steps_sweep(cases, model, solver, settings, schedule, folder,
+                         f"{solver.key}|{model_key}|strided_eta={settings.strided_eta}|seed={SEED}", progress)
+    from .synth import data_profile
+
+    return {
+        "profile": profile,
+        "settings": dataclasses.asdict(settings),
+        "data": dataclasses.asdict(data_profile(profile)),
+        "unet_parameters": count_parameters(model),
+        "paper_unet_parameters": parameter_count(PAPER_UNET),
+        "solver_parameters": sum(p.numel() for p in solver.model.parameters()),
+        "history": run.history,
+        "cases": cases,
+        "kernels": {output: {name: entry[output] for name, entry in found.items()}
+                    for (_, output), found in estimates.items()},
+        "table": table,
+        "figure5": figure5,
+        "steps": sweep,
+        "device": str(device),
+    }
+
+
+def main(argv=None) -> None:
+    """``python -m repro.kerneldiff --profile quick``: train (or resume) ε_θ of a profile."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Train the Kernel-Diff ε-network of a profile.")
+    parser.add_argument("--profile", default="quick", choices=list(PROFILES))
+    parser.add_argument("--device", default=None)
+    args = parser.parse_args(argv)
+    run = trained_model(args.profile, device=args.device)
+    print(f"ε_θ ({count_parameters(run.model):,} parameters), step {run.step}, in "
+          f"{results_dir(args.profile, CHAPTER) / MODEL_FILE}")
+
+
+if __name__ == "__main__":
+    main()

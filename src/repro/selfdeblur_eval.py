@@ -1,0 +1,695 @@
+"""The evaluation protocol of Kotera et al. (ICIP 2021, §4) for SelfDeblur and its improvement,
+and the experiments of the failure-modes chapter.
+
+What is compared
+----------------
+Two methods of :mod:`repro.selfdeblur`: ``"original"`` (SelfDeblur, eq. (6), the defaults of
+:class:`~repro.selfdeblur.SelfDeblurConfig`) and ``"improved"`` (Kotera et al.'s multiscale,
+initialisation and regularisation, eqs. (8)–(9), :meth:`SelfDeblurConfig.kotera`), both with
+every iteration count multiplied by the profile's ``iteration_scale`` (1 for the paper).
+Because both are strongly seed dependent, every input is processed ``runs`` times, run r with
+seed r (the same seeds for both methods).
+
+Inputs (:func:`kodak_cases`, :func:`levin_cases`)
+    *Kodak* (synthetic blur): Kodak images (the paper does not say which eight: we take
+    kodim01–kodim08) blurred by Levin et al.'s eight ground-truth kernels (the float kernels,
+    ``repro.data.levin_kernel(j)``, used as *convolution* kernels), every image with every
+    kernel, by the physical *valid* model of :func:`repro.evaluation.build_cases`, no noise.
+    The method estimates a kernel of the true kernel's size. *Levin* (real blur): the 32
+    camera-shake images ``levin_blurred(i, j)`` against ``levin_sharp(i)``; the method
+    estimates kernels of SelfDeblur's sizes for Levin's kernels
+    (:data:`repro.selfdeblur.SELFDEBLUR_LEVIN_KERNEL_SIZES`). The ground-truth kernels are used
+    only to synthesise the Kodak blur and for the non-blind oracle of the error ratio, never by
+    the blind methods. A profile may downscale the Kodak images and crop both sets (stated by
+    :meth:`SelfDeblurProfile.describe`).
+Scores (:func:`score_run`)
+    Blind estimates are determined only up to a translation (a shifted x̂ and an opposite shift
+    of k̂ explain y equally), so every image is compared *up to shift* by Levin et al.'s protocol
+    (:func:`repro.metrics.compare_up_to_shift`: integer then 0.25 px sub-pixel search, a
+    ``border`` of 15 px cropped, less for crops too small for it): PSNR, SSIM, the error ratio
+    against the non-blind Tikhonov deconvolution with the true kernel (``repro.nonblind``,
+    its default weight 1e-3, not tuned) and ISNR = PSNR(x̂) − PSNR(y), the blurred input scored
+    by the same protocol. Also: the MNC of k̂ with the true kernel, the kernel's *effective
+    support* 1/‖k̂‖₂² (pixels), and whether the run fell into the **no-blur solution** (support
+    ≤ :data:`NO_BLUR_SUPPORT` pixels: k̂ is nearly a δ, so x̂ ≈ y).
+Table 1 (:func:`table1`)
+    Per data set and method: mean ISNR over all runs, and the mean over inputs of the standard
+    deviation of ISNR across the runs of one input (sample standard deviation, ddof = 1; the
+    paper does not say which); the paper's values (:data:`PAPER_TABLE1`) go in their own columns.
+
+Storage and resumption (:func:`evaluate_runs`)
+----------------------------------------------
+Every run is one file ``<folder>/runs/<data set>/<input>/<method>_seed<seed>.pt`` (x̂, k̂, the loss
+curve, metrics, seed, configuration), written atomically (:func:`repro.store.save_checkpoint`),
+and its record (everything but the tensors) is added to ``<folder>/runs.json``, also rewritten
+atomically, after every run. A run is reused when its record's ``key`` (a hash of the input's
+data, the configuration and the seed) matches, so an interrupted evaluation resumes after the
+last finished run and a changed profile recomputes only what changed. On CUDA the missing runs
+of one input and method run as one batched computation (``run_selfdeblur(restarts=R)``);
+on the CPU one after another, which is faster there per run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from . import data, kernels, metrics, nonblind
+from . import selfdeblur as sd
+from ._checks import check_choice, check_positive, check_tensor
+from .evaluation import Case, _centre_crop, build_cases
+from .selfdeblur import SelfDeblurConfig
+from .store import check_profile, load_checkpoint, load_json, results_dir, save_checkpoint, save_json
+
+METHODS = {"original": SelfDeblurConfig(), "improved": SelfDeblurConfig.kotera()}
+"""The two methods of Table 1 at the paper's iteration counts."""
+
+PAPER_TABLE1 = {
+    ("kodak", "original"): (2.48, 2.52),
+    ("kodak", "improved"): (5.49, 2.12),
+    ("levin", "original"): (7.62, 1.36),
+    ("levin", "improved"): (8.23, 1.21),
+}
+"""Kotera et al., Table 1: (mean ISNR in dB, mean per-input standard deviation), measured by the
+authors on their own 64 Kodak inputs and Levin's 32 images with 10 runs each (5,000 iterations)."""
+
+NO_BLUR_SUPPORT = 4.0
+"""A run counts as the no-blur solution when the effective support 1/‖k̂‖₂² of its kernel is at
+most this many pixels (Levin's kernels have 20–60)."""
+
+ORACLE_LAMBDA = 1e-3
+"""Weight of the gradient prior of the non-blind Tikhonov oracle x_k (``nonblind.tikhonov``'s
+default; the error ratio's reference)."""
+
+LEVIN_BORDER = 15
+"""Border cropped before comparing (SelfDeblur's Levin scripts; FACTS.md)."""
+
+KODAK_COUNT, LEVIN_IMAGES, LEVIN_KERNELS = 24, 4, 8
+FORMAT = "repro.selfdeblur_eval/1"
+NEGATIVE_RESULTS = ("over-regularised", "small kernels")
+
+
+# --------------------------------------------------------------------------------------------
+# 1. Profiles
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SelfDeblurProfile:
+    """What one profile runs (``repro.store.PROFILES``), every reduction explicit.
+
+    Evaluation: the Kodak images ``kodak_images`` (1-based) × Levin kernels ``kodak_kernels``,
+    the images first downscaled by ``kodak_downscale`` (bilinear, antialiased; 1 = none), then
+    centre-cropped so that y is ``kodak_size`` pixels square (None: as large as the image
+    allows), grey (Rec. 601 luma) if ``gray`` else RGB (deblurred on the Y channel, as
+    SelfDeblur does); the Levin images ``levin_inputs`` ((image, kernel) pairs), centre-cropped
+    to ``levin_size`` (None: whole 255×255). ``runs`` seeds per input and method;
+    ``iteration_scale`` multiplies every iteration count of both methods
+    (:meth:`SelfDeblurConfig.scaled`).
+
+    Failure modes: ``fit_iterations`` iterations of Gx fitted to the sharp and the blurred
+    version of the first ``fit_inputs`` Kodak inputs (Fig. 1); ``spread_runs`` seeds on the
+    first Kodak input (Fig. 2; its first ``runs`` are the evaluation's runs); the §4.1 variants
+    ``negative_results`` with ``negative_runs`` seeds each, the over-regularised one with an
+    initial TV weight ``tv_initial_weight``; the Explore section runs ``explore_scale`` × the
+    paper's iterations on a ``explore_size`` crop.
+    """
+
+    name: str
+    iteration_scale: float
+    kodak_images: tuple[int, ...]
+    kodak_kernels: tuple[int, ...]
+    kodak_downscale: float
+    kodak_size: int | None
+    gray: bool
+    levin_inputs: tuple[tuple[int, int], ...]
+    levin_size: int | None
+    runs: int
+    fit_iterations: int
+    fit_inputs: int
+    spread_runs: int
+    negative_results: tuple[str, ...]
+    negative_runs: int
+    tv_initial_weight: float
+    explore_size: int
+    explore_scale: float
+
+    def __post_init__(self):
+        check_profile(self.name)
+        _check_indices(self.kodak_images, "kodak_images", KODAK_COUNT)
+        _check_indices(self.kodak_kernels, "kodak_kernels", LEVIN_KERNELS)
+        if not (isinstance(self.levin_inputs, tuple) and self.levin_inputs and all(
+                isinstance(p, tuple) and len(p) == 2 for p in self.levin_inputs)):
+            raise ValueError(f"levin_inputs must be a non-empty tuple of (image, kernel) pairs, got {self.levin_inputs!r}")
+        _check_indices(tuple(i for i, _ in self.levin_inputs), "levin_inputs images", LEVIN_IMAGES, unique=False)
+        _check_indices(tuple(j for _, j in self.levin_inputs), "levin_inputs kernels", LEVIN_KERNELS, unique=False)
+        if len(set(self.levin_inputs)) != len(self.levin_inputs):
+            raise ValueError(f"levin_inputs must not repeat a pair, got {self.levin_inputs!r}")
+        if not 0 < check_positive(self.kodak_downscale, "kodak_downscale") <= 1:
+            raise ValueError(f"kodak_downscale must be in (0, 1], got {self.kodak_downscale!r}")
+        check_positive(self.iteration_scale, "iteration_scale")
+        check_positive(self.tv_initial_weight, "tv_initial_weight", allow_zero=True)
+        check_positive(self.explore_scale, "explore_scale")
+        for name in ("kodak_size", "levin_size"):
+            value = getattr(self, name)
+            if value is not None and not (_is_int(value) and value >= 2 * metrics.SSIM_RADIUS + 1):
+                raise ValueError(f"{name} must be None or an int >= 11, got {value!r}")
+        if not (_is_int(self.runs) and self.runs >= 2):
+            raise ValueError(f"runs must be an int >= 2 (Table 1 needs a standard deviation per input), got {self.runs!r}")
+        for name in ("fit_iterations", "fit_inputs", "spread_runs", "negative_runs", "explore_size"):
+            if not (_is_int(getattr(self, name)) and getattr(self, name) >= 1):
+                raise ValueError(f"{name} must be a positive int, got {getattr(self, name)!r}")
+        if self.fit_inputs > len(self.kodak_images) * len(self.kodak_kernels):
+            raise ValueError(f"fit_inputs ({self.fit_inputs}) exceeds the number of Kodak inputs")
+        for name in self.negative_results:
+            check_choice(name, "negative_results", NEGATIVE_RESULTS)
+        if not isinstance(self.gray, bool):
+            raise ValueError(f"gray must be True or False, got {self.gray!r}")
+
+    def config(self, method: str) -> SelfDeblurConfig:
+        """The configuration of ``method`` ("original", "improved" or a §4.1 variant) here."""
+        check_choice(method, "method", tuple(METHODS) + NEGATIVE_RESULTS)
+        if method == "over-regularised":
+            # §4.1: strong TV early, decreasing to 0 at the switch; the rest as the improved method
+            base = METHODS["improved"].scaled(self.iteration_scale)
+            return dataclasses.replace(base, tv_initial_weight=self.tv_initial_weight)
+        if method == "small kernels":
+            # §4.1: more multiscale levels, so the coarsest kernel is 3×3 or 5×5
+            return SelfDeblurConfig.kotera(scales=5).scaled(self.iteration_scale)
+        return METHODS[method].scaled(self.iteration_scale)
+
+    def describe(self) -> str:
+        """The reductions against the paper's protocol, in words (for the book)."""
+        it = self.config("original")
+        imp = self.config("improved")
+        kodak_size = "whole images" if self.kodak_size is None else f"centre crops with y {self.kodak_size}×{self.kodak_size}"
+        down = "" if self.kodak_downscale == 1 else f" downscaled ×{self.kodak_downscale:g},"
+        levin_size = "whole 255×255 images" if self.levin_size is None else f"centre crops {self.levin_size}×{self.levin_size}"
+        return (
+            f"Kodak: {len(self.kodak_images)} image(s) (kodim{', kodim'.join(f'{i:02d}' for i in self.kodak_images)})"
+            f" × {len(self.kodak_kernels)} Levin kernel(s) ({', '.join(str(j) for j in self.kodak_kernels)}),{down} "
+            f"{kodak_size}, {'grey (luma)' if self.gray else 'RGB'}; Levin: {len(self.levin_inputs)} of the 32 "
+            f"real-blurred images ({', '.join(f'im{i}_kernel{j}' for i, j in self.levin_inputs)}), {levin_size}; "
+            f"{self.runs} runs (seeds 0–{self.runs - 1}) per input and method; iterations ×{self.iteration_scale:g}: "
+            f"original {it.iterations} (MSE→SSIM at {it.ssim_switch}), improved {imp.coarse_iterations} + "
+            f"{imp.coarse_iterations} + {imp.iterations} (switch at {imp.regularisation_switch}, fits ≤ "
+            f"{imp.init_max_iterations} iterations)"
+        )
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_indices(values, name: str, count: int, unique: bool = True) -> None:
+    if not (isinstance(values, tuple) and values and all(_is_int(v) and 1 <= v <= count for v in values)):
+        raise ValueError(f"{name} must be a non-empty tuple of ints in 1..{count}, got {values!r}")
+    if unique and len(set(values)) != len(values):
+        raise ValueError(f"{name} must not repeat an index, got {values!r}")
+
+
+PROFILES = {
+    # CI: one small Kodak and one small Levin input, 20 iterations; seconds.
+    "smoke": SelfDeblurProfile(
+        "smoke", iteration_scale=0.004, kodak_images=(1,), kodak_kernels=(5,), kodak_downscale=0.25,
+        kodak_size=60, gray=True, levin_inputs=((1, 5),), levin_size=60, runs=2, fit_iterations=15,
+        fit_inputs=1, spread_runs=2, negative_results=("over-regularised",), negative_runs=1,
+        tv_initial_weight=0.1, explore_size=60, explore_scale=0.004),
+    # this 2-core CPU: 64-pixel inputs, 10 % of the iterations, three inputs, two runs (see describe()).
+    "quick": SelfDeblurProfile(
+        "quick", iteration_scale=0.1, kodak_images=(1,), kodak_kernels=(2, 5), kodak_downscale=0.5,
+        kodak_size=64, gray=True, levin_inputs=((1, 3),), levin_size=64, runs=2, fit_iterations=150,
+        fit_inputs=1, spread_runs=3, negative_results=("over-regularised",), negative_runs=1,
+        tv_initial_weight=0.1, explore_size=64, explore_scale=0.02),
+    # a GPU: the paper's protocol (8 Kodak images × 8 kernels, all 32 Levin images, 10 runs, 5,000 iterations).
+    "paper": SelfDeblurProfile(
+        "paper", iteration_scale=1.0, kodak_images=tuple(range(1, 9)), kodak_kernels=tuple(range(1, 9)),
+        kodak_downscale=1.0, kodak_size=None, gray=False,
+        levin_inputs=tuple((i, j) for i in range(1, 5) for j in range(1, 9)), levin_size=None, runs=10,
+        fit_iterations=2000, fit_inputs=8, spread_runs=10, negative_results=NEGATIVE_RESULTS, negative_runs=10,
+        tv_initial_weight=0.1, explore_size=128, explore_scale=0.1),
+}
+
+
+def get_profile(profile: str) -> SelfDeblurProfile:
+    """The :class:`SelfDeblurProfile` of ``profile``; ValueError for an unknown name."""
+    return PROFILES[check_profile(profile)]
+
+
+# --------------------------------------------------------------------------------------------
+# 2. Inputs
+# --------------------------------------------------------------------------------------------
+
+
+def _downscale(image: torch.Tensor, factor: float) -> torch.Tensor:
+    if factor == 1:
+        return image
+    return F.interpolate(image[None].double(), scale_factor=factor, mode="bilinear", antialias=True,
+                         align_corners=False, recompute_scale_factor=False)[0].clamp(0, 1).float()
+
+
+def kodak_images(settings: SelfDeblurProfile) -> dict[str, torch.Tensor]:
+    """The profile's Kodak images, name → (C, H, W) float32, downscaled as the profile says."""
+    return {f"kodim{i:02d}": _downscale(data.kodak(i, gray=settings.gray), settings.kodak_downscale)
+            for i in settings.kodak_images}
+
+
+def kodak_cases(settings: SelfDeblurProfile) -> list[Case]:
+    """Kodak inputs: every image × every kernel (images first), valid blur, no noise; ``meta``
+    holds the data set, image, kernel and the ``kernel_size`` the blind method estimates."""
+    kernel_set = {f"levin{j}": data.levin_kernel(j).float() for j in settings.kodak_kernels}
+    cases = build_cases(kodak_images(settings), kernel_set, crop=settings.kodak_size, meta={"dataset": "kodak"})
+    for case in cases:
+        case.meta["kernel_size"] = int(case.k.shape[-1])
+        case.meta["input"] = f"{case.meta['image']}_{case.meta['kernel']}"
+    return cases
+
+
+def levin_cases(settings: SelfDeblurProfile) -> list[Case]:
+    """Levin's real-blurred inputs: y = ``levin_blurred(i, j)``, x = ``levin_sharp(i)`` (centre
+    crops of the same window if the profile crops), k = the float kernel j rotated by 180°, the
+    *convolution* kernel that explains the images (``data.levin_kernel``): for the oracle only."""
+    cases = []
+    for i, j in settings.levin_inputs:
+        x, y = data.levin_sharp(i), data.levin_blurred(i, j)
+        if settings.levin_size is not None:
+            x, y = (_centre_crop(t, settings.levin_size, settings.levin_size) for t in (x, y))
+        k = kernels.flip(data.levin_kernel(j)).float()
+        meta = {"dataset": "levin", "image": f"im{i}", "kernel": f"kernel{j}", "input": f"im{i}_kernel{j}",
+                "kernel_size": sd.SELFDEBLUR_LEVIN_KERNEL_SIZES[j - 1]}
+        cases.append(Case(f"im{i}_kernel{j}", x.contiguous(), k, y.contiguous(), meta))
+    return cases
+
+
+def check_feasible(cases: Sequence[Case], configs: dict[str, SelfDeblurConfig]) -> None:
+    """Raise a ValueError naming the input if some method cannot run on it (image too small for
+    its kernel or for the coarsest scale)."""
+    for case in cases:
+        for method, config in configs.items():
+            try:
+                sd.scale_plan(tuple(case.y.shape[-2:]), case.meta["kernel_size"], config)
+            except ValueError as err:
+                raise ValueError(f"input {case.name!r} cannot be run by {method!r}: {err}") from None
+
+
+# --------------------------------------------------------------------------------------------
+# 3. Scores
+# --------------------------------------------------------------------------------------------
+
+
+def protocol_border(size: int) -> int:
+    """The border cropped before comparing: 15 px (Levin's protocol), less if the image is too
+    small to keep an 11×11 interior (SSIM) — then (size − 11) // 2."""
+    return max(0, min(LEVIN_BORDER, (size - 2 * metrics.SSIM_RADIUS - 1) // 2))
+
+
+def score_run(case: Case, x_hat: torch.Tensor, k_hat: torch.Tensor) -> dict[str, float]:
+    """Scores of one estimate (x̂ (C, H + kh − 1, W + kw − 1), k̂ (kh, kw)) on ``case``.
+
+    Returns PSNR, SSIM, error ratio and ISNR up to shift (module docstring), the shift found, the
+    blurred input's PSNR by the same protocol, the MNC of k̂ with the true kernel, the effective
+    support 1/‖k̂‖₂² and the no-blur flag.
+    """
+    check_tensor(x_hat, "x_hat", (3,))
+    check_tensor(k_hat, "k_hat", (2,))
+    x = case.x[None].double()
+    estimate = sd.crop_to_observation(x_hat[None].double(), tuple(k_hat.shape))
+    if estimate.shape != x.shape:
+        raise ValueError(f"x_hat {tuple(x_hat.shape)} with k_hat {tuple(k_hat.shape)} does not match "
+                         f"case {case.name!r} (x {tuple(case.x.shape)})")
+    y = case.y[None].double()
+    border = protocol_border(min(x.shape[-2:]))
+    oracle = nonblind.tikhonov(y, case.k.double(), lam=ORACLE_LAMBDA).clamp(0, 1)
+    scores = metrics.compare_up_to_shift(estimate, x, oracle, border=border)
+    blurred = metrics.compare_up_to_shift(y, x, border=border)
+    support = 1 / float(k_hat.double().square().sum())
+    return {
+        "psnr": float(scores["psnr"]), "ssim": float(scores["ssim"]),
+        "error_ratio": float(scores["error_ratio"]), "shift": [float(v) for v in scores["shift"][0]],
+        "psnr_blurred": float(blurred["psnr"]), "isnr": float(scores["psnr"] - blurred["psnr"]),
+        "mnc": float(metrics.mnc(k_hat.double(), case.k.double())),
+        "kernel_support": support, "no_blur": support <= NO_BLUR_SUPPORT, "border": border,
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# 4. Resumable runs
+# --------------------------------------------------------------------------------------------
+
+
+def run_id(case: Case, method: str, seed: int) -> str:
+    """``<data set>/<input>/<method>_seed<seed>``: the run's name and the stem of its file."""
+    return f"{case.meta['dataset']}/{case.meta['input']}/{method.replace(' ', '-')}_seed{seed}"
+
+
+def run_key(case: Case, config: SelfDeblurConfig, seed: int) -> str:
+    """Hash (16 hex digits) of everything that determines a run: the input's data and kernel
+    size, the configuration and the seed."""
+    text = json.dumps([case.fingerprint(), case.meta["kernel_size"], config.to_dict(), seed], sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def load_records(folder: str | Path) -> dict[str, dict]:
+    """The run records stored in ``<folder>/runs.json`` (empty if there is none)."""
+    path = Path(folder) / "runs.json"
+    if not path.exists():
+        return {}
+    stored = load_json(path)
+    if not isinstance(stored, dict) or stored.get("format") != FORMAT:
+        raise ValueError(f"{path} is not a run index of format {FORMAT}; delete it to recompute")
+    return stored["runs"]
+
+
+def load_run(folder: str | Path, record: dict) -> dict:
+    """The stored run of ``record``: its record plus ``x_hat``, ``k_hat`` and ``loss_curve``."""
+    return load_checkpoint(Path(folder) / "runs" / f"{record['id']}.pt")
+
+
+def _default_device(device):
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device must name a torch device such as 'cpu' or 'cuda', got {device!r}") from None
+
+
+def _contiguous(seeds: list[int]) -> list[list[int]]:
+    """Split sorted seeds into runs of consecutive values (one batched call each)."""
+    groups: list[list[int]] = []
+    for s in seeds:
+        if groups and s == groups[-1][-1] + 1:
+            groups[-1].append(s)
+        else:
+            groups.append([s])
+    return groups
+
+
+def evaluate_runs(cases: Sequence[Case], configs: dict[str, SelfDeblurConfig], seeds: Sequence[int],
+                  folder: str | Path, device=None, batched: bool | None = None, progress: bool = True,
+                  stop_after: int | None = None) -> list[dict]:
+    """Run every method of ``configs`` on every case with every seed, resumably; return the
+    records in the order case, method, seed (only the finished ones if stopped early).
+
+    Runs whose record in ``<folder>/runs.json`` has the same key are read back (module
+    docstring). ``device``: default CUDA when available, else the CPU. ``batched``: run the
+    missing seeds of one case and method as one batched computation (default: on CUDA only).
+    ``stop_after``: stop after this many *new* runs (to bound a session; a later call goes on).
+    """
+    if not isinstance(cases, Sequence) or not cases or not all(isinstance(c, Case) for c in cases):
+        raise ValueError("cases must be a non-empty list of Case (see kodak_cases, levin_cases)")
+    if not isinstance(configs, dict) or not configs or not all(isinstance(c, SelfDeblurConfig) for c in configs.values()):
+        raise ValueError("configs must be a non-empty dict method name -> SelfDeblurConfig")
+    seeds = list(seeds)
+    if not seeds or not all(_is_int(s) and s >= 0 for s in seeds) or len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds must be distinct ints >= 0, got {seeds!r}")
+    if stop_after is not None and not (_is_int(stop_after) and stop_after >= 0):
+        raise ValueError(f"stop_after must be None or an int >= 0, got {stop_after!r}")
+    device = _default_device(device)
+    batched = device.type == "cuda" if batched is None else batched
+    if not isinstance(batched, bool):
+        raise ValueError(f"batched must be None, True or False, got {batched!r}")
+    check_feasible(cases, configs)
+    folder = Path(folder)
+    index = load_records(folder)
+    order, todo = [], []
+    for case in cases:
+        for method, config in configs.items():
+            missing = []
+            for seed in seeds:
+                rid = run_id(case, method, seed)
+                order.append(rid)
+                if index.get(rid, {}).get("key") != run_key(case, config, seed):
+                    missing.append(seed)
+            groups = _contiguous(sorted(missing)) if batched else [[s] for s in missing]
+            todo += [(case, method, config, group) for group in groups]
+    new = 0
+    bar = tqdm(total=sum(len(g) for *_, g in todo), desc="SelfDeblur runs", disable=not progress)
+    with bar:
+        for case, method, config, group in todo:
+            if stop_after is not None and new >= stop_after:
+                break
+            group = group[: len(group) if stop_after is None else stop_after - new]
+            result = sd.run_selfdeblur(case.y[None], case.meta["kernel_size"], config, seed=group[0], device=device,
+                                       progress=False, restarts=len(group), batched=True)
+            for r, seed in enumerate(group):
+                x_hat, k_hat = result.x_hat[r].cpu(), result.k_hat[r].cpu()
+                record = {
+                    "id": run_id(case, method, seed), "key": run_key(case, config, seed), "case": case.name,
+                    "dataset": case.meta["dataset"], "input": case.meta["input"], "image": case.meta["image"],
+                    "kernel": case.meta["kernel"], "kernel_size": case.meta["kernel_size"], "method": method,
+                    "seed": seed, "metrics": score_run(case, x_hat, k_hat),
+                    "final_loss": float(result.loss_curve[r, -1]), "seconds": result.seconds / len(group),
+                    "device": str(device), "restarts_in_call": len(group),
+                    "fit_iterations": [s["fit_iterations"][r] if s["fit_iterations"] else None for s in result.stages],
+                }
+                save_checkpoint({**record, "x_hat": x_hat, "k_hat": k_hat, "loss_curve": result.loss_curve[r].clone(),
+                                 "config": config.to_dict()}, folder / "runs" / f"{record['id']}.pt")
+                index[record["id"]] = record
+                save_json({"format": FORMAT, "runs": index}, folder / "runs.json")
+                new += 1
+                bar.update(1)
+    return [index[rid] for rid in order if rid in index]
+
+
+# --------------------------------------------------------------------------------------------
+# 5. Table 1
+# --------------------------------------------------------------------------------------------
+
+
+def _mean(values):
+    return sum(values) / len(values) if values else float("nan")
+
+
+def table1(records: Sequence[dict], methods: Sequence[str] = tuple(METHODS)) -> list[dict]:
+    """Table 1 rows from run records, one per data set (kodak, levin) and method.
+
+    ``isnr_mean``: mean ISNR over all runs; ``isnr_std``: mean over inputs of the sample
+    standard deviation (ddof = 1) of ISNR across that input's runs (inputs with one run are
+    left out of it; NaN if none has two); also mean PSNR and SSIM, the median error ratio, the
+    fraction of runs with ISNR < 0 and of runs in the no-blur solution, the number of inputs and
+    runs, and the paper's pair (``paper``, None where the paper has none).
+    """
+    rows = []
+    for dataset in ("kodak", "levin"):
+        for method in methods:
+            chosen = [r for r in records if r["dataset"] == dataset and r["method"] == method]
+            if not chosen:
+                continue
+            by_input: dict[str, list[float]] = {}
+            for r in chosen:
+                by_input.setdefault(r["input"], []).append(r["metrics"]["isnr"])
+            stds = [statistics.stdev(v) for v in by_input.values() if len(v) >= 2]
+            rows.append({
+                "dataset": dataset, "method": method, "inputs": len(by_input), "runs": len(chosen),
+                "isnr_mean": _mean([r["metrics"]["isnr"] for r in chosen]), "isnr_std": _mean(stds),
+                "psnr_mean": _mean([r["metrics"]["psnr"] for r in chosen]),
+                "ssim_mean": _mean([r["metrics"]["ssim"] for r in chosen]),
+                "error_ratio_median": statistics.median(r["metrics"]["error_ratio"] for r in chosen),
+                "failed": _mean([float(r["metrics"]["isnr"] < 0) for r in chosen]),
+                "no_blur": _mean([float(r["metrics"]["no_blur"]) for r in chosen]),
+                "paper": PAPER_TABLE1.get((dataset, method)),
+            })
+    return rows
+
+
+def format_table1(rows: Sequence[dict]) -> str:
+    """Table 1 as Markdown: ours, then the paper's numbers in columns of their own (starred)."""
+    if not rows:
+        return "(no results)"
+    header = ["data set", "method", "inputs × runs", "ISNR (dB)", "std (dB)", "PSNR (dB)", "SSIM",
+              "error ratio (median)", "ISNR < 0", "no-blur", "paper ISNR *", "paper std *"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in rows:
+        paper = row["paper"]
+        std = "–" if math.isnan(row["isnr_std"]) else f"{row['isnr_std']:.2f}"
+        lines.append("| " + " | ".join([
+            "Kodak (synthetic)" if row["dataset"] == "kodak" else "Levin (real)", row["method"],
+            f"{row['inputs']} × {row['runs'] // max(row['inputs'], 1)}", f"{row['isnr_mean']:.2f}", std,
+            f"{row['psnr_mean']:.2f}", f"{row['ssim_mean']:.3f}", f"{row['error_ratio_median']:.2f}",
+            f"{row['failed']:.0%}", f"{row['no_blur']:.0%}",
+            "–" if paper is None else f"{paper[0]:.2f}", "–" if paper is None else f"{paper[1]:.2f}",
+        ]) + " |")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------
+# 6. Failure-mode experiments
+# --------------------------------------------------------------------------------------------
+
+
+def fit_curves(targets: torch.Tensor, iterations: int, seed: int = 0, config: SelfDeblurConfig | None = None,
+               device=None) -> torch.Tensor:
+    """Approximation error of Gx fitted to each target alone (Fig. 1, problem (8)): for target r
+    (of ``targets`` (R, C, H, W)), a fresh Gx seeded ``seed + r`` with SelfDeblur's input, input
+    perturbation and Adam (``config.lr_image``, default config) minimises MSE(Gx(z + noise), target)
+    for ``iterations`` steps; returns the RMSE of every iteration, (R, iterations) float64 on the CPU.
+    Runs the targets one after another on the CPU and as one batched computation on CUDA.
+    """
+    check_tensor(targets, "targets", (4,))
+    if not (_is_int(iterations) and iterations >= 1):
+        raise ValueError(f"iterations must be a positive int, got {iterations!r}")
+    config = SelfDeblurConfig() if config is None else config
+    device = _default_device(device)
+    groups = [list(range(targets.shape[0]))] if device.type == "cuda" else [[r] for r in range(targets.shape[0])]
+    curves = torch.empty(targets.shape[0], iterations, dtype=torch.float64)
+    for group in groups:
+        R = len(group)
+        gens = [torch.Generator().manual_seed(seed + r) for r in group]
+        gx = sd.ImageGenerator(config.input_channels, targets.shape[1], restarts=R, generators=gens)
+        gx = gx.to(device=device, dtype=targets.dtype)
+        gx.fast = config.fast
+        z = torch.cat([torch.rand((1, config.input_channels, *targets.shape[-2:]), generator=g, dtype=torch.float64)
+                       for g in gens], dim=1).to(device=device, dtype=targets.dtype) * config.input_scale
+        noise_gens = [torch.Generator(device=device).manual_seed(seed + r) for r in group]
+        target = targets[group].to(device)
+        optimizer = torch.optim.Adam(gx.parameters(), lr=config.lr_image)
+        noise_shape = (1, config.input_channels, *targets.shape[-2:])
+        for t in range(iterations):
+            noise = torch.cat([torch.randn(noise_shape, generator=g, device=device, dtype=z.dtype) for g in noise_gens],
+                              dim=1) * config.input_noise_std
+            mse = (gx(z + noise) - target).square().mean(dim=(1, 2, 3))
+            optimizer.zero_grad(set_to_none=True)
+            mse.sum().backward()
+            optimizer.step()
+            curves[group, t] = mse.detach().sqrt().double().cpu()
+    return curves
+
+
+def seen_region(image: torch.Tensor, case: Case) -> torch.Tensor:
+    """The part of ``image`` (C, H, W) that the valid blur of a Kodak ``case`` saw: the sharp x of
+    size (h + kh − 1, w + kw − 1) with ``ops.blur(seen, case.k, mode="valid") == case.y``."""
+    kh, kw = case.k.shape
+    return _centre_crop(image, case.y.shape[-2] + kh - 1, case.y.shape[-1] + kw - 1)
+
+
+OBJECTIVE_PHASES = {
+    "original, MSE phase": ("original", 0),
+    "original, SSIM phase": ("original", None),
+    "improved, early (MSE + 0.1‖k‖²)": ("improved", 0),
+    "improved, late (SSIM + 0.01 TV)": ("improved", None),
+}
+"""The objectives compared in the no-blur table: method and iteration (None: the last one)."""
+
+
+def no_blur_objectives(seen: torch.Tensor, k: torch.Tensor, y: torch.Tensor,
+                       configs: dict[str, SelfDeblurConfig] | None = None) -> list[dict]:
+    """The objective of eq. (6)/(9) at the true pair (seen, k) and at the no-blur pair
+    (y reflection-padded, δ), under each phase of :data:`OBJECTIVE_PHASES`, with the terms:
+    MSE, 1 − SSIM, ‖k‖₂², TV(x). ``seen`` (C, H + kh − 1, W + kw − 1), ``k`` (kh, kw), ``y`` (C, H, W)."""
+    check_tensor(seen, "seen", (3,))
+    check_tensor(k, "k", (2,))
+    check_tensor(y, "y", (3,))
+    configs = configs or METHODS
+    y4 = y[None].double()
+    delta = kernels.pad_to(torch.ones(1, 1, dtype=torch.float64), tuple(k.shape))
+    pairs = {"true (x, k)": (seen[None].double(), k.double()), "no-blur (y, δ)": (sd.pad_observation(y4, k.shape), delta)}
+    rows = []
+    for pair, (x, kk) in pairs.items():
+        row = {"pair": pair, "mse": float(sd.data_loss(y4, x, kk, "mse")),
+               "1-ssim": float(sd.data_loss(y4, x, kk, "ssim")), "kernel_l2": float(sd.kernel_l2(kk)),
+               "tv": float(sd.total_variation(x))}
+        for phase, (method, iteration) in OBJECTIVE_PHASES.items():
+            config = configs[method]
+            it = config.iterations - 1 if iteration is None else iteration
+            row[phase] = float(sd.objective(y4, x, kk, sd.loss_schedule(it, config)))
+        rows.append(row)
+    return rows
+
+
+def format_objectives(rows: Sequence[dict]) -> str:
+    """The rows of :func:`no_blur_objectives` as a Markdown table."""
+    columns = ["mse", "1-ssim", "kernel_l2", "tv", *OBJECTIVE_PHASES]
+    titles = ["MSE", "1 − SSIM", "‖k‖₂²", "TV(x)", *OBJECTIVE_PHASES]
+    lines = ["| pair | " + " | ".join(titles) + " |", "|" + "---|" * (len(titles) + 1)]
+    for row in rows:
+        lines.append(f"| {row['pair']} | " + " | ".join(f"{row[c]:.4g}" for c in columns) + " |")
+    return "\n".join(lines)
+
+
+def explore_run(settings: SelfDeblurProfile, image: int, kernel: int, seed: int, multiscale: bool,
+                initialisation: bool, regularisation: bool, device=None) -> dict:
+    """One tiny run for the Explore section: Kodak ``image`` blurred by Levin ``kernel`` (the
+    profile's downscale and colour, a crop of side ``explore_size``), the modifications chosen,
+    ``explore_scale`` × the paper's iterations. Returns the case, the result and its scores."""
+    mini = dataclasses.replace(settings, kodak_images=(image,), kodak_kernels=(kernel,), kodak_size=settings.explore_size)
+    case = kodak_cases(mini)[0]
+    config = SelfDeblurConfig(multiscale=multiscale, initialisation=initialisation,
+                              regularisation=regularisation).scaled(settings.explore_scale)
+    check_feasible([case], {"explore": config})
+    result = sd.run_selfdeblur(case.y[None], case.meta["kernel_size"], config, seed=seed,
+                               device=_default_device(device), progress=False)
+    return {"case": case, "result": result, "scores": score_run(case, result.x_hat[0], result.k_hat[0])}
+
+
+# --------------------------------------------------------------------------------------------
+# 7. The chapters
+# --------------------------------------------------------------------------------------------
+
+
+def chapter_folder(profile: str) -> Path:
+    """``results/<profile>/selfdeblur/``: the runs of both chapters (shared, so Fig. 2's runs on
+    the first Kodak input are reused by the evaluation)."""
+    return results_dir(profile, "selfdeblur")
+
+
+def run_evaluation(profile: str, device=None, progress: bool = True) -> dict:
+    """Everything ``selfdeblur_evaluation`` shows: all runs of both methods on the profile's
+    Kodak and Levin inputs (resumable) and Table 1. Returns ``settings``, ``cases``, ``records``,
+    ``table`` (rows of :func:`table1`) and ``folder``."""
+    settings = get_profile(profile)
+    cases = kodak_cases(settings) + levin_cases(settings)
+    configs = {m: settings.config(m) for m in METHODS}
+    folder = chapter_folder(profile)
+    records = evaluate_runs(cases, configs, range(settings.runs), folder, device=device, progress=progress)
+    return {"settings": settings, "cases": cases, "records": records, "table": table1(records), "folder": folder}
+
+
+def run_failure_modes(profile: str, device=None, progress: bool = True) -> dict:
+    """Everything ``selfdeblur_failure_modes`` computes: the Gx fitting curves of Fig. 1 (cached
+    in ``fit_curves.json``), the runs of Fig. 2 and of the §4.1 variants on the first Kodak input,
+    and the no-blur objective table of that input."""
+    settings = get_profile(profile)
+    folder = chapter_folder(profile)
+    cases = kodak_cases(settings)
+    fit_cases = cases[: settings.fit_inputs]
+    sharp = torch.stack([c.x for c in fit_cases])
+    blurred = torch.stack([c.y for c in fit_cases])
+    key = hashlib.sha256(json.dumps([[c.fingerprint() for c in fit_cases], settings.fit_iterations]).encode()).hexdigest()[:16]
+    cache = folder / "fit_curves.json"
+    stored = load_json(cache) if cache.exists() else {}
+    if stored.get("key") == key:
+        curves = {name: torch.tensor(v, dtype=torch.float64) for name, v in stored["curves"].items()}
+    else:
+        both = fit_curves(torch.cat([sharp, blurred]), settings.fit_iterations, device=device)
+        curves = {"sharp": both[: len(fit_cases)], "blurred": both[len(fit_cases):]}
+        save_json({"key": key, "curves": {n: c.tolist() for n, c in curves.items()}}, cache)
+
+    first = cases[0]
+    spread = evaluate_runs([first], {m: settings.config(m) for m in METHODS}, range(settings.spread_runs),
+                           folder, device=device, progress=progress)
+    negative = {}
+    for name in settings.negative_results:
+        config = settings.config(name)
+        try:
+            check_feasible([first], {name: config})
+        except ValueError as err:
+            negative[name] = str(err)
+            continue
+        negative[name] = evaluate_runs([first], {name: config}, range(settings.negative_runs), folder,
+                                       device=device, progress=progress)
+    image = kodak_images(settings)[first.meta["image"]]
+    objectives = no_blur_objectives(seen_region(image, first), first.k, first.y,
+                                    {m: settings.config(m) for m in METHODS})
+    return {"settings": settings, "case": first, "fit_cases": fit_cases, "curves": curves, "spread": spread,
+            "negative": negative, "objectives": objectives, "folder": folder}

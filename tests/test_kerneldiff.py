@@ -1,0 +1,267 @@
+"""Tests of repro.kerneldiff: kernel representation, DDPM schedule, the U-Net, training, sampling."""
+
+import copy
+import os
+
+import pytest
+import torch
+
+from repro import kerneldiff as kd
+from repro import synth
+
+TINY = kd.UNetConfig(image_size=16, kernel_size=5, channels=(4, 8), time_dim=8, attention_heads=1)
+
+
+def tiny_data(seed=0):
+    images = [torch.rand(3, 24, 24, generator=torch.Generator().manual_seed(i)) for i in range(2)]
+    return synth.BlurPairs(synth.motion_kernels(6, 5, synth.TRAIN_KERNEL_SEED), images, crop=16, seed=seed)
+
+
+def tiny_config(**changes):
+    return kd.TrainConfig(**({"steps": 6, "batch_size": 2, "lr": 1e-3, "log_every": 2, "checkpoint_every": 3} | changes))
+
+
+@pytest.fixture(scope="module")
+def trained():
+    torch.set_num_threads(1)
+    return kd.train(TINY, tiny_config(), tiny_data(), seed=0, progress=False)
+
+
+def blurred_case(seed=0):
+    """A smooth random image (1, 3, 16, 16) blurred by a 5×5 motion kernel, and the kernel."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.nn.functional.interpolate(torch.rand(1, 3, 4, 4, generator=g), size=16, mode="bicubic").clamp(0, 1)
+    k = synth.motion_kernels(1, 5, synth.TEST_KERNEL_SEED)[:, None]
+    return synth.blur_reflect(x, k), k
+
+
+# ------------------------------------------------------------------ kernel representation
+def test_kernel_round_trip_and_degenerate_sample():
+    k = synth.motion_kernels(3, 9, synth.TEST_KERNEL_SEED)[:, None].double()
+    unit = kd.kernel_to_unit(k)
+    assert unit.amin() >= -1 and torch.allclose(unit.amax(dim=(-2, -1)), torch.ones(3, 1, dtype=torch.float64))
+    assert torch.allclose(kd.unit_to_kernel(unit), k, atol=1e-15)
+    flat = kd.unit_to_kernel(-torch.ones(1, 1, 4, 4))
+    assert torch.equal(flat, torch.full((1, 1, 4, 4), 1 / 16))
+
+
+def test_kernel_to_unit_rejects_bad_kernels():
+    with pytest.raises(ValueError, match="non-negative"):
+        kd.kernel_to_unit(-torch.ones(1, 1, 3, 3))
+    with pytest.raises(ValueError, match="zero"):
+        kd.kernel_to_unit(torch.zeros(1, 1, 3, 3))
+    with pytest.raises(ValueError, match="NaN"):
+        kd.kernel_to_unit(torch.full((1, 1, 3, 3), float("nan")))
+
+
+# ------------------------------------------------------------------------------ schedule
+def test_schedule_identities():
+    s = kd.Schedule()
+    assert s.betas[0].item() == pytest.approx(1e-4) and s.betas[-1].item() == pytest.approx(0.02)
+    assert torch.allclose(s.alpha_bar, torch.cumprod(1 - s.betas, 0), rtol=0, atol=0)
+    expected = s.betas[1:] * (1 - s.alpha_bar[:-1]) / (1 - s.alpha_bar[1:])
+    assert torch.allclose(s.posterior_variance[1:], expected, rtol=1e-14)
+    assert s.posterior_variance[0] == 0  # the last reverse step adds no noise
+    assert s.alpha_bar[-1].item() == pytest.approx(4.04e-5, rel=0.01)  # k_T is almost pure noise
+    assert s.timesteps(s.T) == list(range(s.T - 1, -1, -1))
+    strided = s.timesteps(50)
+    assert len(strided) == 50 and strided[0] == s.T - 1 and strided[-1] == 0
+
+
+def test_q_sample_predict_k0_round_trip_is_exact():
+    s = kd.Schedule()
+    g = torch.Generator().manual_seed(0)
+    k0, eps = torch.rand(4, 1, 5, 5, generator=g, dtype=torch.float64) * 2 - 1, torch.randn(4, 1, 5, 5, generator=g,
+                                                                                              dtype=torch.float64)
+    t = torch.tensor([0, 10, 500, 999])
+    kt = s.q_sample(k0, t, eps)
+    assert torch.allclose(s.predict_k0(kt, t, eps), k0, atol=1e-10)
+    assert torch.allclose(s.eps_from_k0(kt, t, k0), eps, atol=1e-10)
+
+
+def test_ddim_step_with_eta_one_is_the_ddpm_step():
+    s = kd.Schedule()
+    g = torch.Generator().manual_seed(1)
+    kt, k0, z = (torch.randn(3, 1, 5, 5, generator=g, dtype=torch.float64) for _ in range(3))
+    for t in (999, 400, 1):
+        mean, var = s.posterior(k0, kt, t)
+        assert torch.allclose(s.ddim_step(kt, t, t - 1, k0, 1.0, z), mean + var.sqrt() * z, atol=1e-12)
+    mean, var = s.posterior(k0, kt, 0)  # last step: k0 itself, no noise
+    assert torch.allclose(s.ddim_step(kt, 0, -1, k0, 1.0, z), k0, atol=1e-12) and var.max() == 0
+    assert torch.allclose(mean, k0, atol=1e-12)
+
+
+def test_deterministic_ddim_keeps_the_noise_direction():
+    s = kd.Schedule()
+    g = torch.Generator().manual_seed(2)
+    k0, eps = torch.rand(2, 1, 5, 5, generator=g, dtype=torch.float64), torch.randn(2, 1, 5, 5, generator=g,
+                                                                                    dtype=torch.float64)
+    kt = s.q_sample(k0, 800, eps)
+    step = s.ddim_step(kt, 800, 300, k0, 0.0, torch.randn(2, 1, 5, 5, dtype=torch.float64))
+    assert torch.allclose(step, s.q_sample(k0, 300, eps), atol=1e-12)
+
+
+def test_schedule_rejects_bad_input():
+    with pytest.raises(ValueError, match="beta"):
+        kd.Schedule(beta_start=0.1, beta_end=0.01)
+    with pytest.raises(ValueError, match="steps"):
+        kd.Schedule().timesteps(1001)
+    with pytest.raises(ValueError, match="timesteps"):
+        kd.Schedule().q_sample(torch.zeros(1, 1, 3, 3), 1000, torch.zeros(1, 1, 3, 3))
+
+
+# ---------------------------------------------------------------------------------- U-Net
+def test_parameter_counts():
+    paper = kd.parameter_count(kd.PAPER_UNET)
+    assert abs(paper - 37e6) / 37e6 < 0.05  # FACTS.md: ≈ 37 M
+    assert kd.parameter_count(kd.get_profile("quick").unet()) < 1_000_000
+    assert kd.parameter_count(kd.get_profile("smoke").unet()) < 200_000
+    assert kd.parameter_count(TINY) == kd.count_parameters(kd.KernelUNet(TINY))
+
+
+def test_unet_shapes_and_zero_initial_output():
+    model = kd.new_model(TINY, seed=0)
+    k, y, t = torch.randn(3, 1, 5, 5), torch.rand(3, 3, 16, 16) * 2 - 1, torch.tensor([0, 5, 999])
+    out = model(k, y, t)
+    assert out.shape == (3, 1, 5, 5)
+    assert torch.equal(out, torch.zeros_like(out))  # zero-initialised output conv
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), kd.new_model(TINY, 0).state_dict().values()))
+
+
+def test_unet_rejects_wrong_shapes():
+    model = kd.new_model(TINY)
+    with pytest.raises(ValueError, match="kt must be"):
+        model(torch.zeros(1, 1, 7, 7), torch.zeros(1, 3, 16, 16), torch.zeros(1, dtype=torch.long))
+    with pytest.raises(ValueError, match="y must be"):
+        model(torch.zeros(1, 1, 5, 5), torch.zeros(1, 3, 32, 32), torch.zeros(1, dtype=torch.long))
+    with pytest.raises(ValueError, match="divisible"):
+        kd.UNetConfig(image_size=18, kernel_size=5, channels=(4, 8, 16))
+    with pytest.raises(ValueError, match="exceeds"):
+        kd.UNetConfig(image_size=16, kernel_size=17, channels=(4,))
+
+
+# ------------------------------------------------------------------------------- training
+def test_ema_update():
+    a, b = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)
+    before = copy.deepcopy(a)
+    kd.ema_update(a, b, 0.9)
+    for p_after, p_before, p in zip(a.parameters(), before.parameters(), b.parameters()):
+        assert torch.allclose(p_after, 0.9 * p_before + 0.1 * p)
+
+
+def test_training_learns_and_moves_the_output(trained):
+    assert trained.step == 6 and [h["step"] for h in trained.history] == [2, 4, 6]
+    out = trained.model(torch.randn(1, 1, 5, 5), torch.zeros(1, 3, 16, 16), torch.tensor([3]))
+    assert out.abs().max() > 0
+    ema_gap = sum((p - q).abs().sum() for p, q in zip(trained.ema.parameters(), trained.model.parameters()))
+    assert ema_gap > 0  # the EMA lags the raw weights
+
+
+def test_resume_equals_uninterrupted_training(tmp_path, trained):
+    path = tmp_path / "ckpt.pt"
+    partial = kd.train(TINY, tiny_config(), tiny_data(), seed=0, checkpoint_path=path, stop_at=3, progress=False)
+    assert partial.step == 3
+    resumed = kd.train(TINY, tiny_config(), tiny_data(), seed=0, checkpoint_path=path, progress=False)
+    assert resumed.step == 6 and resumed.history == trained.history
+    for net_a, net_b in ((resumed.model, trained.model), (resumed.ema, trained.ema)):
+        for a, b in zip(net_a.state_dict().values(), net_b.state_dict().values()):
+            assert torch.equal(a, b)
+    assert path.with_suffix(".json").exists()
+    with pytest.raises(ValueError, match="another run"):
+        kd.train(TINY, tiny_config(lr=2e-3), tiny_data(), seed=0, checkpoint_path=path, progress=False)
+
+
+def test_train_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="batch"):
+        kd.train(TINY, tiny_config(), object(), progress=False)
+    with pytest.raises(ValueError, match="ema_decay"):
+        kd.TrainConfig(ema_decay=1.0)
+
+
+# ------------------------------------------------------------------------------- sampling
+def test_full_step_sampler_is_ancestral_ddpm(trained):
+    schedule = kd.Schedule(T=20)
+    y, _ = blurred_case()
+    result = kd.sample(trained.ema, y, guided=False, schedule=schedule, seed=5)
+    # the reference: eq. 18 written out with the posterior of q, the same random draws
+    g = torch.Generator().manual_seed(5)
+    k = torch.randn(1, 1, 5, 5, generator=g)
+    with torch.no_grad():
+        for t in range(19, -1, -1):
+            eps = trained.ema(k, 2 * y - 1, torch.tensor([t]))
+            k0 = schedule.predict_k0(k, t, eps).clamp(-1, 1)
+            mean, var = schedule.posterior(k0, k, t)
+            k = mean + var.sqrt() * torch.randn(1, 1, 5, 5, generator=g)
+    assert torch.allclose(result.kernels, kd.unit_to_kernel(k.clamp(-1, 1))[:, 0], atol=1e-5)
+    assert result.residual is None and result.images is None
+
+
+def test_guidance_lowers_the_reblurring_residual(trained):
+    y, _ = blurred_case()
+    solver = kd.wiener_solver(1e-3)
+    common = dict(steps=25, eta=0.0, n_samples=4, seed=0, refine_steps=0)
+    plain = kd.sample(trained.ema, y, solver, guided=False, **common)
+    guided = kd.sample(trained.ema, y, solver, guided=True, **common)
+    final_plain, _ = kd.reblur_loss(y.expand(4, -1, -1, -1), plain.kernels[:, None], solver)
+    final_guided, _ = kd.reblur_loss(y.expand(4, -1, -1, -1), guided.kernels[:, None], solver)
+    assert (final_guided < final_plain).all()
+    assert guided.residual.shape == (25, 4) and guided.trace_kernels.shape[1:] == (4, 5, 5)
+
+
+def test_refinement_never_increases_its_objective(trained):
+    y, _ = blurred_case()
+    solver = kd.wiener_solver(1e-3)
+    start = kd.kernel_to_unit(torch.full((2, 1, 5, 5), 1 / 25.0) + torch.rand(2, 1, 5, 5) * 0.01)
+    refined, history = kd.refine(y.expand(2, -1, -1, -1), start, solver, steps=5)
+    assert (history[1:] <= history[:-1]).all() and (history[-1] < history[0]).all()
+    assert refined.min() >= -1 and refined.max() <= 1
+
+
+def test_sampling_is_seeded_and_batched(trained):
+    y, _ = blurred_case()
+    solver = kd.wiener_solver(1e-3)
+    a = kd.sample(trained.ema, y, solver, steps=10, n_samples=3, seed=1, refine_steps=2)
+    b = kd.sample(trained.ema, y, solver, steps=10, n_samples=3, seed=1, refine_steps=2)
+    c = kd.sample(trained.ema, y, solver, steps=10, n_samples=3, seed=2, refine_steps=2)
+    assert torch.equal(a.kernels, b.kernels) and not torch.equal(a.kernels, c.kernels)
+    assert a.kernels.shape == (3, 5, 5) and torch.allclose(a.kernels.sum(dim=(-2, -1)), torch.ones(3))
+    assert a.kernels.min() >= 0 and a.images.shape == (3, 3, 16, 16)
+    assert not torch.equal(a.kernels[0], a.kernels[1])  # three different samples for one image
+
+
+def test_sample_rejects_bad_input(trained):
+    y, _ = blurred_case()
+    with pytest.raises(ValueError, match="solver"):
+        kd.sample(trained.ema, y, None, guided=True)
+    with pytest.raises(ValueError, match="NaN"):
+        kd.sample(trained.ema, torch.full_like(y, float("nan")), guided=False)
+    with pytest.raises(ValueError, match="y must be"):
+        kd.sample(trained.ema, torch.rand(1, 3, 32, 32), guided=False)
+    with pytest.raises(ValueError, match="steps"):
+        kd.sample(trained.ema, y, guided=False, steps=0)
+
+
+def test_profiles():
+    for name in ("smoke", "quick", "paper"):
+        settings = kd.get_profile(name)
+        assert settings.unet().kernel_size == synth.data_profile(name).kernel_size
+    assert kd.get_profile("paper").unet() == kd.PAPER_UNET
+    with pytest.raises(ValueError, match="profile"):
+        kd.get_profile("fast")
+
+
+@pytest.mark.skipif(not os.environ.get("REPRO_DATA_MIRROR"), reason="REPRO_DATA_MIRROR is not set: BSDS500 unavailable")
+def test_test_cases_use_held_out_kernels_and_val_images():
+    from repro import data
+
+    cases = kd.test_cases("smoke")
+    spec = synth.data_profile("smoke")
+    assert len(cases) == kd.get_profile("smoke").n_test
+    held_out = spec.test_kernels()
+    for i, case in enumerate(cases):
+        assert torch.equal(case.k, held_out[i]) and case.x.shape == (3, spec.crop, spec.crop)
+        assert case.meta["blur_mode"] == "symmetric"
+    val_names = {name.rsplit("/", 1)[-1].split(".")[0] for name in data.bsds500("val")}
+    assert {c.meta["image"] for c in cases} <= val_names
+    again = kd.test_cases("smoke")
+    assert all(torch.equal(a.y, b.y) for a, b in zip(cases, again))
