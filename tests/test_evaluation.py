@@ -1,6 +1,7 @@
 """Tests of repro.evaluation: deterministic test cases, resumable scoring, summaries."""
 
 import json
+import warnings
 import math
 
 import numpy as np
@@ -183,7 +184,11 @@ def test_corrupt_or_foreign_results_are_recomputed(tmp_path):
         path = tmp_path / name
         path.write_text(content)
         m = Counting()
-        evaluation.evaluate({"m": m}, cases, path, progress=False)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            evaluation.evaluate({"m": m}, cases, path, progress=False)
+        assert [str(w.message).startswith(f"cache entry {path} is corrupt") for w in caught] == (
+            [True] if name == "corrupt.json" else [])
         assert m.calls == [c.name for c in cases]  # everything recomputed, nothing read from the bad file
         assert set(evaluation.load_results(path)) == {c.name for c in cases}
     assert (tmp_path / "corrupt.json.corrupt").read_text() == "{ not json"  # kept for inspection

@@ -41,6 +41,8 @@ _DTYPE = torch.float64
 
 
 def _as_float64(value, name: str) -> torch.Tensor:
+    if isinstance(value, torch.Tensor) and (value.is_complex() or value.dtype == torch.bool):
+        raise ValueError(f"{name} must be real numbers, got a {value.dtype} tensor")
     try:
         return torch.as_tensor(value, dtype=_DTYPE)
     except (TypeError, ValueError, RuntimeError):
