@@ -116,7 +116,21 @@ def main(argv=None) -> dict:
     out["mnc_check"] = mnc_check(args.profile)
     if args.out:
         save_json(out, args.out)
+    record(out)
     return out
+
+
+def record(out: dict) -> None:
+    """Put the figures on the book's Performance page (``repro.timing.record_targets``)."""
+    from repro.timing import record_targets
+
+    rows = [{"part": "Kernel-Diff", "measure": f"guided sampling, {r['steps']} steps, s / image ({r['device']})",
+             "value": r["seconds_per_image"], "target": "—", "met": None} for r in out["cpu"] + out.get("cuda", [])]
+    check = out["mnc_check"]
+    rows.append({"part": "Kernel-Diff", "measure": f"mean MNC, {check['steps']} steps − 1000 steps ({check['n']} images)",
+                 "value": check["gap"], "target": "≥ −0.02", "met": bool(check["within_tolerance"])})
+    record_targets("kerneldiff", rows, f"profile {out['profile']}, {out['threads']} CPU thread(s), models: {out['models']}"
+                   + (f"; CUDA: {out['cuda_device']}, paper configuration, untrained weights" if "cuda" in out else ""))
 
 
 if __name__ == "__main__":

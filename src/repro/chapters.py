@@ -146,7 +146,7 @@ def stage_performance() -> Path:
         lines.append("```{note}\nNo benchmark has been run on this checkout yet: run `make bench`, then `make book`.\n```\n")
     for path in records:
         record = load_json(path)
-        lines += [f"## `benchmarks/{record['benchmark']}.py`", "",
+        lines += [f"## Benchmark `{record['benchmark']}` (`make bench`)", "",
                   f"Measured on {record['machine']} ({record['date']}); {record['conditions']}", "",
                   "| part | measure | measured | target | met |", "|---|---|---|---|---|"]
         for row in record["rows"]:
