@@ -46,3 +46,10 @@ def check_positive(value, name: str, allow_zero: bool = False) -> float:
         bound = ">= 0" if allow_zero else "> 0"
         raise ValueError(f"{name} must be {bound}, got {value!r}")
     return v
+
+
+def check_positive_int(value, name: str) -> int:
+    """Check that ``value`` is an int >= 1 (not a bool)."""
+    if not (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return value

@@ -50,7 +50,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import ops
-from ._checks import check_choice, check_positive, check_tensor
+from ._checks import check_choice, check_positive, check_positive_int, check_tensor
 from .store import check_profile, load_cached, load_checkpoint, load_json, results_dir, save_checkpoint, save_json
 from .timing import time_call
 
@@ -348,9 +348,7 @@ class DILConfig:
         if not isinstance(self.weights, DILWeights):
             raise ValueError(f"DILConfig.weights must be a DILWeights, got {type(self.weights).__name__}")
         for name in ("gallery_size", "steps", "batch_size", "log_every", "checkpoint_every"):
-            value = getattr(self, name)
-            if not (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
-                raise ValueError(f"DILConfig.{name} must be a positive int, got {value!r}")
+            check_positive_int(getattr(self, name), f"DILConfig.{name}")
         if not 0 < self.val_fraction < 1:
             raise ValueError(f"DILConfig.val_fraction must be in (0, 1), got {self.val_fraction!r}")
         if self.gallery_size - round(self.gallery_size * self.val_fraction) < 1 or round(

@@ -49,7 +49,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import ops
-from ._checks import check_positive, check_tensor
+from ._checks import check_positive, check_positive_int, check_tensor
 from .store import check_profile, load_checkpoint, load_json, results_dir, save_checkpoint, save_json
 
 Solver = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -436,8 +436,7 @@ class TrainConfig:
 
     def __post_init__(self):
         for name in ("steps", "batch_size", "log_every", "checkpoint_every"):
-            if not _is_int(getattr(self, name), 1):
-                raise ValueError(f"TrainConfig.{name} must be a positive int, got {getattr(self, name)!r}")
+            check_positive_int(getattr(self, name), f"TrainConfig.{name}")
         check_positive(self.lr, "TrainConfig.lr")
         check_positive(self.grad_clip, "TrainConfig.grad_clip")
         if not 0 <= self.ema_decay < 1:

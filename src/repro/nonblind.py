@@ -60,7 +60,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import synth
-from ._checks import check_choice, check_positive, check_tensor
+from ._checks import check_choice, check_positive, check_positive_int, check_tensor
 from .ops import OPS, check_image_kernel, pad, psf2otf
 from .store import check_profile, load_cached, load_checkpoint, results_dir, save_checkpoint, save_json
 
@@ -354,9 +354,7 @@ class SolverProfile:
 
     def __post_init__(self):
         for name in ("steps", "batch_size", "n_val", "log_every", "checkpoint_every"):
-            value = getattr(self, name)
-            if not (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
-                raise ValueError(f"SolverProfile.{name} must be a positive int, got {value!r}")
+            check_positive_int(getattr(self, name), f"SolverProfile.{name}")
         check_positive(self.lr, "SolverProfile.lr")
         check_positive(self.lr_final_ratio, "SolverProfile.lr_final_ratio")
 
