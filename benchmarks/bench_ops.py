@@ -21,7 +21,7 @@ import json
 import torch
 
 from repro.ops import FFT_CROSSOVER_TAPS, blur
-from repro.timing import time_call
+from repro.timing import record_targets, time_call
 
 SIZES = (3, 5, 7, 9, 11, 13, 15, 17, 21, 25, 31, 41, 51, 65)
 WARMUP_CALLS = 3  # untimed calls per cell (oneDNN primitive and FFT plan for the new shape)
@@ -58,6 +58,34 @@ def crossover(rows) -> int | None:
             break
         found = row["size"]
     return found
+
+
+AUTO_TOLERANCE = 1.25
+"""Target: at every kernel size, ``method="auto"`` (the path :data:`FFT_CROSSOVER_TAPS` picks)
+takes at most this many times the faster of the two paths."""
+
+
+def auto_penalty(rows) -> float:
+    """Worst ratio, over the kernel sizes measured, of the path ``method="auto"`` takes to the
+    faster path (1.0: the dispatch always picks the faster one)."""
+    return max((row["fft_ms"] if row["taps"] >= FFT_CROSSOVER_TAPS else row["direct_ms"])
+               / min(row["fft_ms"], row["direct_ms"]) for row in rows)
+
+
+def target_rows(report: dict) -> list[dict]:
+    """The Performance page's rows (``repro.timing.record_targets``): per device, the measured
+    crossover and how far the auto dispatch is from the faster path."""
+    rows = []
+    for device, found in report["devices"].items():
+        cross = found["crossover_size"]
+        penalty = auto_penalty(found["rows"])
+        rows.append({"part": "Foundations", "measure": f"ops.blur direct/FFT crossover, {device} (kernel size)",
+                     "value": "none measured" if cross is None else f"{cross}×{cross}",
+                     "target": f"near FFT_CROSSOVER_TAPS = {FFT_CROSSOVER_TAPS}", "met": None})
+        rows.append({"part": "Foundations",
+                     "measure": f"ops.blur method='auto' / faster path, worst kernel size, {device}",
+                     "value": f"{penalty:.2f}×", "target": f"≤ {AUTO_TOLERANCE}×", "met": penalty <= AUTO_TOLERANCE})
+    return rows
 
 
 def main(argv=None) -> None:
@@ -104,6 +132,9 @@ def main(argv=None) -> None:
         with open(args.out, "w") as fh:
             json.dump(report, fh, indent=2)
         print(f"\nwrote {args.out}")
+    conditions = (f"image {tuple(args.shape)} float32, mode {args.mode!r}, median of {args.repeats} calls per cell "
+                  f"after {WARMUP_CALLS} warm-up calls, {report['threads']} CPU thread(s)")
+    print(f"wrote {record_targets('ops', target_rows(report), conditions)}")
 
 
 if __name__ == "__main__":

@@ -47,7 +47,6 @@ profile = os.environ.get("REPRO_PROFILE", "quick")
 # %%
 import matplotlib.pyplot as plt
 import numpy as np
-import torch
 from IPython.display import Markdown, display
 from myst_nb import glue
 

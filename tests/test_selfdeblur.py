@@ -362,6 +362,12 @@ def test_config_scaled():
     assert (s.iterations, s.coarse_iterations, s.ssim_switch, s.regularisation_switch) == (100, 10, 20, 40)
     assert s.milestones == (40, 60, 80)
     assert SelfDeblurConfig().scaled(1e-6).iterations == 1
+    # Gk's rate grows in proportion to the lost iterations, capped at Gx's; Gx's stays
+    assert SelfDeblurConfig().scaled(0.1).lr_kernel == pytest.approx(1e-3)
+    assert (s.lr_kernel, s.lr_image) == (pytest.approx(5e-3), 1e-2)
+    assert SelfDeblurConfig().scaled(0.004).lr_kernel == 1e-2  # capped at Gx's rate
+    assert SelfDeblurConfig().scaled(1.0) == SelfDeblurConfig()
+    assert SelfDeblurConfig().scaled(2.0).lr_kernel == pytest.approx(5e-5)
 
 
 @pytest.mark.parametrize("field, value, match", [

@@ -62,6 +62,8 @@ def test_profiles_and_paper_protocol():
     assert quick.config("original").iterations == round(5000 * quick.iteration_scale)
     assert quick.config("over-regularised").tv_initial_weight == quick.tv_initial_weight > 0
     assert "kodim01" in quick.describe() and "im1_kernel3" in quick.describe() and "×0.1" in quick.describe()
+    assert "learning rate 0.001 instead of 0.0001" in quick.describe()
+    assert "learning rate" not in se.get_profile("paper").describe()
     with pytest.raises(ValueError, match="profile must be one of"):
         se.get_profile("fast")
 

@@ -37,9 +37,10 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import hashlib
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -48,9 +49,8 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from . import ops
 from ._checks import check_positive, check_positive_int, check_tensor
-from .store import check_profile, load_checkpoint, load_json, results_dir, save_checkpoint, save_json
+from .store import check_profile, load_checkpoint, results_dir, save_checkpoint, save_json
 
 Solver = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -939,8 +939,6 @@ def _stack_y(cases: list, device) -> torch.Tensor:
 
 
 def _kernel_key(estimates: dict, output: str) -> str:
-    import hashlib
-
     digest = hashlib.sha256()
     for name in sorted(estimates):
         digest.update(estimates[name][output].to(torch.float64).numpy().tobytes())
@@ -958,8 +956,15 @@ ours that plays the same part. Blind-DPS is the paper's alternating method, not 
 the same role (alternating MAP_{x,k}), another algorithm."""
 
 
-def _score_rows(cases: list, estimates: dict[str, dict], solver: Solver, folder: Path, progress: bool) -> list[dict]:
-    """PSNR/SSIM (``repro.evaluation.evaluate``, resumable) and MNC of every method on ``cases``."""
+DRK_ROW = "DRK (D3), no kernel, out of its domain"
+
+
+def _score_rows(cases: list, estimates: dict[str, dict], solver: Solver, drk: torch.Tensor, folder: Path,
+                progress: bool) -> list[dict]:
+    """PSNR/SSIM (``repro.evaluation.evaluate``, resumable) and MNC of every method on ``cases``;
+    every estimated kernel is restored by the learned ``solver``; ``drk`` is D3's restoration
+    kernel, applied as it is (it estimates no kernel)."""
+    from .dil import deblur_drk
     from .evaluation import evaluate
     from .metrics import mnc
 
@@ -975,9 +980,13 @@ def _score_rows(cases: list, estimates: dict[str, dict], solver: Solver, folder:
     def oracle(f):
         return lambda y, case: f(y[None].float().to(device), case.k[None, None].float().to(device))[0].clamp(0, 1).cpu()
 
+    drk = drk.to(device=device, dtype=torch.float32)
+    drk_key = hashlib.sha256(drk.double().cpu().numpy().tobytes()).hexdigest()[:16]
     methods = {"blurred input": lambda y, case: y.clamp(0, 1), "Wiener, true k (oracle)": oracle(wiener),
-               "learned F, true k (oracle)": oracle(solver)}
-    keys = {"blurred input": "", "Wiener, true k (oracle)": wiener.key, "learned F, true k (oracle)": solver.key}
+               "learned F, true k (oracle)": oracle(solver),
+               DRK_ROW: lambda y, case: deblur_drk(y[None].float().to(device), drk)[0].clamp(0, 1).cpu()}
+    keys = {"blurred input": "", "Wiener, true k (oracle)": wiener.key, "learned F, true k (oracle)": solver.key,
+            DRK_ROW: drk_key}
     for (run, output), kernels in estimates.items():
         methods[output] = restore(kernels, output)
         keys[output] = f"{solver.key}|{_kernel_key(kernels, output)}"
@@ -1079,21 +1088,33 @@ def _steps_sweep(cases, model, solver, settings, schedule, folder, key, progress
     return sorted(rows, key=lambda row: -row["steps"])
 
 
+WIENER_GUIDED_ROW = "Kernel-Diff, guided by Wiener F"
+"""The ablation of F: guidance (Stage I and II) through the classical Wiener solver
+(:func:`wiener_solver`, :data:`WIENER_NSR`) instead of the learned one; its kernels are then
+restored by the learned F like every other row, so that only the kernel differs."""
+
+
 def run_chapter(profile: str, device=None, progress: bool = True) -> dict:
     """Everything ``kerneldiff_evaluation`` shows, computed or read back from ``results/<profile>/kerneldiff/``.
 
     Trains (or loads) the learned solver F (``repro.nonblind``) and ε_θ (:func:`trained_model`);
     on :func:`test_cases` estimates kernels with Kernel-Diff guided (with and without Stage II),
-    unguided, and alternating MAP_{x,k} with the same F; scores PSNR, SSIM (x̂ = F(y, k̂)) and MNC
-    against the blurred input and the oracles (Wiener and F with the true kernel); runs Fig. 5
-    and the steps sweep. Every stage is cached and resumable.
+    guided through the classical Wiener F (:data:`WIENER_GUIDED_ROW`), unguided, and alternating
+    MAP_{x,k} with the same F; scores PSNR, SSIM (x̂ = F(y, k̂)) and MNC against the blurred
+    input, the oracles (Wiener and F with the true kernel) and D3's DRK (the D3 chapters' cached
+    ``full`` variant, trained if missing); runs Fig. 5 and the steps sweep. Every stage is cached
+    and resumable.
     """
     settings = get_profile(profile)
     device = _device(device)
     folder = results_dir(profile, CHAPTER)
     schedule = Schedule()
+    from .dil import train_variant
+
     solver = chapter_solver(profile, device, progress)
+    wiener = wiener_solver(WIENER_NSR)
     run = trained_model(profile, device, progress)
+    drk = train_variant(profile, "full", str(device), progress=progress).drk  # the D3 chapters' cache
     model = run.ema
     cases = test_cases(profile)
     s, steps = model.config.kernel_size, settings.sample_steps
@@ -1104,6 +1125,10 @@ def run_chapter(profile: str, device=None, progress: bool = True) -> dict:
     def guided(chunk):
         result = sample(model, _stack_y(chunk, device), solver, True, steps, eta, seed=SEED, schedule=schedule)
         return {"Kernel-Diff, guided": result.kernels, "Kernel-Diff, guided, Stage I only": result.stage1}
+
+    def guided_by_wiener(chunk):
+        result = sample(model, _stack_y(chunk, device), wiener, True, steps, eta, seed=SEED, schedule=schedule)
+        return {WIENER_GUIDED_ROW: result.kernels}
 
     def unguided(chunk):
         result = sample(model, _stack_y(chunk, device), None, False, steps, eta, seed=SEED, schedule=schedule)
@@ -1118,11 +1143,13 @@ def run_chapter(profile: str, device=None, progress: bool = True) -> dict:
         ("alternating", alternating, ["alternating MAP_{x,k}"]),
         ("unguided", unguided, ["Kernel-Diff, unguided"]),
         ("guided", guided, ["Kernel-Diff, guided, Stage I only", "Kernel-Diff, guided"]),
+        ("guided_wiener", guided_by_wiener, [WIENER_GUIDED_ROW]),
     ):
-        run_key = key if run_name != "alternating" else f"{solver.key}|iterations={settings.alternating_iterations}"
+        run_key = {"alternating": f"{solver.key}|iterations={settings.alternating_iterations}",
+                   "guided_wiener": key.replace(solver.key, wiener.key, 1)}.get(run_name, key)
         found = _estimate(run_name, run_key, fn, cases, folder, settings.batch, progress)
         estimates |= {(run_name, output): found for output in outputs}
-    table = _score_rows(cases, estimates, solver, folder, progress)
+    table = _score_rows(cases, estimates, solver, drk, folder, progress)
     figure5 = _figure5(cases, model, solver, settings, schedule, folder,
                        f"{key}|trials={settings.n_trials}|alt={settings.alternating_iterations}", progress)
     sweep = _steps_sweep(cases, model, solver, settings, schedule, folder,

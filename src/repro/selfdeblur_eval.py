@@ -204,6 +204,9 @@ class SelfDeblurProfile:
             f"original {it.iterations} (MSE→SSIM at {it.ssim_switch}), improved {imp.coarse_iterations} + "
             f"{imp.coarse_iterations} + {imp.iterations} (switch at {imp.regularisation_switch}, fits ≤ "
             f"{imp.init_max_iterations} iterations)"
+            + ("" if it.lr_kernel == METHODS["original"].lr_kernel else
+               f"; Gk's learning rate {it.lr_kernel:g} instead of {METHODS['original'].lr_kernel:g}, raised in "
+               "proportion to the lost iterations")
         )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import statistics
 import time
+from pathlib import Path
 from typing import Callable
 
 import torch
@@ -29,7 +30,7 @@ def time_call(fn: Callable[[], object], device: torch.device | str = "cpu", repe
     return float(reduce(times))
 
 
-def record_targets(benchmark: str, rows: list[dict], conditions: str) -> "Path":
+def record_targets(benchmark: str, rows: list[dict], conditions: str) -> Path:
     """Store a benchmark's results against its targets as ``results/bench/<benchmark>.json``.
 
     Each row: ``part`` (the book part), ``measure`` (what was timed, against which reference),
@@ -39,7 +40,6 @@ def record_targets(benchmark: str, rows: list[dict], conditions: str) -> "Path":
     (:func:`repro.chapters.stage_performance`) gathers these files; written atomically.
     """
     import datetime as _dt
-    from pathlib import Path
 
     from .chapters import machine_description
     from .store import results_root, save_json
