@@ -56,17 +56,12 @@ def place_drk(profile: str, seed: int = 3, step: int | None = None) -> torch.Ten
 def place_kerneldiff(profile: str, step: int | None = None) -> None:
     """An untrained ε-network and solver F of ``profile``'s sizes where the Kernel-Diff chapters
     would write them (identity of the profile's run, ``step`` of its steps)."""
-    import dataclasses
-
     from repro import kerneldiff as kd
-    from repro import nonblind, synth
+    from repro import nonblind
 
     settings = kd.get_profile(profile)
-    unet = settings.unet()
-    data_key = kd._jsonable(dataclasses.asdict(synth.data_profile(profile)))
-    identity = kd._run_identity(unet, settings.train, kd.SEED, data_key, kd.Schedule().T)
-    model = kd.new_model(unet, seed=1)
-    save_checkpoint({"run": identity, "step": settings.train.steps if step is None else step,
+    model = kd.new_model(settings.unet(), seed=1)
+    save_checkpoint({"run": kd.profile_run_identity(profile), "step": settings.train.steps if step is None else step,
                      "model": model.state_dict(), "ema": model.state_dict(), "optimizer": {}, "history": [],
                      "pending": []}, results_dir(profile, kd.CHAPTER) / kd.MODEL_FILE)
     solver = nonblind.LearnedWiener(**nonblind.solver_profile(profile).model)

@@ -838,6 +838,16 @@ def _device(device) -> torch.device:
     return torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
 
 
+def profile_run_identity(profile: str) -> dict:
+    """What a finished checkpoint of ``profile`` must record as its ``run`` (U-Net, training
+    configuration, seed, data settings, T) for :func:`trained_model` to use it."""
+    from . import synth
+
+    settings = get_profile(profile)
+    data_key = _jsonable(dataclasses.asdict(synth.data_profile(profile)))
+    return _run_identity(settings.unet(), settings.train, SEED, data_key, Schedule().T)
+
+
 def trained_model(profile: str, device=None, progress: bool = True) -> TrainRun:
     """ε_θ of ``profile``: read from ``results/<profile>/kerneldiff/diffusion.pt`` when it holds the
     finished run, otherwise trained (resuming an interrupted run) on the profile's data:
@@ -851,8 +861,7 @@ def trained_model(profile: str, device=None, progress: bool = True) -> TrainRun:
     path = results_dir(profile, CHAPTER) / MODEL_FILE
     if path.exists():
         state = load_checkpoint(path, map_location=device)
-        identity = _run_identity(unet, settings.train, SEED, data_key, schedule.T)
-        if isinstance(state, dict) and state.get("run") == identity and state.get("step") == settings.train.steps:
+        if isinstance(state, dict) and state.get("run") == profile_run_identity(profile) and state.get("step") == settings.train.steps:
             model, ema = KernelUNet(unet).to(device), KernelUNet(unet).to(device)
             model.load_state_dict(state["model"])
             ema.load_state_dict(state["ema"])
