@@ -79,9 +79,9 @@ def mnc_check(profile: str) -> dict | None:
         print("the sweep has no 1000-step row or no row with at most 100 steps")
         return None
     best = max(few, key=lambda r: r["mnc_mean"])
-    gap = full[0]["mnc_mean"] - best["mnc_mean"]
+    gap = best["mnc_mean"] - full[0]["mnc_mean"]  # few steps minus all steps: >= -TOLERANCE passes
     verdict = {"steps": best["steps"], "mnc": best["mnc_mean"], "mnc_1000": full[0]["mnc_mean"], "gap": gap,
-               "within_tolerance": abs(gap) <= TOLERANCE or gap < 0, "n": best["n"]}
+               "within_tolerance": gap >= -TOLERANCE, "n": best["n"]}
     print(f"MNC: {best['steps']} steps {best['mnc_mean']:.3f} vs 1000 steps {full[0]['mnc_mean']:.3f} "
           f"(n = {best['n']}): {'within' if verdict['within_tolerance'] else 'NOT within'} {TOLERANCE} "
           f"(or better)")
