@@ -56,6 +56,16 @@ def test_papermill_smoke_run_and_stage(tmp_path, monkeypatch):
     assert record["profile"] == "smoke" and record["seconds"] > 0
     staged = nbformat.read(chapters.stage("toy1d", "smoke"), as_version=4)
     assert "profile **smoke**" in staged.cells[-1].source
+    assert record["longest"]["seconds"] == record["seconds"] and "longest" not in staged.cells[-1].source
+
+    # a faster re-run (cached results) keeps the longest execution on record, and the page names it
+    slow = {**record, "seconds": 4000.0, "longest": {**record["longest"], "seconds": 4000.0, "date": "2026-01-02"}}
+    out.with_suffix(".json").write_text(json.dumps(slow))
+    chapters.execute("toy1d", "smoke", progress=False)
+    rerun = json.loads(out.with_suffix(".json").read_text())
+    assert rerun["seconds"] < 4000 and rerun["longest"]["seconds"] == 4000.0
+    note = nbformat.read(chapters.stage("toy1d", "smoke"), as_version=4).cells[-1].source
+    assert "longest recorded execution of this page took 66 min 40 s (2026-01-02)" in note
 
 
 def test_chapter_cli_errors(tmp_path, monkeypatch, capsys):
