@@ -813,7 +813,8 @@ PROFILES = {
                                n_test=3, sample_steps=20, batch=3, step_counts=(40, 20, 10), n_sweep=2,
                                n_trials=4, n_trial_images=1, alternating_iterations=20),
     # this 2-core CPU: 16x16 kernels, 64x64 crops, a 0.87 M-parameter U-Net; 2,000 steps took 31 min on
-    # one thread of the reference machine shared with other jobs (0.45 s/step when it was quieter).
+    # one thread of the reference machine shared with other jobs, 15 min in a clean-clone run with one
+    # core free (about 0.45 s/step).
     # lr 2e-4: DDPM's value for its small models (the paper's 1e-5 suits 1 M steps, not 2,000).
     # Evaluation with 250 strided steps (η = 1) and 4 trials in Fig. 5, to fit the 45-minute budget of
     # the quick Kernel-Diff chapters; the steps sweep still runs all 1000 steps on its two images.
