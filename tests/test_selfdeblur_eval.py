@@ -144,6 +144,7 @@ def test_batched_group_stores_one_record_per_seed(tmp_path):
                                batched=True, progress=False)
     assert [r["seed"] for r in records] == [3, 4]
     assert all(r["restarts_in_call"] == 2 for r in records)
+    assert all(r["threads"] == torch.get_num_threads() for r in records)  # results depend on it
     single = sd.run_selfdeblur(cases[0].y[None], 5, TINY["original"], seed=4, progress=False)
     stored = se.load_run(tmp_path, records[1])
     torch.testing.assert_close(stored["x_hat"], single.x_hat[0], rtol=0, atol=1e-7)

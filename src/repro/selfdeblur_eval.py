@@ -232,7 +232,8 @@ PROFILES = {
     # Not smaller: on 64-pixel crops the coarsest scale of the multiscale method is a 32-pixel y
     # (x 40 px through five stride-2 levels), too small for Gx; there the improved method ended
     # 3-10 dB below the blurred input on all 7 runs, and on im1_kernel3 (seed 0) at -5.8 dB on a
-    # 64-pixel crop against +2.9 dB on a 128-pixel one (same iterations and learning rates).
+    # 64-pixel crop against +3.2 dB on a 128-pixel one (same iterations and learning rates; two
+    # threads; scripts/selfdeblur_probe.py re-runs such cases).
     "quick": SelfDeblurProfile(
         "quick", iteration_scale=0.1, kodak_images=(1,), kodak_kernels=(5,), kodak_downscale=0.5,
         kodak_size=128, gray=True, levin_inputs=((1, 3),), levin_size=128, runs=2, fit_iterations=150,
@@ -454,6 +455,7 @@ def evaluate_runs(cases: Sequence[Case], configs: dict[str, SelfDeblurConfig], s
                 record = {
                     "id": run_id(case, method, seed), "key": run_key(case, config, seed), "case": case.name,
                     "dataset": case.meta["dataset"], "input": case.meta["input"], "image": case.meta["image"],
+                    "threads": torch.get_num_threads(),
                     "kernel": case.meta["kernel"], "kernel_size": case.meta["kernel_size"], "method": method,
                     "seed": seed, "metrics": score_run(case, x_hat, k_hat),
                     "final_loss": float(result.loss_curve[r, -1]), "seconds": result.seconds / len(group),
