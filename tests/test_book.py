@@ -58,14 +58,24 @@ def built_book(tmp_path_factory):
     return book / "_build" / "html"
 
 
+CHROMIUM_ATTEMPTS = 3
+"""Headless Chromium in a container without D-Bus now and then dies of a signal (SIGSEGV, once in
+about 60 page loads here) before it has read the page; such a crash is retried, any other
+failure (an exit status, a page that does not load) is not."""
+
+
 def _chromium(*args: str) -> subprocess.CompletedProcess:
-    with tempfile.TemporaryDirectory() as profile_dir:
-        return subprocess.run(
-            [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             f"--user-data-dir={profile_dir}", "--virtual-time-budget=3000", *args],
-            capture_output=True, text=True, timeout=120,
-        )
+    for _ in range(CHROMIUM_ATTEMPTS):
+        with tempfile.TemporaryDirectory() as profile_dir:
+            run = subprocess.run(
+                [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 f"--user-data-dir={profile_dir}", "--virtual-time-budget=3000", *args],
+                capture_output=True, text=True, timeout=120,
+            )
+        if run.returncode >= 0:  # negative: killed by a signal
+            break
+    return run
 
 
 def _open(html: Path) -> str:
