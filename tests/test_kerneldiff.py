@@ -157,6 +157,29 @@ def test_training_learns_and_moves_the_output(trained):
     assert ema_gap > 0  # the EMA lags the raw weights
 
 
+def test_training_is_bit_identical_whatever_the_thread_count(trained):
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        again = kd.train(TINY, tiny_config(), tiny_data(), seed=0, progress=False)
+        assert torch.get_num_threads() == 2  # restored after the one-thread loop
+    finally:
+        torch.set_num_threads(threads)
+    for a, b in zip(again.model.state_dict().values(), trained.model.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_single_cpu_thread_restores_the_count_even_on_error():
+    from repro._threads import single_cpu_thread
+
+    threads = torch.get_num_threads()
+    with pytest.raises(RuntimeError, match="inside"):
+        with single_cpu_thread(torch.device("cpu")):
+            assert torch.get_num_threads() == 1
+            raise RuntimeError("inside")
+    assert torch.get_num_threads() == threads
+
+
 def test_resume_equals_uninterrupted_training(tmp_path, trained):
     path = tmp_path / "ckpt.pt"
     partial = kd.train(TINY, tiny_config(), tiny_data(), seed=0, checkpoint_path=path, stop_at=3, progress=False)

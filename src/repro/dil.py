@@ -51,6 +51,7 @@ from tqdm.auto import tqdm
 
 from . import ops
 from ._checks import check_choice, check_positive, check_positive_int, check_tensor
+from ._threads import single_cpu_thread
 from .store import check_profile, load_cached, load_checkpoint, load_json, results_dir, save_checkpoint, save_json
 from .timing import time_call
 
@@ -415,25 +416,6 @@ def _evaluate_terms(kernels: torch.Tensor, model: LinearCNN, weights: DILWeights
     return {"loss": loss.item(), **terms}
 
 
-@contextlib.contextmanager
-def _single_cpu_thread(device: torch.device):
-    """Run the block with one intra-op CPU thread, then restore the previous count.
-
-    The DIL tensors are tiny (a batch of 11×11 kernels, 32-channel 3×3 filters): threads only
-    add synchronisation, and on a busy 2-core machine they made training 2–40× slower than one
-    thread. One thread also makes the run bit-identical whatever the machine's core count.
-    """
-    if device.type != "cpu":
-        yield
-        return
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
 def train_dil(
     config: DILConfig = DILConfig(),
     seed: int = 0,
@@ -511,7 +493,7 @@ def train_dil(
 
     last = config.steps if stop_at is None else min(stop_at, config.steps)
     bar = tqdm(total=last, initial=min(step, last), desc="DIL", disable=not progress, leave=False)
-    with _single_cpu_thread(device):
+    with single_cpu_thread(device):
         while step < last:
             for group in optimizer.param_groups:
                 group["lr"] = config.learning_rate(step)

@@ -50,6 +50,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ._checks import check_positive, check_positive_int, check_tensor
+from ._threads import single_cpu_thread
 from .store import check_profile, load_checkpoint, results_dir, save_checkpoint, save_json
 
 Solver = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -542,24 +543,25 @@ def train(unet: UNetConfig, config: TrainConfig, data, seed: int = 0, checkpoint
     first = step
     bar = tqdm(total=last, initial=min(step, last), desc="Kernel-Diff ε_θ", disable=not progress, leave=False)
     model.train()
-    while step < last:
-        y, _, k = data.batch(step, config.batch_size, device)
-        t, noise = _step_noise(seed, step, config.batch_size, unet.kernel_size, schedule.T)
-        loss = diffusion_loss(model, schedule, y, k, t.to(device), noise.to(device))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-        optimizer.step()
-        ema_update(ema, model, config.ema_decay)
-        step += 1
-        pending.append(loss.item())
-        if step % config.log_every == 0 or step == config.steps:
-            history.append({"step": step, "loss": sum(pending) / len(pending)})
-            pending = []
-            bar.set_postfix(loss=f"{history[-1]['loss']:.4f}")
-        if step % config.checkpoint_every == 0:
-            save()
-        bar.update(1)
+    with single_cpu_thread(device):  # bit-identical whatever the core count
+        while step < last:
+            y, _, k = data.batch(step, config.batch_size, device)
+            t, noise = _step_noise(seed, step, config.batch_size, unet.kernel_size, schedule.T)
+            loss = diffusion_loss(model, schedule, y, k, t.to(device), noise.to(device))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            optimizer.step()
+            ema_update(ema, model, config.ema_decay)
+            step += 1
+            pending.append(loss.item())
+            if step % config.log_every == 0 or step == config.steps:
+                history.append({"step": step, "loss": sum(pending) / len(pending)})
+                pending = []
+                bar.set_postfix(loss=f"{history[-1]['loss']:.4f}")
+            if step % config.checkpoint_every == 0:
+                save()
+            bar.update(1)
     bar.close()
     if step != first:
         save()

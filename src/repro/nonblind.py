@@ -48,7 +48,6 @@ come from :mod:`repro.synth`; its weights are cached per profile at
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import math
 from dataclasses import dataclass, field
@@ -61,6 +60,7 @@ from tqdm.auto import tqdm
 
 from . import synth
 from ._checks import check_choice, check_positive, check_positive_int, check_tensor
+from ._threads import single_cpu_thread
 from .ops import OPS, check_image_kernel, pad, psf2otf
 from .store import check_profile, load_cached, load_checkpoint, results_dir, save_checkpoint, save_json
 
@@ -396,20 +396,6 @@ class SolverNotTrainedError(FileNotFoundError):
     """No trained :class:`LearnedWiener` is cached for a profile."""
 
 
-@contextlib.contextmanager
-def _cpu_threads(device: torch.device, threads: int = 1):
-    """One intra-op thread on the CPU (bit-identical runs whatever the core count), restored after."""
-    if device.type != "cpu":
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def _psnr(x_hat: torch.Tensor, x: torch.Tensor) -> float:
     mse = (x_hat.clamp(0, 1) - x).square().flatten(1).mean(dim=1)
     return float((10 * torch.log10(1 / mse)).mean())
@@ -485,7 +471,7 @@ def train_learned_wiener(profile: str, device=None, progress: bool = True, seed:
     last = config.steps if stop_at is None else min(stop_at, config.steps)
     bar = tqdm(total=last, initial=min(step, last), desc=f"LearnedWiener ({profile})", disable=not progress,
                leave=False)
-    with _cpu_threads(device):
+    with single_cpu_thread(device):
         model.train()
         while step < last:
             for group in optimizer.param_groups:
