@@ -62,7 +62,7 @@ from myst_nb import glue
 from repro import kerneldiff as kd
 from repro import metrics
 
-torch.set_num_threads(1)  # small tensors: on a busy 2-core CPU one thread is faster than two
+torch.set_num_threads(kd.CPU_THREADS)  # fixed, so that the samples do not depend on the core count
 results = kd.run_chapter(profile, progress=False)
 settings, spec = kd.get_profile(profile), results["data"]
 train = settings.train

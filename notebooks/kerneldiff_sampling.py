@@ -51,7 +51,7 @@ from myst_nb import glue
 from repro import kerneldiff as kd
 from repro import metrics, synth
 
-torch.set_num_threads(1)  # small tensors: on a busy 2-core CPU one thread is faster than two
+torch.set_num_threads(kd.CPU_THREADS)  # fixed, so that the samples do not depend on the core count
 settings = kd.get_profile(profile)
 spec = synth.data_profile(profile)
 run = kd.trained_model(profile, device="cpu", progress=False)

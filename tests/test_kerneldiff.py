@@ -160,24 +160,28 @@ def test_training_learns_and_moves_the_output(trained):
 def test_training_is_bit_identical_whatever_the_thread_count(trained):
     threads = torch.get_num_threads()
     try:
-        torch.set_num_threads(2)
+        torch.set_num_threads(3)
         again = kd.train(TINY, tiny_config(), tiny_data(), seed=0, progress=False)
-        assert torch.get_num_threads() == 2  # restored after the one-thread loop
+        assert torch.get_num_threads() == 3  # restored after the fixed-thread loop
     finally:
         torch.set_num_threads(threads)
     for a, b in zip(again.model.state_dict().values(), trained.model.state_dict().values()):
         assert torch.equal(a, b)
 
 
-def test_single_cpu_thread_restores_the_count_even_on_error():
-    from repro._threads import single_cpu_thread
+def test_fixed_cpu_threads_sets_and_restores_the_count_even_on_error():
+    from repro._threads import fixed_cpu_threads
 
     threads = torch.get_num_threads()
     with pytest.raises(RuntimeError, match="inside"):
-        with single_cpu_thread(torch.device("cpu")):
-            assert torch.get_num_threads() == 1
+        with fixed_cpu_threads(torch.device("cpu"), kd.CPU_THREADS):
+            assert torch.get_num_threads() == kd.CPU_THREADS
             raise RuntimeError("inside")
     assert torch.get_num_threads() == threads
+    for bad in (0, 1.5, True):
+        with pytest.raises(ValueError, match="threads must be an int >= 1"):
+            with fixed_cpu_threads(torch.device("cpu"), bad):
+                pass
 
 
 def test_resume_equals_uninterrupted_training(tmp_path, trained):

@@ -61,6 +61,10 @@ def test_profiles_and_paper_protocol():
     quick = se.get_profile("quick")
     assert quick.config("original").iterations == round(5000 * quick.iteration_scale)
     assert quick.config("over-regularised").tv_initial_weight == quick.tv_initial_weight > 0
+    improved = quick.config("improved")
+    assert quick.config("without kernel ℓ²") == dataclasses.replace(improved, kernel_l2_weight=0.0)
+    assert quick.config("kernel ℓ² per entry") == dataclasses.replace(improved, kernel_l2_per_entry=True)
+    assert not improved.kernel_l2_per_entry and improved.kernel_l2_weight == 0.1
     assert "kodim01" in quick.describe() and "im1_kernel3" in quick.describe() and "×0.1" in quick.describe()
     assert "learning rate 0.001 instead of 0.0001" in quick.describe()
     assert "learning rate" not in se.get_profile("paper").describe()
@@ -77,7 +81,7 @@ def test_profiles_and_paper_protocol():
     (dict(levin_inputs=((1, 2), (1, 2))), "repeat a pair"),
     (dict(kodak_downscale=1.5), "kodak_downscale"),
     (dict(kodak_size=8), "kodak_size"),
-    (dict(negative_results=("shock filter",)), "negative_results"),
+    (dict(variants=("shock filter",)), "variants"),
     (dict(fit_inputs=99), "fit_inputs"),
     (dict(gray=1), "gray"),
 ])

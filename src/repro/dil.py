@@ -51,7 +51,7 @@ from tqdm.auto import tqdm
 
 from . import ops
 from ._checks import check_choice, check_positive, check_positive_int, check_tensor
-from ._threads import single_cpu_thread
+from ._threads import fixed_cpu_threads
 from .store import check_profile, load_cached, load_checkpoint, load_json, results_dir, save_checkpoint, save_json
 from .timing import time_call
 
@@ -493,7 +493,7 @@ def train_dil(
 
     last = config.steps if stop_at is None else min(stop_at, config.steps)
     bar = tqdm(total=last, initial=min(step, last), desc="DIL", disable=not progress, leave=False)
-    with single_cpu_thread(device):
+    with fixed_cpu_threads(device):
         while step < last:
             for group in optimizer.param_groups:
                 group["lr"] = config.learning_rate(step)

@@ -60,7 +60,7 @@ from tqdm.auto import tqdm
 
 from . import synth
 from ._checks import check_choice, check_positive, check_positive_int, check_tensor
-from ._threads import single_cpu_thread
+from ._threads import fixed_cpu_threads
 from .ops import OPS, check_image_kernel, pad, psf2otf
 from .store import check_profile, load_cached, load_checkpoint, results_dir, save_checkpoint, save_json
 
@@ -471,7 +471,7 @@ def train_learned_wiener(profile: str, device=None, progress: bool = True, seed:
     last = config.steps if stop_at is None else min(stop_at, config.steps)
     bar = tqdm(total=last, initial=min(step, last), desc=f"LearnedWiener ({profile})", disable=not progress,
                leave=False)
-    with single_cpu_thread(device):
+    with fixed_cpu_threads(device):
         model.train()
         while step < last:
             for group in optimizer.param_groups:

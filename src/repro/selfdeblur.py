@@ -429,6 +429,10 @@ class SelfDeblurConfig:
         + ``kernel_l2_weight`` (0.1) · ‖k‖₂² while iteration < 2000; + ``tv_weight`` (0.01) ·
         TV(x) while iteration > 2000, on the last scale only. Iterations count from 0 on each
         scale. See :func:`loss_schedule`, :func:`total_variation`, :func:`kernel_l2`.
+        ``kernel_l2_per_entry`` (off: eq. (9) as printed) divides ‖k‖₂² by the kh·kw entries,
+        i.e. the mean of k², the per-element normalisation of our MSE and TV terms. The paper
+        does not say how its terms are normalised; with the sum, 0.1 · ‖k‖₂² outweighs the
+        per-pixel MSE once x fits y (an ablation of the failure-modes chapter).
     Over-regularisation (``tv_initial_weight``, a §4.1 *negative* result, in neither method)
         + ``tv_initial_weight`` · (1 − iteration / ``regularisation_switch``) · TV(x) while
         iteration < ``regularisation_switch``, on every scale: strong image regularisation at the
@@ -462,6 +466,7 @@ class SelfDeblurConfig:
     regularisation: bool = False
     regularisation_switch: int = 2000
     kernel_l2_weight: float = 0.1
+    kernel_l2_per_entry: bool = False
     tv_weight: float = 0.01
     tv_initial_weight: float = 0.0
     color: str = "luma"
@@ -485,7 +490,7 @@ class SelfDeblurConfig:
             raise ValueError(f"gamma must be in (0, 1], got {self.gamma!r}")
         if check_positive(self.scale_factor, "scale_factor") <= 1:
             raise ValueError(f"scale_factor must be > 1, got {self.scale_factor!r}")
-        for name in ("multiscale", "initialisation", "regularisation", "fast"):
+        for name in ("multiscale", "initialisation", "regularisation", "kernel_l2_per_entry", "fast"):
             _check_flag(getattr(self, name), name)
         check_choice(self.color, "color", COLORS)
         check_choice(self.initial_image, "initial_image", INITIAL_IMAGES)
@@ -630,11 +635,13 @@ def kernel_l2(k: torch.Tensor) -> torch.Tensor:
 @dataclass(frozen=True)
 class LossWeights:
     """What the objective contains at one iteration: the data term (``"mse"`` or ``"ssim"``) and
-    the weights αk of ‖k‖₂² and αx of TV(x) (eq. (9))."""
+    the weights αk of ‖k‖₂² and αx of TV(x) (eq. (9)); with ``kernel_l2_per_entry`` αk weighs
+    ‖k‖₂² / (kh·kw) instead."""
 
     data: str
     kernel_l2: float
     image_tv: float
+    kernel_l2_per_entry: bool = False
 
 
 def loss_schedule(iteration: int, config: SelfDeblurConfig, last_scale: bool = True) -> LossWeights:
@@ -659,23 +666,27 @@ def loss_schedule(iteration: int, config: SelfDeblurConfig, last_scale: bool = T
         "mse" if iteration < switch else "ssim",
         config.kernel_l2_weight if iteration < switch else 0.0,
         (config.tv_weight if (last_scale and iteration > switch) else 0.0) + early_tv,
+        config.kernel_l2_per_entry,
     )
 
 
 def objective(y: torch.Tensor, x: torch.Tensor, k: torch.Tensor, weights: LossWeights) -> torch.Tensor:
-    """Eq. (9) per item: data term + αx TV(x) + αk ‖k‖₂², shape (B,), differentiable.
-    (With αx = αk = 0 it is eq. (6), the original SelfDeblur.)"""
+    """Eq. (9) per item: data term + αx TV(x) + αk ‖k‖₂² (÷ kh·kw with
+    ``weights.kernel_l2_per_entry``), shape (B,), differentiable. (With αx = αk = 0 it is eq. (6),
+    the original SelfDeblur.)"""
     y, x, k = _check_estimate_pair(y, x, k)
     if not isinstance(weights, LossWeights):
         raise ValueError(f"weights must be LossWeights (see loss_schedule), got {type(weights).__name__}")
     check_choice(weights.data, "weights.data", DATA_TERMS)
+    _check_flag(weights.kernel_l2_per_entry, "weights.kernel_l2_per_entry")
     return _objective(y, x, k, weights)
 
 
 def _objective(y, x, k, weights):
     total = _data_loss(y, x, k, weights.data)
     if weights.kernel_l2:
-        total = total + weights.kernel_l2 * k.square().sum(dim=(-2, -1))
+        entries = k.shape[-2] * k.shape[-1] if weights.kernel_l2_per_entry else 1
+        total = total + weights.kernel_l2 / entries * k.square().sum(dim=(-2, -1))
     if weights.image_tv:
         total = total + weights.image_tv * _total_variation(x)
     return total

@@ -97,6 +97,11 @@ LEVIN_BORDER = 15
 KODAK_COUNT, LEVIN_IMAGES, LEVIN_KERNELS = 24, 4, 8
 FORMAT = "repro.selfdeblur_eval/1"
 NEGATIVE_RESULTS = ("over-regularised", "small kernels")
+"""Kotera et al.'s §4.1 modifications that did not help, simulated in the failure-modes chapter."""
+KERNEL_L2_ABLATIONS = ("without kernel ℓ²", "kernel ℓ² per entry")
+"""The improved method without its kernel ℓ² term, and with it divided by the kh·kw kernel entries
+(``SelfDeblurConfig.kernel_l2_per_entry``): how much the result depends on a scale the paper leaves open."""
+VARIANTS = NEGATIVE_RESULTS + KERNEL_L2_ABLATIONS
 
 
 # --------------------------------------------------------------------------------------------
@@ -119,8 +124,9 @@ class SelfDeblurProfile:
 
     Failure modes: ``fit_iterations`` iterations of Gx fitted to the sharp and the blurred
     version of the first ``fit_inputs`` Kodak inputs (Fig. 1); ``spread_runs`` seeds on the
-    first Kodak input (Fig. 2; its first ``runs`` are the evaluation's runs); the §4.1 variants
-    ``negative_results`` with ``negative_runs`` seeds each, the over-regularised one with an
+    first Kodak input (Fig. 2; its first ``runs`` are the evaluation's runs); the ``variants``
+    of the improved method (:data:`VARIANTS`: §4.1's and the kernel-ℓ² ablations) with
+    ``variant_runs`` seeds each on the same input, the over-regularised one with an
     initial TV weight ``tv_initial_weight``; the Explore section runs ``explore_scale`` × the
     paper's iterations on a ``explore_size`` crop.
     """
@@ -138,8 +144,8 @@ class SelfDeblurProfile:
     fit_iterations: int
     fit_inputs: int
     spread_runs: int
-    negative_results: tuple[str, ...]
-    negative_runs: int
+    variants: tuple[str, ...]
+    variant_runs: int
     tv_initial_weight: float
     explore_size: int
     explore_scale: float
@@ -166,26 +172,30 @@ class SelfDeblurProfile:
                 raise ValueError(f"{name} must be None or an int >= 11, got {value!r}")
         if not (_is_int(self.runs) and self.runs >= 2):
             raise ValueError(f"runs must be an int >= 2 (Table 1 needs a standard deviation per input), got {self.runs!r}")
-        for name in ("fit_iterations", "fit_inputs", "spread_runs", "negative_runs", "explore_size"):
+        for name in ("fit_iterations", "fit_inputs", "spread_runs", "variant_runs", "explore_size"):
             if not (_is_int(getattr(self, name)) and getattr(self, name) >= 1):
                 raise ValueError(f"{name} must be a positive int, got {getattr(self, name)!r}")
         if self.fit_inputs > len(self.kodak_images) * len(self.kodak_kernels):
             raise ValueError(f"fit_inputs ({self.fit_inputs}) exceeds the number of Kodak inputs")
-        for name in self.negative_results:
-            check_choice(name, "negative_results", NEGATIVE_RESULTS)
+        for name in self.variants:
+            check_choice(name, "variants", VARIANTS)
         if not isinstance(self.gray, bool):
             raise ValueError(f"gray must be True or False, got {self.gray!r}")
 
     def config(self, method: str) -> SelfDeblurConfig:
-        """The configuration of ``method`` ("original", "improved" or a §4.1 variant) here."""
-        check_choice(method, "method", tuple(METHODS) + NEGATIVE_RESULTS)
-        if method == "over-regularised":
-            # §4.1: strong TV early, decreasing to 0 at the switch; the rest as the improved method
-            base = METHODS["improved"].scaled(self.iteration_scale)
-            return dataclasses.replace(base, tv_initial_weight=self.tv_initial_weight)
+        """The configuration of ``method`` ("original", "improved" or one of :data:`VARIANTS`) here."""
+        check_choice(method, "method", tuple(METHODS) + VARIANTS)
         if method == "small kernels":
             # §4.1: more multiscale levels, so the coarsest kernel is 3×3 or 5×5
             return SelfDeblurConfig.kotera(scales=5).scaled(self.iteration_scale)
+        changes = {
+            # §4.1: strong TV early, decreasing to 0 at the switch; the rest as the improved method
+            "over-regularised": {"tv_initial_weight": self.tv_initial_weight},
+            "without kernel ℓ²": {"kernel_l2_weight": 0.0},
+            "kernel ℓ² per entry": {"kernel_l2_per_entry": True},
+        }
+        if method in changes:
+            return dataclasses.replace(METHODS["improved"].scaled(self.iteration_scale), **changes[method])
         return METHODS[method].scaled(self.iteration_scale)
 
     def describe(self) -> str:
@@ -226,7 +236,7 @@ PROFILES = {
     "smoke": SelfDeblurProfile(
         "smoke", iteration_scale=0.004, kodak_images=(1,), kodak_kernels=(5,), kodak_downscale=0.25,
         kodak_size=60, gray=True, levin_inputs=((1, 5),), levin_size=60, runs=2, fit_iterations=15,
-        fit_inputs=1, spread_runs=2, negative_results=("over-regularised",), negative_runs=1,
+        fit_inputs=1, spread_runs=2, variants=("over-regularised", "kernel ℓ² per entry"), variant_runs=1,
         tv_initial_weight=0.1, explore_size=60, explore_scale=0.004),
     # this 2-core CPU: 128-pixel inputs, 10 % of the iterations, two inputs, two runs (see describe()).
     # Not smaller: on 64-pixel crops the coarsest scale of the multiscale method is a 32-pixel y
@@ -237,14 +247,14 @@ PROFILES = {
     "quick": SelfDeblurProfile(
         "quick", iteration_scale=0.1, kodak_images=(1,), kodak_kernels=(5,), kodak_downscale=0.5,
         kodak_size=128, gray=True, levin_inputs=((1, 3),), levin_size=128, runs=2, fit_iterations=150,
-        fit_inputs=1, spread_runs=3, negative_results=("over-regularised",), negative_runs=1,
+        fit_inputs=1, spread_runs=2, variants=("over-regularised", *KERNEL_L2_ABLATIONS), variant_runs=1,
         tv_initial_weight=0.1, explore_size=64, explore_scale=0.02),
     # a GPU: the paper's protocol (8 Kodak images × 8 kernels, all 32 Levin images, 10 runs, 5,000 iterations).
     "paper": SelfDeblurProfile(
         "paper", iteration_scale=1.0, kodak_images=tuple(range(1, 9)), kodak_kernels=tuple(range(1, 9)),
         kodak_downscale=1.0, kodak_size=None, gray=False,
         levin_inputs=tuple((i, j) for i in range(1, 5) for j in range(1, 9)), levin_size=None, runs=10,
-        fit_iterations=2000, fit_inputs=8, spread_runs=10, negative_results=NEGATIVE_RESULTS, negative_runs=10,
+        fit_iterations=2000, fit_inputs=8, spread_runs=10, variants=VARIANTS, variant_runs=10,
         tv_initial_weight=0.1, explore_size=128, explore_scale=0.1),
 }
 
@@ -687,18 +697,18 @@ def run_failure_modes(profile: str, device=None, progress: bool = True) -> dict:
     first = cases[0]
     spread = evaluate_runs([first], {m: settings.config(m) for m in METHODS}, range(settings.spread_runs),
                            folder, device=device, progress=progress)
-    negative = {}
-    for name in settings.negative_results:
+    variants = {}
+    for name in settings.variants:
         config = settings.config(name)
         try:
             check_feasible([first], {name: config})
         except ValueError as err:
-            negative[name] = str(err)
+            variants[name] = str(err)
             continue
-        negative[name] = evaluate_runs([first], {name: config}, range(settings.negative_runs), folder,
+        variants[name] = evaluate_runs([first], {name: config}, range(settings.variant_runs), folder,
                                        device=device, progress=progress)
     image = kodak_images(settings)[first.meta["image"]]
     objectives = no_blur_objectives(seen_region(image, first), first.k, first.y,
                                     {m: settings.config(m) for m in METHODS})
     return {"settings": settings, "case": first, "fit_cases": fit_cases, "curves": curves, "spread": spread,
-            "negative": negative, "objectives": objectives, "folder": folder}
+            "variants": variants, "objectives": objectives, "folder": folder}
