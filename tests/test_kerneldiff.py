@@ -292,3 +292,26 @@ def test_test_cases_use_held_out_kernels_and_val_images():
     assert {c.meta["image"] for c in cases} <= val_names
     again = kd.test_cases("smoke")
     assert all(torch.equal(a.y, b.y) for a, b in zip(cases, again))
+
+
+def test_trained_model_loads_a_finished_run_and_retrains_a_stale_one(tmp_path, monkeypatch):
+    from repro.store import results_dir, save_checkpoint
+
+    monkeypatch.setenv("REPRO_RESULTS", str(tmp_path))
+    monkeypatch.setattr(synth, "training_images", lambda n: list(torch.rand(2, 3, 40, 40)))
+    settings = kd.get_profile("smoke")
+    path = results_dir("smoke", kd.CHAPTER) / kd.MODEL_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    weights = kd.KernelUNet(settings.unet()).state_dict()
+    finished = {"run": kd.profile_run_identity("smoke"), "step": settings.train.steps, "model": weights,
+                "ema": weights, "history": []}
+    save_checkpoint(finished, path)
+    monkeypatch.setattr(kd, "train", lambda *a, **k: pytest.fail("retrained a finished run"))
+    assert kd.trained_model("smoke", "cpu", progress=False).step == settings.train.steps
+    # written with other settings of the profile (here: other steps): moved aside, trained anew
+    save_checkpoint(finished | {"run": {**finished["run"], "train": {"steps": 1}}}, path)
+    calls = []
+    monkeypatch.setattr(kd, "train", lambda *a, **k: calls.append(a[3]) or "trained")
+    with pytest.warns(UserWarning, match="other settings"):
+        assert kd.trained_model("smoke", "cpu", progress=False) == "trained"
+    assert calls == [kd.SEED] and not path.exists() and path.with_name(kd.MODEL_FILE + ".stale").exists()

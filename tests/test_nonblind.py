@@ -259,8 +259,14 @@ def test_training_resumes_bit_identically_and_caches(tmp_path, monkeypatch):
     with monkeypatch.context() as patch:
         patch.setattr(synth.BlurPairs, "batch", lambda *a, **k: pytest.fail("retrained a cached solver"))
         nonblind.train_learned_wiener("smoke", "cpu", False, images=images, config=_tiny_config())
-    # a checkpoint of another run is refused
+    # a checkpoint of other settings is moved aside and training starts over (not resumed from it)
     monkeypatch.setenv("REPRO_RESULTS", str(tmp_path / "c"))
     nonblind.train_learned_wiener("smoke", "cpu", False, images=images, config=_tiny_config(), stop_at=2)
-    with pytest.raises(ValueError, match="written for another run"):
-        nonblind.train_learned_wiener("smoke", "cpu", False, images=images, config=_tiny_config(steps=8))
+    with pytest.warns(UserWarning, match="other settings"):
+        partial8 = nonblind.train_learned_wiener("smoke", "cpu", False, images=images, config=_tiny_config(steps=8),
+                                                 stop_at=6)
+    assert (nonblind.solver_path("smoke").parent / (nonblind.SOLVER_CHECKPOINT + ".stale")).exists()
+    monkeypatch.setenv("REPRO_RESULTS", str(tmp_path / "d"))
+    fresh8 = nonblind.train_learned_wiener("smoke", "cpu", False, images=images, config=_tiny_config(steps=8), stop_at=6)
+    for a, b in zip(partial8.state_dict().values(), fresh8.state_dict().values()):
+        assert torch.equal(a, b)  # started over: nothing of the stale checkpoint was used

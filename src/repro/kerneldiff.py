@@ -51,7 +51,7 @@ from tqdm.auto import tqdm
 
 from ._checks import check_positive, check_positive_int, check_tensor
 from ._threads import fixed_cpu_threads
-from .store import check_profile, load_checkpoint, results_dir, save_checkpoint, save_json
+from .store import check_profile, load_cached, load_checkpoint, move_aside, results_dir, save_checkpoint, save_json
 
 Solver = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -861,7 +861,8 @@ def profile_run_identity(profile: str) -> dict:
 
 def trained_model(profile: str, device=None, progress: bool = True) -> TrainRun:
     """ε_θ of ``profile``: read from ``results/<profile>/kerneldiff/diffusion.pt`` when it holds the
-    finished run, otherwise trained (resuming an interrupted run) on the profile's data:
+    finished run, otherwise trained (resuming an interrupted run; a checkpoint trained with other
+    settings of the profile is moved aside as ``diffusion.pt.stale`` and retrained) on the profile's data:
     :class:`repro.synth.BlurPairs` of the training kernels and BSDS500 train + test images."""
     from . import synth
 
@@ -870,14 +871,15 @@ def trained_model(profile: str, device=None, progress: bool = True) -> TrainRun:
     unet, schedule = settings.unet(), Schedule()
     data_key = _jsonable(dataclasses.asdict(spec))
     path = results_dir(profile, CHAPTER) / MODEL_FILE
-    if path.exists():
-        state = load_checkpoint(path, map_location=device)
-        if isinstance(state, dict) and state.get("run") == profile_run_identity(profile) and state.get("step") == settings.train.steps:
-            model, ema = KernelUNet(unet).to(device), KernelUNet(unet).to(device)
-            model.load_state_dict(state["model"])
-            ema.load_state_dict(state["ema"])
-            return TrainRun(model=model.eval(), ema=ema.eval().requires_grad_(False), config=settings.train,
-                            seed=SEED, step=state["step"], history=state["history"])
+    state = load_cached(path, lambda p: load_checkpoint(p, map_location=device), is_valid=lambda s: isinstance(s, dict))
+    if state is not None and state.get("run") != profile_run_identity(profile):
+        move_aside(path, "stale", "was trained with other settings of this profile")  # retrained, not refused
+    elif state is not None and state.get("step") == settings.train.steps:
+        model, ema = KernelUNet(unet).to(device), KernelUNet(unet).to(device)
+        model.load_state_dict(state["model"])
+        ema.load_state_dict(state["ema"])
+        return TrainRun(model=model.eval(), ema=ema.eval().requires_grad_(False), config=settings.train,
+                        seed=SEED, step=state["step"], history=state["history"])
     data = synth.BlurPairs(spec.train_kernels(), synth.training_images(spec.max_train_images), spec.crop,
                            spec.noise_sigma, seed=SEED)
     return train(unet, settings.train, data, SEED, path, device=device, schedule=schedule, data_key=data_key,
@@ -936,8 +938,6 @@ def _estimate(run: str, key: str, fn, cases: list, folder: Path, batch: int, pro
     guided sampler before and after Stage II). Returns {case name: {output: kernel, "seconds":
     time per case}}; a case is recomputed when its data or ``key`` changed.
     """
-    from .store import load_cached
-
     path = folder / f"kernels_{run}.pt"
     stored = load_cached(path, loader=load_checkpoint,
                          is_valid=lambda obj: isinstance(obj, dict) and obj.get("key") == key)
@@ -1052,8 +1052,6 @@ def _alternating(y: torch.Tensor, kernel_size: int, solver: Solver, iterations: 
 def _figure5(cases, model, solver, settings, schedule, folder, key, progress) -> dict:
     """Fig. 5: the reblurring MSE along the iterations, ``n_trials`` trials per image, Kernel-Diff
     (guided, one batch of initial noises) against alternating MAP_{x,k} (one batch of initial kernels)."""
-    from .store import load_cached
-
     path = folder / "fig5.json"
     cached = load_cached(path, is_valid=lambda obj: isinstance(obj, dict) and obj.get("key") == key)
     if cached is not None:
@@ -1084,8 +1082,6 @@ def _figure5(cases, model, solver, settings, schedule, folder, key, progress) ->
 def _steps_sweep(cases, model, solver, settings, schedule, folder, key, progress) -> list[dict]:
     """MNC, PSNR and seconds per image of guided sampling against the number of steps."""
     from .metrics import mnc, psnr
-    from .store import load_cached
-
     path = folder / "steps.json"
     cached = load_cached(path, is_valid=lambda obj: isinstance(obj, dict) and obj.get("key") == key)
     rows = cached["rows"] if cached is not None else []

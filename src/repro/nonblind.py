@@ -62,7 +62,7 @@ from . import synth
 from ._checks import check_choice, check_positive, check_positive_int, check_tensor
 from ._threads import fixed_cpu_threads
 from .ops import OPS, check_image_kernel, pad, psf2otf
-from .store import check_profile, load_cached, load_checkpoint, results_dir, save_checkpoint, save_json
+from .store import check_profile, load_cached, load_checkpoint, move_aside, results_dir, save_checkpoint, save_json
 
 MODES = ("circular", "symmetric")
 
@@ -456,9 +456,9 @@ def train_learned_wiener(profile: str, device=None, progress: bool = True, seed:
     step, history = 0, []
     state = load_cached(ckpt_path, lambda p: load_checkpoint(p, map_location=device),
                         is_valid=lambda s: isinstance(s, dict) and {"model", "optimizer", "step"} <= set(s))
-    if state is not None:
-        if state.get("run") != identity:
-            raise ValueError(f"checkpoint {ckpt_path} was written for another run; delete it to retrain")
+    if state is not None and state.get("run") != identity:
+        move_aside(ckpt_path, "stale", "was written for other settings of this profile")  # retrained, not refused
+    elif state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         step, history = state["step"], state["history"]

@@ -108,8 +108,18 @@ def load_cached(path: str | os.PathLike, loader=load_json, is_valid=None):
     try:
         obj = loader(path)
     except ValueError as err:
-        aside = path.with_name(path.name + ".corrupt")
-        os.replace(path, aside)
-        warnings.warn(f"cache entry {path} is corrupt ({err}); moved to {aside.name} and rebuilt", stacklevel=2)
+        move_aside(path, "corrupt", f"is corrupt ({err})")
         return None
     return obj if is_valid is None or is_valid(obj) else None
+
+
+def move_aside(path: str | os.PathLike, suffix: str, why: str) -> Path:
+    """Rename the cache entry ``path`` to ``<name>.<suffix>`` (kept for inspection, replacing an
+    older one) with a warning that says ``why``, so that the caller rebuilds it; returns the new path.
+    Used for a corrupt entry, and for a training checkpoint written for another configuration of
+    its profile (``"stale"``), which is retrained rather than resumed or refused."""
+    path = Path(path)
+    aside = path.with_name(f"{path.name}.{suffix}")
+    os.replace(path, aside)
+    warnings.warn(f"cache entry {path} {why}; moved to {aside.name} and rebuilt", stacklevel=3)
+    return aside
