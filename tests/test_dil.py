@@ -437,3 +437,22 @@ def test_nsr_selection_on_train_crops_reproduces_the_constants():
     assert set(result["images"]) <= train and not set(result["images"]) & held_out
     assert (result["floor"], result["noise_factor"]) == (dil.WIENER_NSR, dil.WIENER_NOISE_FACTOR)
     assert dil.wiener_nsr(0.01) == pytest.approx(dil.WIENER_NSR + dil.WIENER_NOISE_FACTOR * 1e-4)
+
+
+def test_train_variant_moves_a_stale_checkpoint_aside(tmp_path, monkeypatch):
+    from repro.store import results_dir, save_checkpoint
+
+    monkeypatch.setenv("REPRO_RESULTS", str(tmp_path))
+    path = results_dir("smoke", "d3") / "dil_full.pt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    config = dil.variant_configs("smoke")["full"]
+    current = {"run": {"config": config.to_dict(), "seed": dil.SEED}, "model": {}}
+    calls = []
+    monkeypatch.setattr(dil, "train_dil", lambda *a, **k: calls.append(a[2]) or "trained")
+    save_checkpoint(current, path)
+    assert dil.train_variant("smoke", "full", "cpu", progress=False) == "trained"
+    assert path.exists()  # the same settings: resumed or loaded by train_dil, not moved
+    save_checkpoint(current | {"run": {"config": {**config.to_dict(), "steps": 1}, "seed": dil.SEED}}, path)
+    with pytest.warns(UserWarning, match="other settings"):
+        dil.train_variant("smoke", "full", "cpu", progress=False)
+    assert not path.exists() and path.with_name("dil_full.pt.stale").exists() and calls == [path, path]

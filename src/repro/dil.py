@@ -52,7 +52,8 @@ from tqdm.auto import tqdm
 from . import ops
 from ._checks import check_choice, check_positive, check_positive_int, check_tensor
 from ._threads import fixed_cpu_threads
-from .store import check_profile, load_cached, load_checkpoint, load_json, results_dir, save_checkpoint, save_json
+from .store import (check_profile, load_cached, load_checkpoint, load_json, move_aside, results_dir, save_checkpoint,
+                    save_json)
 from .timing import time_call
 
 # --------------------------------------------------------------------------------------------
@@ -805,11 +806,17 @@ def variant_configs(profile: str) -> dict[str, DILConfig]:
 
 def train_variant(profile: str, name: str, device: str | None = None, progress: bool = True) -> DILRun:
     """Train the variant ``name`` of :func:`variant_configs`, or load it from
-    ``results/<profile>/d3/dil_<name>.pt`` (resuming an interrupted run)."""
+    ``results/<profile>/d3/dil_<name>.pt`` (resuming an interrupted run; a checkpoint trained with
+    other settings of the profile is moved aside as ``.stale`` and retrained)."""
     configs = variant_configs(profile)
     check_choice(name, "name", configs)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     path = results_dir(profile, "d3") / f"dil_{name}.pt"
+    state = load_cached(path, load_checkpoint, is_valid=lambda s: isinstance(s, dict))
+    run = state.get("run") if state is not None else None
+    if state is not None and not (isinstance(run, dict) and run.get("config") == configs[name].to_dict()
+                                  and run.get("seed") == SEED):
+        move_aside(path, "stale", "was trained with other settings of this profile")
     return train_dil(configs[name], SEED, path, device=device, progress=progress)
 
 
