@@ -125,7 +125,10 @@ display(Markdown(
 # estimated kernels have an effective support $1/\|\hat k\|_2^2$ of {glue:text}`support_original`
 # (original) and {glue:text}`support_improved` (improved) pixels on average, against
 # {glue:text}`support_true` for the true kernels. Both methods start from broad kernels (a random
-# softmax MLP, or a Gaussian as wide as the kernel); {glue:text}`support_verdict`.
+# softmax MLP, or a Gaussian as wide as the kernel); {glue:text}`support_verdict`. How much
+# rests on the kernel ℓ² term and its scale, which eq. (9) leaves open, is measured in
+# {doc}`selfdeblur_failure_modes` (§4.1 section): the improved method without the term, and
+# with it divided by the kernel's kh·kw entries, on the Kodak input.
 #
 # The crops are 128 pixels because smaller ones break the multiscale method rather than reduce
 # it: on 64-pixel crops its coarsest scale is a 32-pixel y, and a 40-pixel x is too small for
