@@ -822,7 +822,7 @@ PROFILES = {
                                n_test=3, sample_steps=20, batch=3, step_counts=(40, 20, 10), n_sweep=2,
                                n_trials=4, n_trial_images=1, alternating_iterations=20),
     # this 2-core CPU: 16x16 kernels, 64x64 crops, a 0.87 M-parameter U-Net; 4,000 steps on two
-    # threads (about 0.25 s/step, 17 min). At 2,000 steps (the earlier quick profile) the guided
+    # threads (about 0.2 s/step, 14 min). At 2,000 steps (the earlier quick profile) the guided
     # sampler's mean MNC on the test set was 0.45, at 4,000 steps 0.58, at 6,000 0.53 (one sample
     # per image: the spread between runs is that large).
     # lr 2e-4: DDPM's value for its small models (the paper's 1e-5 suits 1 M steps, not 4,000).
