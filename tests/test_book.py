@@ -104,6 +104,21 @@ def test_page_renders_with_theme_and_without_errors(built_book, page):
     assert "Traceback" not in dom and "output error" not in dom and "ansi-red" not in dom, f"{page} shows an error"
 
 
+@pytest.mark.parametrize("page", ["intro.html", "chapters/toy1d.html"])
+def test_equations_render_from_the_books_own_mathjax(built_book, page):
+    """MathJax is served from the book's ``_static/`` (sphinx-mathjax-offline), so the equations
+    typeset without a network, as in this test, where Chromium reaches none."""
+    html = built_book / page
+    dom = _open(html)
+    scripts = re.findall(r'<script[^>]+src="([^"]+)"', dom)
+    mathjax = [s for s in scripts if "mathjax" in s.lower()]
+    assert mathjax, f"{page}: no MathJax script"
+    for src in mathjax:
+        assert not src.startswith(("http", "//")), f"{page}: MathJax loads from {src}"
+        assert (html.parent / src.split("?")[0]).exists(), f"{page}: MathJax script {src} does not exist"
+    assert "<mjx-container" in dom, f"{page}: its equations were not typeset"
+
+
 def test_executed_chapters_show_figures_tables_and_provenance(built_book):
     for name in EXECUTED:
         html = built_book / "chapters" / f"{name}.html"
