@@ -232,12 +232,15 @@ glue("fig5_true", f"{entry['true_kernel']:.2e}", display=False)
 #
 # Beyond the paper: the guided sampler with fewer, strided steps (DDIM-style,
 # {meth}`repro.kerneldiff.Schedule.ddim_step`; η = 1 for all 1000 steps, the paper's ancestral
-# DDPM, and η = {glue:text}`strided_eta` for the strided ones), on the first test images.
+# DDPM, and η = {glue:text}`strided_eta` for the strided ones), on {glue:text}`steps_images`.
 # Seconds per image on this machine (shared CPU cores: indicative only).
 
 # %%
 sweep = results["steps"]
 glue("strided_eta", f"{settings.strided_eta:g}", display=False)
+n_sweep, n_test = sweep[0]["n"], len(results["cases"])
+glue("steps_images", f"all {n_test} test images" if n_sweep == n_test else f"the first {n_sweep} of the {n_test} test images",
+     display=False)
 lines = ["| steps | η | n | MNC | PSNR (dB) | s / image | device |", "|---|---|---|---|---|---|---|"]
 for r in sweep:
     lines.append(f"| {r['steps']} | {r['eta']:g} | {r['n']} | {r['mnc_mean']:.3f} ± {r['mnc_std']:.3f} | "
@@ -267,8 +270,8 @@ if few:
 # %% [markdown]
 # With {glue:text}`steps_few` steps the mean MNC differs from the {glue:text}`steps_full`-step
 # sampler's by {glue:text}`steps_gap`, at {glue:text}`steps_speedup`× less time per image: the
-# best sampler of at most 100 steps is {glue:text}`steps_verdict` (on only the first test
-# images: a coarse check).
+# best sampler of at most 100 steps is {glue:text}`steps_verdict` (on {glue:text}`steps_images`,
+# one sample each).
 #
 # ## Training
 #
