@@ -85,11 +85,10 @@ switch = settings.config("improved").regularisation_switch
 verdicts = []
 if support["improved"] > 1.5 * true_support:
     verdicts.append(
-        f"the improved method's kernels stay broad: in it the kernel ℓ² term (weight 0.1, larger than the MSE data "
-        f"term once x fits y) holds the kernel near-uniform until the switch at iteration {switch}, by design (it "
-        f"makes the no-blur solution costly), and the {n_it - switch} SSIM iterations after it, at a learning rate "
-        "already halved, are too few to concentrate it; a too broad kernel lets the image estimate take an "
-        "exaggerated contrast that the blur averages away (Fig. 4)")
+        f"the improved method's kernels stay broad: its kernel ℓ² term favours spread kernels until the switch at "
+        f"iteration {switch}, by design (it makes the no-blur solution costly), and the {n_it - switch} SSIM "
+        "iterations after it, at a learning rate already halved, are too few to concentrate them; a too broad "
+        "kernel lets the image estimate take an exaggerated contrast that the blur averages away (Fig. 4)")
 if support["original"] < true_support / 1.5:
     verdicts.append("the original method's kernels are more concentrated than the true ones, a step towards the "
                     "no-blur solution (k = δ has support 1)")
@@ -128,7 +127,8 @@ display(Markdown(
 # softmax MLP, or a Gaussian as wide as the kernel); {glue:text}`support_verdict`. How much
 # rests on the kernel ℓ² term and its scale, which eq. (9) leaves open, is measured in
 # {doc}`selfdeblur_failure_modes` (§4.1 section): the improved method without the term, and
-# with it divided by the kernel's kh·kw entries, on the Kodak input.
+# with the term as printed (a sum over the kernel's entries, where ours divides it by their
+# number, like the per-pixel data and TV terms), on the Kodak input.
 #
 # The crops are 128 pixels because smaller ones break the multiscale method rather than reduce
 # it: on 64-pixel crops its coarsest scale is a 32-pixel y, and a 40-pixel x is too small for

@@ -5,7 +5,7 @@ quoted in the SelfDeblur evaluation chapter and the session notes.
     python scripts/selfdeblur_probe.py --method improved --size 64 --case 1          # the 64-px crop
     python scripts/selfdeblur_probe.py --method improved --size 128 --case 1         # the 128-px crop
     python scripts/selfdeblur_probe.py --method improved --size 128 --set kernel_l2_weight=0
-    python scripts/selfdeblur_probe.py --method improved --size 128 --set kernel_l2_per_entry=true
+    python scripts/selfdeblur_probe.py --method improved --size 128 --set kernel_l2_per_entry=false  # ℓ² as a sum
     python scripts/selfdeblur_probe.py --method original --size 64 --kodak-kernel 2 --set lr_kernel=1e-4
 
 ``--case``: index into the quick profile's Kodak inputs followed by its Levin inputs (0 =

@@ -288,15 +288,17 @@ def test_no_blur_and_true_pairs():
     true_loss = data_loss(noisy, x, k).item()
     assert true_loss == pytest.approx(sigma**2, rel=0.1)
     assert data_loss(noisy, pad_observation(noisy, 5), delta).item() == 0 < true_loss
-    # the kernel l2 regulariser of eq. (9) is what penalises the no-blur pair
+    # the kernel l2 regulariser of eq. (9) is what penalises the no-blur pair; by default per
+    # entry: the sum of k^2 divided by the 5 x 5 kernel entries
     weights = LossWeights("mse", 0.1, 0.0)
-    assert objective(noisy, pad_observation(noisy, 5), delta, weights).item() == pytest.approx(0.1)
-    assert objective(noisy, x, k, weights).item() == pytest.approx(true_loss + 0.1 * kernel_l2(k).item())
-    assert objective(noisy, x, k, weights) < objective(noisy, pad_observation(noisy, 5), delta, weights)
-    # per entry: the same term divided by the 5 x 5 kernel entries
-    per_entry = LossWeights("mse", 0.1, 0.0, kernel_l2_per_entry=True)
-    assert objective(noisy, pad_observation(noisy, 5), delta, per_entry).item() == pytest.approx(0.1 / 25)
-    assert objective(noisy, x, k, per_entry).item() == pytest.approx(true_loss + 0.1 * kernel_l2(k).item() / 25)
+    assert weights.kernel_l2_per_entry
+    assert objective(noisy, pad_observation(noisy, 5), delta, weights).item() == pytest.approx(0.1 / 25)
+    assert objective(noisy, x, k, weights).item() == pytest.approx(true_loss + 0.1 * kernel_l2(k).item() / 25)
+    # as printed, a sum: 0.1 for the delta
+    summed = LossWeights("mse", 0.1, 0.0, kernel_l2_per_entry=False)
+    assert objective(noisy, pad_observation(noisy, 5), delta, summed).item() == pytest.approx(0.1)
+    assert objective(noisy, x, k, summed).item() == pytest.approx(true_loss + 0.1 * kernel_l2(k).item())
+    assert objective(noisy, x, k, summed) < objective(noisy, pad_observation(noisy, 5), delta, summed)
     with pytest.raises(ValueError, match="kernel_l2_per_entry"):
         objective(noisy, x, k, LossWeights("mse", 0.1, 0.0, kernel_l2_per_entry=1))
 
@@ -317,8 +319,9 @@ def test_loss_schedule_original_and_regularised():
     assert loss_schedule(0, kotera) == LossWeights("mse", 0.1, 0.0)
     assert loss_schedule(1999, kotera) == LossWeights("mse", 0.1, 0.0)
     assert loss_schedule(2000, kotera) == LossWeights("ssim", 0.0, 0.0)  # strict inequalities of (9)
-    per_entry = dataclasses.replace(kotera, kernel_l2_per_entry=True)
-    assert loss_schedule(0, per_entry) == LossWeights("mse", 0.1, 0.0, kernel_l2_per_entry=True)
+    summed = dataclasses.replace(kotera, kernel_l2_per_entry=False)
+    assert loss_schedule(0, summed) == LossWeights("mse", 0.1, 0.0, kernel_l2_per_entry=False)
+    assert loss_schedule(0, summed) != loss_schedule(0, kotera)
     assert loss_schedule(2001, kotera) == LossWeights("ssim", 0.0, 0.01)
     assert loss_schedule(2500, kotera, last_scale=False) == LossWeights("ssim", 0.0, 0.0)
     with pytest.raises(ValueError, match="iteration"):
@@ -491,11 +494,11 @@ def test_regularisation_adds_the_kernel_l2_term():
     original = run_selfdeblur(y, 5, base, seed=2, progress=False)
     regular = run_selfdeblur(y, 5, dataclasses.replace(base, regularisation=True), seed=2, progress=False)
     extra = regular.loss_curve[0, 0] - original.loss_curve[0, 0]
-    assert extra.item() == pytest.approx(0.1 * kernel_l2(regular.k_hat[0]).item(), rel=1e-6)
-    per_entry = run_selfdeblur(y, 5, dataclasses.replace(base, regularisation=True, kernel_l2_per_entry=True),
-                               seed=2, progress=False)
-    extra = per_entry.loss_curve[0, 0] - original.loss_curve[0, 0]
-    assert extra.item() == pytest.approx(0.1 * kernel_l2(per_entry.k_hat[0]).item() / 25, rel=1e-6)
+    assert extra.item() == pytest.approx(0.1 * kernel_l2(regular.k_hat[0]).item() / 25, rel=1e-6)
+    summed = run_selfdeblur(y, 5, dataclasses.replace(base, regularisation=True, kernel_l2_per_entry=False),
+                            seed=2, progress=False)
+    extra = summed.loss_curve[0, 0] - original.loss_curve[0, 0]
+    assert extra.item() == pytest.approx(0.1 * kernel_l2(summed.k_hat[0]).item(), rel=1e-6)
 
 
 def test_initialisation_fits_the_gaussian_kernel():

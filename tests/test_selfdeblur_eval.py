@@ -63,11 +63,12 @@ def test_profiles_and_paper_protocol():
     assert quick.config("over-regularised").tv_initial_weight == quick.tv_initial_weight > 0
     improved = quick.config("improved")
     assert quick.config("without kernel ℓ²") == dataclasses.replace(improved, kernel_l2_weight=0.0)
-    assert quick.config("kernel ℓ² per entry") == dataclasses.replace(improved, kernel_l2_per_entry=True)
-    assert not improved.kernel_l2_per_entry and improved.kernel_l2_weight == 0.1
+    assert quick.config("kernel ℓ² as a sum") == dataclasses.replace(improved, kernel_l2_per_entry=False)
+    assert improved.kernel_l2_per_entry and improved.kernel_l2_weight == 0.1
     assert "kodim01" in quick.describe() and "im1_kernel3" in quick.describe() and "×0.1" in quick.describe()
     assert "learning rate 0.001 instead of 0.0001" in quick.describe()
     assert "learning rate" not in se.get_profile("paper").describe()
+    assert "kh·kw entries" in se.get_profile("paper").describe()
     with pytest.raises(ValueError, match="profile must be one of"):
         se.get_profile("fast")
 
@@ -257,6 +258,8 @@ def test_no_blur_objectives():
     assert no_blur["mse"] == pytest.approx(0, abs=1e-12) and no_blur["kernel_l2"] == pytest.approx(1)
     assert true["mse"] == pytest.approx(0, abs=1e-12)  # noise-free: both pairs explain y exactly
     assert no_blur["tv"] < true["tv"]  # TV prefers the blurred image
-    early = "improved, early (MSE + 0.1‖k‖²)"
-    assert no_blur[early] == pytest.approx(0.1) and true[early] == pytest.approx(0.1 * true["kernel_l2"])
+    early = "improved, early (MSE + 0.1‖k‖²/(kh·kw))"
+    entries = case.k.numel()
+    assert no_blur[early] == pytest.approx(0.1 / entries) and true[early] == pytest.approx(0.1 * true["kernel_l2"] / entries)
+    assert true[early] < no_blur[early]  # the kernel term still makes the no-blur pair costlier
     assert "| no-blur (y, δ) |" in se.format_objectives(rows)
