@@ -55,7 +55,11 @@ plain formulation in float64):
 Measured with ``benchmarks/bench_selfdeblur.py`` (255×255 grey, kernel 17, original iteration,
 2 threads of a shared 2-core AMD EPYC, torch 2.13 CPU; best of 3 rounds, approximate): plain
 ≈ 0.89 s per iteration, allocator alone ≈ 0.52 s, all three ≈ 0.49 s (≈ 0.55× plain); peak
-resident memory ≈ 1.05 GB plain, ≈ 1.25 GB fast. On a busy machine two spinning OpenMP
+resident memory ≈ 1.05 GB plain, ≈ 1.25 GB fast. **On another 2-core AMD EPYC (AVX2, no
+AVX-512) the channels-last layout is a loss**: plain ≈ 1.75 s, allocator alone ≈ 1.23 s, all
+three ≈ 2.08 s (1.19× plain, best of 2 rounds); Gx forward + backward alone took 1.25 s in NCHW
+with the re-association and 2.14 s channels-last. The speed of this path depends on the CPU's
+oneDNN kernels. On a busy machine two spinning OpenMP
 threads can make any of these 10× slower: ``torch.set_num_threads(1)`` is then faster. ``torch.compile`` of Gx compiled in ~50 s (2–3 min under load) and
 was no faster than the eager channels-last path, so it is not used. The convolutions already run
 near the machine's GEMM peak; what remains is memory-bound element-wise work (BatchNorm,
