@@ -6,7 +6,7 @@ if the data are not available) with ``kernel_size`` 17, the original SelfDeblur 
 (perturbed input, Gx and Gk forward, valid blur, loss, backward, Adam step), in three modes:
 ``plain`` (the reference formulation, ``SelfDeblurConfig(fast=False)``), ``plain+allocator``
 (the same with :func:`repro.selfdeblur.tune_cpu_allocator`, to show that part alone) and
-``fast`` (channels-last, re-associated non-local block, tuned allocator). Each mode runs in
+``fast`` (re-associated non-local block, upsampling at the cropped size, tuned allocator). Each mode runs in
 its own subprocess (so that its peak resident memory, ``ru_maxrss``, is its own), one mode after
 the other, ``--rounds`` times; within a run, the time per iteration is the median of the
 intervals between consecutive iterations after ``--warmup`` iterations (set-up and first calls

@@ -42,27 +42,26 @@ Conventions of this module
 
 Fast CPU path (``SelfDeblurConfig.fast``, on by default)
 --------------------------------------------------------
-Three changes that leave the mathematics alone (the tests compare outputs and gradients with the
+Changes that leave the mathematics alone (the tests compare outputs and gradients with the
 plain formulation in float64):
 
 1. :func:`tune_cpu_allocator`: glibc keeps freed memory for reuse instead of returning it to the
    kernel and page-faulting it back in every iteration -- by far the largest gain;
-2. channels-last activations, oneDNN's faster layout for these convolutions, with the
-   upsampling computed directly at the size Concat crops it to (no crop copy, no re-layout);
+2. the upsampling computed directly at the size Concat crops it to (no crop copy);
 3. the non-local product re-associated as θᵀ(φgᵀ) (legal because the block divides by the
    constant N, no softmax).
 
 Measured with ``benchmarks/bench_selfdeblur.py`` (255×255 grey, kernel 17, original iteration,
-2 threads of a shared 2-core AMD EPYC, torch 2.13 CPU; best of 3 rounds, approximate): plain
-≈ 0.89 s per iteration, allocator alone ≈ 0.52 s, all three ≈ 0.49 s (≈ 0.55× plain); peak
-resident memory ≈ 1.05 GB plain, ≈ 1.25 GB fast. **On another 2-core AMD EPYC (AVX2, no
-AVX-512) the channels-last layout is a loss**: plain ≈ 1.75 s, allocator alone ≈ 1.23 s, all
-three ≈ 2.08 s (1.19× plain, best of 2 rounds); Gx forward + backward alone took 1.25 s in NCHW
-with the re-association and 2.14 s channels-last. The speed of this path depends on the CPU's
-oneDNN kernels. On a busy machine two spinning OpenMP
-threads can make any of these 10× slower: ``torch.set_num_threads(1)`` is then faster. ``torch.compile`` of Gx compiled in ~50 s (2–3 min under load) and
-was no faster than the eager channels-last path, so it is not used. The convolutions already run
-near the machine's GEMM peak; what remains is memory-bound element-wise work (BatchNorm,
+2 threads of a shared 2-core AMD EPYC with AVX2 and no AVX-512, torch 2.13 CPU; best of 2
+rounds, approximate): plain ≈ 1.80 s per iteration, allocator alone ≈ 1.28 s, all three
+≈ 1.22 s (≈ 0.68× plain); peak resident memory ≈ 1.1 GB plain, ≈ 1.35 GB fast. The path used to
+run on channels-last activations too: on an earlier 2-core AMD EPYC that gave ≈ 0.49 s against
+0.52 s for the allocator alone (plain 0.89 s), but on this one Gx's forward and backward took
+2.14 s channels-last against 1.25 s planar (all three then 1.19× plain), so the layout was
+dropped. On a busy machine two spinning OpenMP threads can make any of these 10× slower:
+``torch.set_num_threads(1)`` is then faster. ``torch.compile`` of Gx compiled in ~50 s (2–3 min
+under load) and was no faster than the eager path, so it is not used. The convolutions already
+run near the machine's GEMM peak; what remains is memory-bound element-wise work (BatchNorm,
 activations, padding, upsampling).
 """
 
@@ -122,10 +121,7 @@ class RestartConv2d(nn.Module):
         pad = (self.size - 1) // 2
         if pad:
             x = F.pad(x, (pad, pad, pad, pad), mode="reflect")
-        weight = self.weight.flatten(0, 1)
-        if x.is_contiguous(memory_format=torch.channels_last):
-            weight = weight.contiguous(memory_format=torch.channels_last)
-        return F.conv2d(x, weight, self.bias.flatten(), stride=self.stride, groups=self.restarts)
+        return F.conv2d(x, self.weight.flatten(0, 1), self.bias.flatten(), stride=self.stride, groups=self.restarts)
 
 
 class RestartBatchNorm2d(nn.Module):
@@ -189,10 +185,7 @@ class NonLocalBlock(nn.Module):
             y = torch.bmm(torch.bmm(g, phi.transpose(1, 2)) / n, theta)
         else:  # y = (θᵀ φ / N) gᵀ : (HW×C)(C×N)(N×C), the reference formulation
             y = torch.bmm(torch.bmm(theta.transpose(1, 2), phi) / n, g.transpose(1, 2)).transpose(1, 2)
-        y = y.reshape(1, R * C, H, W)
-        if x.is_contiguous(memory_format=torch.channels_last):
-            y = y.contiguous(memory_format=torch.channels_last)
-        return x + self.out_bn(self.out(y))
+        return x + self.out_bn(self.out(y.reshape(1, R * C, H, W)))
 
 
 def _concat_per_restart(restarts: int, *parts: torch.Tensor) -> torch.Tensor:
@@ -204,12 +197,9 @@ def _concat_per_restart(restarts: int, *parts: torch.Tensor) -> torch.Tensor:
     for p in parts:
         top, left = (p.shape[-2] - h) // 2, (p.shape[-1] - w) // 2
         cropped.append(p[..., top : top + h, left : left + w])
-    if restarts == 1:  # no regrouping: keeps a channels-last layout without a copy
+    if restarts == 1:  # no regrouping needed
         return torch.cat(cropped, dim=1)
-    out = torch.cat([p.reshape(restarts, -1, h, w) for p in cropped], dim=1).reshape(1, -1, h, w)
-    if parts[0].is_contiguous(memory_format=torch.channels_last):
-        out = out.contiguous(memory_format=torch.channels_last)
-    return out
+    return torch.cat([p.reshape(restarts, -1, h, w) for p in cropped], dim=1).reshape(1, -1, h, w)
 
 
 # --------------------------------------------------------------------------------------------
@@ -311,8 +301,8 @@ class ImageGenerator(nn.Module):
 
     @property
     def fast(self) -> bool:
-        """The fast CPU path: channels-last activations (oneDNN's faster convolution layout),
-        the re-associated non-local product and the upsampling computed at the cropped size.
+        """The fast CPU path: the re-associated non-local product and the upsampling computed
+        at the cropped size.
         The same mathematics as the plain path, which differs only by floating-point rounding
         (checked by the tests in float64). See also :func:`tune_cpu_allocator`."""
         return self._fast
@@ -330,8 +320,6 @@ class ImageGenerator(nn.Module):
         if z.ndim != 4 or z.shape[0] != 1 or z.shape[1] != self.restarts * self.in_channels:
             raise ValueError(f"z must be (1, restarts·in_channels = {self.restarts * self.in_channels}, H, W), "
                              f"got shape {tuple(z.shape)}")
-        if self._fast:
-            z = z.contiguous(memory_format=torch.channels_last)
         x = torch.sigmoid(self.out(self.body(z)))
         return x.reshape(self.restarts, self.out_channels, *x.shape[-2:]).contiguous()
 
