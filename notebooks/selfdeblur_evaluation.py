@@ -135,8 +135,9 @@ display(Markdown(
 # $\mathcal{G}_x$'s five stride-2 levels. An earlier version of this profile used them, and the
 # improved method ended 3–10 dB below the blurred input on all of its 7 runs (same iterations and
 # learning rates as here); on Levin's im1_kernel3 with seed 0 it went from −5.8 dB on the
-# 64-pixel crop to +3.2 dB on the 128-pixel one (both chapter runs, two threads;
-# `scripts/selfdeblur_probe.py` re-runs any such case).
+# 64-pixel crop to +3.2 dB on the 128-pixel one (both chapter runs, two threads, with the code
+# of that time: kernel ℓ² term as a sum, channels-last layout; `scripts/selfdeblur_probe.py`
+# re-runs any such case).
 #
 # ## Fig. 3: ISNR distributions on Kodak
 
