@@ -197,8 +197,6 @@ def _concat_per_restart(restarts: int, *parts: torch.Tensor) -> torch.Tensor:
     for p in parts:
         top, left = (p.shape[-2] - h) // 2, (p.shape[-1] - w) // 2
         cropped.append(p[..., top : top + h, left : left + w])
-    if restarts == 1:  # no regrouping needed
-        return torch.cat(cropped, dim=1)
     return torch.cat([p.reshape(restarts, -1, h, w) for p in cropped], dim=1).reshape(1, -1, h, w)
 
 
