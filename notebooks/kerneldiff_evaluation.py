@@ -262,6 +262,7 @@ if few:
     glue("steps_gap", f"{best['mnc_mean'] - full['mnc_mean']:+.3f}", display=False)
     glue("steps_speedup", f"{full['seconds_per_image'] / best['seconds_per_image']:.0f}", display=False)
     glue("steps_full", f"{full['steps']}", display=False)
+    glue("steps_spread", f"{max(r['mnc_std'] for r in sweep):.2f}", display=False)
     gap = best["mnc_mean"] - full["mnc_mean"]
     glue("steps_verdict", "not worse than the full sampler by more than 0.02 in mean MNC" if gap >= -0.02
          else f"{-gap:.3f} below the full sampler in mean MNC, more than 0.02: with this model the speed-up "
@@ -271,7 +272,9 @@ if few:
 # With {glue:text}`steps_few` steps the mean MNC differs from the {glue:text}`steps_full`-step
 # sampler's by {glue:text}`steps_gap`, at {glue:text}`steps_speedup`× less time per image: the
 # best sampler of at most 100 steps is {glue:text}`steps_verdict` (on {glue:text}`steps_images`,
-# one sample each).
+# one sample each). Read the gap against the spread: the standard deviation of MNC over these
+# images is up to {glue:text}`steps_spread` per row, so a difference between step counts much
+# smaller than that says little about which sampler is better.
 #
 # ## Training
 #
