@@ -103,6 +103,10 @@ KERNEL_L2_ABLATIONS = ("without kernel ℓ²", "kernel ℓ² as a sum")
 sum ‖k‖₂² instead of our per-entry mean (``SelfDeblurConfig.kernel_l2_per_entry`` off): how much
 the result depends on a scale the paper leaves open."""
 VARIANTS = NEGATIVE_RESULTS + KERNEL_L2_ABLATIONS
+CPU_VARIANTS = ("over-regularised", "kernel ℓ² as a sum")
+"""The variants the smoke and quick profiles run: one §4.1 negative result and the ℓ² ablation
+that shows why the term is normalised per entry (each quick run takes about 4 min on a slow
+2-core CPU; "small kernels" needs inputs too large for these profiles)."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -239,19 +243,18 @@ PROFILES = {
     "smoke": SelfDeblurProfile(
         "smoke", iteration_scale=0.004, kodak_images=(1,), kodak_kernels=(5,), kodak_downscale=0.25,
         kodak_size=60, gray=True, levin_inputs=((1, 5),), levin_size=60, runs=2, fit_iterations=15,
-        fit_inputs=1, spread_runs=2, variants=("over-regularised", "kernel ℓ² as a sum"), variant_runs=1,
+        fit_inputs=1, spread_runs=2, variants=CPU_VARIANTS, variant_runs=1,
         tv_initial_weight=0.1, explore_size=60, explore_scale=0.004),
     # this 2-core CPU: 128-pixel inputs, 10 % of the iterations, two inputs, two runs (see describe()).
     # Not smaller: on 64-pixel crops the coarsest scale of the multiscale method is a 32-pixel y
     # (x 40 px through five stride-2 levels), too small for Gx; there the improved method ended
     # 3-10 dB below the blurred input on all 7 runs, and on im1_kernel3 (seed 0) at -5.8 dB on a
     # 64-pixel crop against +3.2 dB on a 128-pixel one (same iterations and learning rates; two
-    # threads; scripts/selfdeblur_probe.py re-runs such cases). Of the kernel-l2 ablations only
-    # "as a sum" runs (about 4 min a run on a 2-core AVX2 EPYC): the whole book has to fit 90 min.
+    # threads; scripts/selfdeblur_probe.py re-runs such cases).
     "quick": SelfDeblurProfile(
         "quick", iteration_scale=0.1, kodak_images=(1,), kodak_kernels=(5,), kodak_downscale=0.5,
         kodak_size=128, gray=True, levin_inputs=((1, 3),), levin_size=128, runs=2, fit_iterations=150,
-        fit_inputs=1, spread_runs=2, variants=("over-regularised", "kernel ℓ² as a sum"), variant_runs=1,
+        fit_inputs=1, spread_runs=2, variants=CPU_VARIANTS, variant_runs=1,
         tv_initial_weight=0.1, explore_size=64, explore_scale=0.02),
     # a GPU: the paper's protocol (8 Kodak images × 8 kernels, all 32 Levin images, 10 runs, 5,000 iterations).
     "paper": SelfDeblurProfile(
