@@ -11,8 +11,8 @@ quoted in the SelfDeblur evaluation chapter and the session notes.
 ``--case``: index into the quick profile's Kodak inputs followed by its Levin inputs (0 =
 kodim01 × Levin kernel 5, 1 = Levin im1_kernel3). Prints one JSON line: ISNR, kernel MNC and
 effective support (``repro.selfdeblur_eval.score_run``) and the seconds taken. ``--threads``
-defaults to torch's default, as in the chapters: SelfDeblur's result depends on the thread count
-(the book's Reproduce page, "Determinism").
+defaults to the chapters' ``repro.selfdeblur_eval.RUN_THREADS`` (one): SelfDeblur's result
+depends on the thread count (the book's Reproduce page, "Determinism").
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--case", type=int, default=0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE")
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--threads", type=int, default=se.RUN_THREADS)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     settings = se.get_profile("quick")

@@ -44,7 +44,7 @@ def _cases(n=1, size=36, ksize=5, dtype=torch.float32):
 
 def _strip(records):
     """Records without what legitimately differs between two computations of the same run."""
-    return [{k: v for k, v in r.items() if k not in ("seconds",)} for r in records]
+    return [{k: v for k, v in r.items() if k not in ("seconds", "workers")} for r in records]
 
 
 # ------------------------------------------------------------------------------------------
@@ -113,15 +113,16 @@ def test_every_profile_input_is_feasible():
 
 def test_runs_are_seeded_and_resume_exactly(tmp_path):
     cases = _cases()
-    full = se.evaluate_runs(cases, TINY, range(2), tmp_path / "a", device="cpu", progress=False)
+    full = se.evaluate_runs(cases, TINY, range(2), tmp_path / "a", device="cpu", progress=False, workers=1)
     assert [(r["input"], r["method"], r["seed"]) for r in full] == [
         ("img0_g", "original", 0), ("img0_g", "original", 1), ("img0_g", "improved", 0), ("img0_g", "improved", 1)]
     # an "interrupted" evaluation: 3 runs, then resumed
-    partial = se.evaluate_runs(cases, TINY, range(2), tmp_path / "b", device="cpu", progress=False, stop_after=3)
+    partial = se.evaluate_runs(cases, TINY, range(2), tmp_path / "b", device="cpu", progress=False, stop_after=3,
+                                workers=1)
     assert len(partial) == 3
     assert _strip(partial) == _strip(full[:3])
     stored = se.load_records(tmp_path / "b")
-    resumed = se.evaluate_runs(cases, TINY, range(2), tmp_path / "b", device="cpu", progress=False)
+    resumed = se.evaluate_runs(cases, TINY, range(2), tmp_path / "b", device="cpu", progress=False, workers=1)
     assert _strip(resumed) == _strip(full)  # seeded: bit-identical on the CPU
     for rid in stored:  # the first three were not recomputed
         assert se.load_records(tmp_path / "b")[rid]["seconds"] == stored[rid]["seconds"]
@@ -135,9 +136,9 @@ def test_runs_are_seeded_and_resume_exactly(tmp_path):
 
 def test_changed_config_recomputes_only_its_runs(tmp_path):
     cases = _cases()
-    first = se.evaluate_runs(cases, TINY, [0], tmp_path, device="cpu", progress=False)
+    first = se.evaluate_runs(cases, TINY, [0], tmp_path, device="cpu", progress=False, workers=1)
     changed = dict(TINY, original=dataclasses.replace(TINY["original"], iterations=4))
-    second = se.evaluate_runs(cases, changed, [0], tmp_path, device="cpu", progress=False)
+    second = se.evaluate_runs(cases, changed, [0], tmp_path, device="cpu", progress=False, workers=1)
     assert second[1] == first[1]  # improved reused as is
     assert second[0]["key"] != first[0]["key"]
     assert se.load_run(tmp_path, second[0])["loss_curve"].shape == (4,)
@@ -149,10 +150,24 @@ def test_batched_group_stores_one_record_per_seed(tmp_path):
                                batched=True, progress=False)
     assert [r["seed"] for r in records] == [3, 4]
     assert all(r["restarts_in_call"] == 2 for r in records)
-    assert all(r["threads"] == torch.get_num_threads() for r in records)  # results depend on it
+    assert all(r["threads"] == se.RUN_THREADS for r in records)  # results depend on it
     single = sd.run_selfdeblur(cases[0].y[None], 5, TINY["original"], seed=4, progress=False)
     stored = se.load_run(tmp_path, records[1])
     torch.testing.assert_close(stored["x_hat"], single.x_hat[0], rtol=0, atol=1e-7)
+
+
+def test_parallel_workers_store_the_same_runs_as_one(tmp_path):
+    """On the CPU each run has RUN_THREADS threads in its own worker process: two workers store
+    bit-identical runs to one, and a plan naming a run twice runs it once."""
+    cases = _cases()
+    one = se.evaluate_runs(cases, TINY, range(2), tmp_path / "one", device="cpu", progress=False, workers=1)
+    plan = [(cases, TINY, range(2)), (cases, {"original": TINY["original"]}, [1, 2])]
+    two = se.evaluate_plan(plan, tmp_path / "two", device="cpu", progress=False, workers=2)
+    assert [r["id"] for r in two] == [r["id"] for r in one] + [two[-1]["id"]] and two[-1]["seed"] == 2
+    assert _strip(two[:4]) == _strip(one) and {r["workers"] for r in two} == {2}
+    for a, b in zip(one, two):
+        ra, rb = se.load_run(tmp_path / "one", a), se.load_run(tmp_path / "two", b)
+        assert torch.equal(ra["x_hat"], rb["x_hat"]) and torch.equal(ra["loss_curve"], rb["loss_curve"])
 
 
 def test_evaluate_runs_validation(tmp_path):
@@ -167,6 +182,10 @@ def test_evaluate_runs_validation(tmp_path):
         se.evaluate_runs(cases, TINY, [0], tmp_path, stop_after=-1)
     with pytest.raises(ValueError, match="device"):
         se.evaluate_runs(cases, TINY, [0], tmp_path, device="gpu0")
+    with pytest.raises(ValueError, match="workers"):
+        se.evaluate_runs(cases, TINY, [0], tmp_path, workers=0)
+    with pytest.raises(ValueError, match="plan"):
+        se.evaluate_plan([(cases, TINY)], tmp_path)
     small = _cases(size=20, ksize=5)
     with pytest.raises(ValueError, match="cannot be run by 'original'"):
         se.evaluate_runs(small, TINY, [0], tmp_path)
@@ -241,12 +260,13 @@ def test_table1_means_and_per_input_std():
 
 def test_fit_curves_seeded_and_decreasing():
     targets = torch.rand(2, 1, 36, 36, generator=torch.Generator().manual_seed(1))
-    a = se.fit_curves(targets, 6, seed=3)
-    b = se.fit_curves(targets, 6, seed=3)
+    a = se.fit_curves(targets, 6, seed=3, workers=2)
+    b = se.fit_curves(targets, 6, seed=3, workers=2)
     assert a.shape == (2, 6) and torch.equal(a, b)
     assert (a[:, -1] < a[:, 0]).all()
-    # target 1 alone with seed 4 is the second row (targets run independently)
+    # target 1 alone with seed 4 is the second row (targets run independently), in 1 or 2 workers
     torch.testing.assert_close(se.fit_curves(targets[1:], 6, seed=4)[0], a[1], rtol=0, atol=0)
+    assert torch.equal(se.fit_curves(targets, 6, seed=3, workers=1), a)
     with pytest.raises(ValueError, match="iterations"):
         se.fit_curves(targets, 0)
 

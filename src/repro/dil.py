@@ -51,7 +51,7 @@ from tqdm.auto import tqdm
 
 from . import ops
 from ._checks import check_choice, check_positive, check_positive_int, check_tensor
-from ._threads import fixed_cpu_threads
+from ._threads import check_workers, fixed_cpu_threads, parallel_map
 from .store import (check_profile, load_cached, load_checkpoint, load_json, move_aside, results_dir, save_checkpoint,
                     save_json)
 from .timing import time_call
@@ -860,11 +860,25 @@ def load_trained_drk(profile: str, name: str = "full") -> torch.Tensor:
         return collapse(model.float()).detach()
 
 
-def train_variants(profile: str, device: str | None = None, progress: bool = True) -> dict[str, DILRun]:
-    """Every variant of :func:`variant_configs`, trained or loaded (:func:`train_variant`)."""
+def train_variants(profile: str, device: str | None = None, progress: bool = True,
+                   workers: int | None = None) -> dict[str, DILRun]:
+    """Every variant of :func:`variant_configs`, trained or loaded (:func:`train_variant`). On the
+    CPU the variants train side by side in ``workers`` processes (default one per core), each
+    on one thread as always, so the weights do not depend on ``workers``."""
     names = list(variant_configs(profile))
-    return {name: train_variant(profile, name, device, progress)
-            for name in tqdm(names, desc="DIL variants", disable=not progress, leave=False)}
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    workers = check_workers(workers) if torch.device(device).type == "cpu" else 1
+    jobs = [(profile, name, device) for name in names]
+    for _ in tqdm(parallel_map(_train_variant_job, jobs, workers), total=len(jobs), desc="DIL variants",
+                  disable=not progress, leave=False):
+        pass
+    return {name: train_variant(profile, name, device, progress=False) for name in names}  # read back
+
+
+def _train_variant_job(job: tuple) -> None:
+    """Train (or finish) one variant into its checkpoint: a job of :func:`train_variants`."""
+    profile, name, device = job
+    train_variant(profile, name, device, progress=False)
 
 
 def _test_images(settings: DILProfile, which: str) -> dict[str, tuple[torch.Tensor, dict]]:

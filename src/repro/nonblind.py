@@ -366,12 +366,19 @@ class SolverProfile:
         return self.lr * (self.lr_final_ratio + (1 - self.lr_final_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
+CPU_THREADS = 2
+"""Intra-op CPU threads of :func:`train_learned_wiener` (``repro._threads.fixed_cpu_threads``):
+fixed, so that the weights do not depend on the core count; two, because a quick training step
+(batch 8, 64² crops) took 0.19 s on two threads against 0.32 s on one, on an idle 2-core AMD
+EPYC with AVX2."""
+
+
 SOLVER_PROFILES = {
     # CI: a tiny model, a few dozen steps on 32x32 crops; seconds.
     "smoke": SolverProfile("smoke", model={"features": 8, "blocks": 1, "widths": (8, 16, 32)},
                            steps=40, batch_size=4, n_val=8, log_every=10, checkpoint_every=20),
     # this 2-core CPU: 16 features, 16/32/64 encoder-decoder, 64x64 crops; 200,591 parameters;
-    # one thread, ~0.34 s/step alone, 13 min wall measured on the shared machine (load ~4).
+    # two threads (CPU_THREADS): 0.19 s/step, about 5 min, on a 2-core AMD EPYC with AVX2.
     "quick": SolverProfile("quick", model={"features": 16, "blocks": 2, "widths": (16, 32, 64)},
                            steps=1500, batch_size=8, lr=1e-3, n_val=32, log_every=50, checkpoint_every=250),
     # a GPU: DWDN's widths (16 features, 3 blocks, 32/64/128 with 2 blocks per level), 256x256
@@ -416,7 +423,8 @@ def train_learned_wiener(profile: str, device=None, progress: bool = True, seed:
     (:func:`repro.synth.data_profile`) and ``images`` (default :func:`repro.synth.training_images`
     of the profile: BSDS500 train + test, never val); the pairs of step t are a pure function of
     ``(seed, t)``. Loss: :func:`multiscale_l1`; Adam with :meth:`SolverProfile.learning_rate`.
-    On the CPU training uses one thread, so a run is bit-identical on a machine.
+    On the CPU training uses :data:`CPU_THREADS` threads whatever the core count, so a run is
+    bit-identical on machines of one instruction set.
 
     If :func:`solver_path` exists for the same run it is loaded instead of retraining. While
     training, a checkpoint (model, optimiser, step, history) is written atomically to
@@ -471,7 +479,7 @@ def train_learned_wiener(profile: str, device=None, progress: bool = True, seed:
     last = config.steps if stop_at is None else min(stop_at, config.steps)
     bar = tqdm(total=last, initial=min(step, last), desc=f"LearnedWiener ({profile})", disable=not progress,
                leave=False)
-    with fixed_cpu_threads(device):
+    with fixed_cpu_threads(device, CPU_THREADS):
         model.train()
         while step < last:
             for group in optimizer.param_groups:

@@ -45,8 +45,11 @@ and its record (everything but the tensors) is added to ``<folder>/runs.json``, 
 atomically, after every run. A run is reused when its record's ``key`` (a hash of the input's
 data, the configuration and the seed) matches, so an interrupted evaluation resumes after the
 last finished run and a changed profile recomputes only what changed. On CUDA the missing runs
-of one input and method run as one batched computation (``run_selfdeblur(restarts=R)``);
-on the CPU one after another, which is faster there per run.
+of one input and method run as one batched computation (``run_selfdeblur(restarts=R)``). On the
+CPU every run uses :data:`RUN_THREADS` intra-op thread and the runs go to worker processes, one
+per core (:func:`repro._threads.parallel_map`): a run's result then depends neither on the
+machine's core count nor on how many runs share it, and the cores are used better than by one
+multi-threaded run at a time (small convolutions do not split well across threads).
 """
 
 from __future__ import annotations
@@ -67,6 +70,7 @@ from tqdm.auto import tqdm
 from . import data, kernels, metrics, nonblind
 from . import selfdeblur as sd
 from ._checks import check_choice, check_positive, check_tensor
+from ._threads import check_workers, fixed_cpu_threads, parallel_map
 from .evaluation import Case, _centre_crop, build_cases
 from .selfdeblur import SelfDeblurConfig
 from .store import check_profile, load_checkpoint, load_json, results_dir, save_checkpoint, save_json
@@ -409,6 +413,24 @@ def _default_device(device):
         raise ValueError(f"device must name a torch device such as 'cpu' or 'cuda', got {device!r}") from None
 
 
+RUN_THREADS = 1
+"""Intra-op CPU threads of one SelfDeblur run (and one Gx fit) of the chapters. Fixed, because a
+run's result depends on it (PyTorch splits a convolution's sums by the thread count, and the
+optimisation amplifies the rounding); one, because the runs of an evaluation then go to parallel
+worker processes (:func:`repro._threads.parallel_map`), which uses a small machine better: on a
+2-core AMD EPYC (AVX2), 128-pixel input, two one-thread runs side by side took 0.69 s per
+iteration each, one two-thread run 0.50 s, so 1.47× the throughput."""
+
+
+def _run_job(job: tuple) -> sd.SelfDeblurResult:
+    """One call of :func:`repro.selfdeblur.run_selfdeblur` (a worker's job; on the CPU with
+    :data:`RUN_THREADS` threads)."""
+    y, kernel_size, config, seeds, device = job
+    with fixed_cpu_threads(device, RUN_THREADS):
+        return sd.run_selfdeblur(y, kernel_size, config, seed=seeds[0], device=device, progress=False,
+                                 restarts=len(seeds), batched=True)
+
+
 def _contiguous(seeds: list[int]) -> list[list[int]]:
     """Split sorted seeds into runs of consecutive values (one batched call each)."""
     groups: list[list[int]] = []
@@ -422,57 +444,83 @@ def _contiguous(seeds: list[int]) -> list[list[int]]:
 
 def evaluate_runs(cases: Sequence[Case], configs: dict[str, SelfDeblurConfig], seeds: Sequence[int],
                   folder: str | Path, device=None, batched: bool | None = None, progress: bool = True,
-                  stop_after: int | None = None) -> list[dict]:
+                  stop_after: int | None = None, workers: int | None = None) -> list[dict]:
     """Run every method of ``configs`` on every case with every seed, resumably; return the
     records in the order case, method, seed (only the finished ones if stopped early).
+    The same as ``evaluate_plan([(cases, configs, seeds)], ...)``."""
+    return evaluate_plan([(cases, configs, seeds)], folder, device=device, batched=batched, progress=progress,
+                         stop_after=stop_after, workers=workers)
+
+
+def evaluate_plan(plan: Sequence[tuple], folder: str | Path, device=None, batched: bool | None = None,
+                  progress: bool = True, stop_after: int | None = None, workers: int | None = None) -> list[dict]:
+    """Run each part ``(cases, configs, seeds)`` of ``plan`` -- every method of ``configs`` on every
+    case with every seed -- resumably, all parts sharing the workers; return the records in the
+    order part, case, method, seed, a run named twice once (only the finished ones if stopped
+    early).
 
     Runs whose record in ``<folder>/runs.json`` has the same key are read back (module
     docstring). ``device``: default CUDA when available, else the CPU. ``batched``: run the
     missing seeds of one case and method as one batched computation (default: on CUDA only).
-    ``stop_after``: stop after this many *new* runs (to bound a session; a later call goes on).
+    ``workers``: on the CPU, runs at a time in worker processes (default one per core);
+    each run uses :data:`RUN_THREADS` threads, so the results do not depend on ``workers``. A
+    finished run is stored at once, whatever the others do. ``stop_after``: stop after this many
+    *new* runs (to bound a session; a later call goes on).
     """
-    if not isinstance(cases, Sequence) or not cases or not all(isinstance(c, Case) for c in cases):
-        raise ValueError("cases must be a non-empty list of Case (see kodak_cases, levin_cases)")
-    if not isinstance(configs, dict) or not configs or not all(isinstance(c, SelfDeblurConfig) for c in configs.values()):
-        raise ValueError("configs must be a non-empty dict method name -> SelfDeblurConfig")
-    seeds = list(seeds)
-    if not seeds or not all(_is_int(s) and s >= 0 for s in seeds) or len(set(seeds)) != len(seeds):
-        raise ValueError(f"seeds must be distinct ints >= 0, got {seeds!r}")
+    if not isinstance(plan, Sequence) or not plan or not all(isinstance(part, tuple) and len(part) == 3 for part in plan):
+        raise ValueError("plan must be a non-empty list of (cases, configs, seeds)")
+    for cases, configs, seeds in plan:
+        if not isinstance(cases, Sequence) or not cases or not all(isinstance(c, Case) for c in cases):
+            raise ValueError("cases must be a non-empty list of Case (see kodak_cases, levin_cases)")
+        if not isinstance(configs, dict) or not configs or not all(isinstance(c, SelfDeblurConfig) for c in configs.values()):
+            raise ValueError("configs must be a non-empty dict method name -> SelfDeblurConfig")
+        seeds = list(seeds)
+        if not seeds or not all(_is_int(s) and s >= 0 for s in seeds) or len(set(seeds)) != len(seeds):
+            raise ValueError(f"seeds must be distinct ints >= 0, got {seeds!r}")
     if stop_after is not None and not (_is_int(stop_after) and stop_after >= 0):
         raise ValueError(f"stop_after must be None or an int >= 0, got {stop_after!r}")
     device = _default_device(device)
     batched = device.type == "cuda" if batched is None else batched
     if not isinstance(batched, bool):
         raise ValueError(f"batched must be None, True or False, got {batched!r}")
-    check_feasible(cases, configs)
+    workers = check_workers(workers) if device.type == "cpu" else 1
+    for cases, configs, _ in plan:
+        check_feasible(cases, configs)
     folder = Path(folder)
     index = load_records(folder)
-    order, todo = [], []
-    for case in cases:
-        for method, config in configs.items():
-            missing = []
-            for seed in seeds:
-                rid = run_id(case, method, seed)
-                order.append(rid)
-                if index.get(rid, {}).get("key") != run_key(case, config, seed):
-                    missing.append(seed)
-            groups = _contiguous(sorted(missing)) if batched else [[s] for s in missing]
-            todo += [(case, method, config, group) for group in groups]
-    new = 0
-    bar = tqdm(total=sum(len(g) for *_, g in todo), desc="SelfDeblur runs", disable=not progress)
-    with bar:
+    order, named, todo = [], set(), []
+    for cases, configs, seeds in plan:
+        for case in cases:
+            for method, config in configs.items():
+                missing = []
+                for seed in seeds:
+                    rid = run_id(case, method, seed)
+                    if rid in named:  # named by two parts of the plan: run once
+                        continue
+                    named.add(rid)
+                    order.append(rid)
+                    if index.get(rid, {}).get("key") != run_key(case, config, seed):
+                        missing.append(seed)
+                groups = _contiguous(sorted(missing)) if batched else [[s] for s in missing]
+                todo += [(case, method, config, group) for group in groups]
+    if stop_after is not None:  # keep the first stop_after runs, splitting a group if needed
+        kept, budget = [], stop_after
         for case, method, config, group in todo:
-            if stop_after is not None and new >= stop_after:
-                break
-            group = group[: len(group) if stop_after is None else stop_after - new]
-            result = sd.run_selfdeblur(case.y[None], case.meta["kernel_size"], config, seed=group[0], device=device,
-                                       progress=False, restarts=len(group), batched=True)
+            if budget > 0:
+                kept.append((case, method, config, group[:budget]))
+                budget -= len(kept[-1][-1])
+        todo = kept
+    threads = RUN_THREADS if device.type == "cpu" else None
+    jobs = [(case.y[None], case.meta["kernel_size"], config, group, device) for case, method, config, group in todo]
+    with tqdm(total=sum(len(g) for *_, g in todo), desc="SelfDeblur runs", disable=not progress) as bar:
+        for i, result in parallel_map(_run_job, jobs, workers):
+            case, method, config, group = todo[i]
             for r, seed in enumerate(group):
                 x_hat, k_hat = result.x_hat[r].cpu(), result.k_hat[r].cpu()
                 record = {
                     "id": run_id(case, method, seed), "key": run_key(case, config, seed), "case": case.name,
                     "dataset": case.meta["dataset"], "input": case.meta["input"], "image": case.meta["image"],
-                    "threads": torch.get_num_threads(),
+                    "threads": threads, "workers": min(workers, len(jobs)),
                     "kernel": case.meta["kernel"], "kernel_size": case.meta["kernel_size"], "method": method,
                     "seed": seed, "metrics": score_run(case, x_hat, k_hat),
                     "final_loss": float(result.loss_curve[r, -1]), "seconds": result.seconds / len(group),
@@ -483,7 +531,6 @@ def evaluate_runs(cases: Sequence[Case], configs: dict[str, SelfDeblurConfig], s
                                  "config": config.to_dict()}, folder / "runs" / f"{record['id']}.pt")
                 index[record["id"]] = record
                 save_json({"format": FORMAT, "runs": index}, folder / "runs.json")
-                new += 1
                 bar.update(1)
     return [index[rid] for rid in order if rid in index]
 
@@ -555,32 +602,44 @@ def format_table1(rows: Sequence[dict]) -> str:
 
 
 def fit_curves(targets: torch.Tensor, iterations: int, seed: int = 0, config: SelfDeblurConfig | None = None,
-               device=None) -> torch.Tensor:
+               device=None, workers: int | None = None) -> torch.Tensor:
     """Approximation error of Gx fitted to each target alone (Fig. 1, problem (8)): for target r
     (of ``targets`` (R, C, H, W)), a fresh Gx seeded ``seed + r`` with SelfDeblur's input, input
     perturbation and Adam (``config.lr_image``, default config) minimises MSE(Gx(z + noise), target)
     for ``iterations`` steps; returns the RMSE of every iteration, (R, iterations) float64 on the CPU.
-    Runs the targets one after another on the CPU and as one batched computation on CUDA.
+    On the CPU every target is one job of :func:`repro._threads.parallel_map` (``workers``
+    processes, default one per core; :data:`RUN_THREADS` thread each, so the curves do not
+    depend on ``workers``); on CUDA all targets are one batched computation.
     """
     check_tensor(targets, "targets", (4,))
     if not (_is_int(iterations) and iterations >= 1):
         raise ValueError(f"iterations must be a positive int, got {iterations!r}")
     config = SelfDeblurConfig() if config is None else config
     device = _default_device(device)
+    workers = check_workers(workers) if device.type == "cpu" else 1
     groups = [list(range(targets.shape[0]))] if device.type == "cuda" else [[r] for r in range(targets.shape[0])]
     curves = torch.empty(targets.shape[0], iterations, dtype=torch.float64)
-    for group in groups:
-        R = len(group)
-        gens = [torch.Generator().manual_seed(seed + r) for r in group]
-        gx = sd.ImageGenerator(config.input_channels, targets.shape[1], restarts=R, generators=gens)
+    jobs = [(targets[group], [seed + r for r in group], iterations, config, device) for group in groups]
+    for i, group_curves in parallel_map(_fit_job, jobs, workers):
+        curves[groups[i]] = group_curves
+    return curves
+
+
+def _fit_job(job: tuple) -> torch.Tensor:
+    """The curves of :func:`fit_curves` for targets (R, C, H, W) fitted by R restarts of Gx at once."""
+    targets, seeds, iterations, config, device = job
+    with fixed_cpu_threads(device, RUN_THREADS):
+        gens = [torch.Generator().manual_seed(s) for s in seeds]
+        gx = sd.ImageGenerator(config.input_channels, targets.shape[1], restarts=len(seeds), generators=gens)
         gx = gx.to(device=device, dtype=targets.dtype)
         gx.fast = config.fast
         z = torch.cat([torch.rand((1, config.input_channels, *targets.shape[-2:]), generator=g, dtype=torch.float64)
                        for g in gens], dim=1).to(device=device, dtype=targets.dtype) * config.input_scale
-        noise_gens = [torch.Generator(device=device).manual_seed(seed + r) for r in group]
-        target = targets[group].to(device)
+        noise_gens = [torch.Generator(device=device).manual_seed(s) for s in seeds]
+        target = targets.to(device)
         optimizer = torch.optim.Adam(gx.parameters(), lr=config.lr_image)
         noise_shape = (1, config.input_channels, *targets.shape[-2:])
+        curves = torch.empty(len(seeds), iterations, dtype=torch.float64)
         for t in range(iterations):
             noise = torch.cat([torch.randn(noise_shape, generator=g, device=device, dtype=z.dtype) for g in noise_gens],
                               dim=1) * config.input_noise_std
@@ -588,7 +647,7 @@ def fit_curves(targets: torch.Tensor, iterations: int, seed: int = 0, config: Se
             optimizer.zero_grad(set_to_none=True)
             mse.sum().backward()
             optimizer.step()
-            curves[group, t] = mse.detach().sqrt().double().cpu()
+            curves[:, t] = mse.detach().sqrt().double().cpu()
     return curves
 
 
@@ -702,18 +761,19 @@ def run_failure_modes(profile: str, device=None, progress: bool = True) -> dict:
         save_json({"key": key, "curves": {n: c.tolist() for n, c in curves.items()}}, cache)
 
     first = cases[0]
-    spread = evaluate_runs([first], {m: settings.config(m) for m in METHODS}, range(settings.spread_runs),
-                           folder, device=device, progress=progress)
-    variants = {}
+    plan = [([first], {m: settings.config(m) for m in METHODS}, range(settings.spread_runs))]
+    infeasible = {}
     for name in settings.variants:
         config = settings.config(name)
         try:
             check_feasible([first], {name: config})
         except ValueError as err:
-            variants[name] = str(err)
+            infeasible[name] = str(err)
             continue
-        variants[name] = evaluate_runs([first], {name: config}, range(settings.variant_runs), folder,
-                                       device=device, progress=progress)
+        plan.append(([first], {name: config}, range(settings.variant_runs)))
+    records = evaluate_plan(plan, folder, device=device, progress=progress)  # all runs share the workers
+    spread = [r for r in records if r["method"] in METHODS]
+    variants = {name: infeasible.get(name) or [r for r in records if r["method"] == name] for name in settings.variants}
     image = kodak_images(settings)[first.meta["image"]]
     objectives = no_blur_objectives(seen_region(image, first), first.k, first.y,
                                     {m: settings.config(m) for m in METHODS})
