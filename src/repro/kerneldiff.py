@@ -983,7 +983,8 @@ DRK_ROW = "DRK (D3), no kernel, out of its domain"
 
 def _score_rows(cases: list, estimates: dict[str, dict], solver: Solver, drk: torch.Tensor, folder: Path,
                 progress: bool) -> list[dict]:
-    """PSNR/SSIM (``repro.evaluation.evaluate``, resumable) and MNC of every method on ``cases``;
+    """PSNR/SSIM (``repro.evaluation.evaluate``, resumable) and MNC (mean, std and per case, in
+    the order of ``cases``) of every method on ``cases``;
     every estimated kernel is restored by the learned ``solver``; ``drk`` is D3's restoration
     kernel, applied as it is (it estimates no kernel)."""
     from .dil import deblur_drk
@@ -1019,6 +1020,7 @@ def _score_rows(cases: list, estimates: dict[str, dict], solver: Solver, drk: to
             kernels = estimates[found[0]]
             values = torch.stack([mnc(kernels[c.name][row["method"]].double(), c.k.double()) for c in cases])
             row |= {"mnc_mean": values.mean().item(), "mnc_std": values.std(unbiased=False).item(),
+                    "mnc_per_case": values.tolist(),
                     "seconds": sum(kernels[c.name]["seconds"] for c in cases) / len(cases)}
     return rows
 
