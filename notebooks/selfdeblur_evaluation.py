@@ -205,15 +205,23 @@ plt.show()
 # ## Cost
 #
 # Wall time per run as measured when the stored run was computed, on the device named in each
-# record (on a shared machine these times include waiting for other jobs).
+# record. On the CPU each run has one thread and the runs go to worker processes, one per core,
+# so a run's wall time is that of a run sharing the machine with the others (on a shared machine
+# these times also include waiting for other jobs).
 
 # %%
-lines = ["| data set | method | runs | seconds per run (median) | device |", "|---|---|---|---|---|"]
+def where(record):
+    if record.get("threads") is None:
+        return record["device"]
+    return f"{record['device']}, {record['threads']} thread(s), {record.get('workers', 1)} run(s) at a time"
+
+
+lines = ["| data set | method | runs | seconds per run (median) | where |", "|---|---|---|---|---|"]
 for dataset in ("kodak", "levin"):
     for method in ("original", "improved"):
         chosen = [r for r in records if r["dataset"] == dataset and r["method"] == method]
         lines.append(f"| {dataset} | {method} | {len(chosen)} | {np.median([r['seconds'] for r in chosen]):.1f} | "
-                     f"{', '.join(sorted({r['device'] for r in chosen}))} |")
+                     f"{'; '.join(sorted({where(r) for r in chosen}))} |")
 display(Markdown("\n".join(lines)))
 
 

@@ -822,14 +822,15 @@ PROFILES = {
                                n_test=3, sample_steps=20, batch=3, step_counts=(40, 20, 10), n_sweep=2,
                                n_trials=4, n_trial_images=1, alternating_iterations=20),
     # this 2-core CPU: 16x16 kernels, 64x64 crops, a 0.87 M-parameter U-Net; 4,000 steps on two
-    # threads (0.23 s/step, 15 min, on one 2-core EPYC; 0.44 s/step, 30 min, on an AVX2-only one). At 2,000 steps (the earlier quick profile) the guided
+    # threads (0.23 s/step, 15 min, on one 2-core EPYC; 0.44-0.53 s/step, 30-35 min, on an AVX2-only one). At 2,000 steps (the earlier quick profile) the guided
     # sampler's mean MNC on the test set was 0.45, at 4,000 steps 0.58, at 6,000 0.53 (one sample
     # per image: the spread between runs is that large).
     # lr 2e-4: DDPM's value for its small models (the paper's 1e-5 suits 1 M steps, not 4,000).
     # Evaluation with 250 strided steps (η = 1) and 4 trials in Fig. 5, to fit the 45-minute budget of
     # the quick Kernel-Diff chapters; the steps sweep still runs all 1000 steps, on the whole test
     # set (issue #5's check of a <= 100-step sampler is on the quick test set): 36 / 8.5 / 3.5 /
-    # 2.1 s per image at 1000 / 250 / 100 / 50 steps on the AVX2-only EPYC, about 10 min.
+    # 2.1 s per image at 1000 / 250 / 100 / 50 steps on the AVX2-only EPYC (40 / 8.4 / 3.6 / 1.9 in
+    # another run), about 10 min.
     "quick": KernelDiffProfile("quick", (16, 32, 32), 32, 2, TrainConfig(steps=4000, batch_size=8, lr=2e-4,
                                                                         log_every=50, checkpoint_every=250),
                                n_test=12, sample_steps=250, batch=6, step_counts=(1000, 250, 100, 50), n_sweep=12,

@@ -109,8 +109,8 @@ the result depends on a scale the paper leaves open."""
 VARIANTS = NEGATIVE_RESULTS + KERNEL_L2_ABLATIONS
 CPU_VARIANTS = ("over-regularised", "kernel ℓ² as a sum")
 """The variants the smoke and quick profiles run: one §4.1 negative result and the ℓ² ablation
-that shows why the term is normalised per entry (each quick run takes about 4 min on a slow
-2-core CPU; "small kernels" needs inputs too large for these profiles)."""
+that shows why the term is normalised per entry (each quick run takes 6-7.5 min on a slow 2-core
+CPU, beside another run; "small kernels" needs inputs too large for these profiles)."""
 
 
 # --------------------------------------------------------------------------------------------
