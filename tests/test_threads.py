@@ -17,6 +17,7 @@ def test_parallel_map_yields_every_result_and_raises_a_jobs_error():
 def test_check_workers():
     assert check_workers(None) == default_workers() >= 1
     assert check_workers(3) == 3
+    assert check_workers(3, "meta") == 1  # off the CPU: in this process
     for bad in (0, -1, 1.5, True, "2"):
         with pytest.raises(ValueError, match="workers must be None or an int >= 1"):
             check_workers(bad)

@@ -50,12 +50,13 @@ def default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def check_workers(workers) -> int:
-    """``workers`` checked (an int >= 1), or :func:`default_workers` for None."""
+def check_workers(workers, device: torch.device | str = "cpu") -> int:
+    """``workers`` checked (an int >= 1), or :func:`default_workers` for None; 1 when ``device``
+    is not the CPU (work there runs in this process, batched)."""
     workers = default_workers() if workers is None else workers
     if not (isinstance(workers, int) and not isinstance(workers, bool) and workers >= 1):
         raise ValueError(f"workers must be None or an int >= 1, got {workers!r}")
-    return workers
+    return workers if torch.device(device).type == "cpu" else 1
 
 
 def parallel_map(fn: Callable, jobs: Sequence, workers: int) -> Iterator[tuple[int, object]]:

@@ -867,7 +867,7 @@ def train_variants(profile: str, device: str | None = None, progress: bool = Tru
     on one thread as always, so the weights do not depend on ``workers``."""
     names = list(variant_configs(profile))
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    workers = check_workers(workers) if torch.device(device).type == "cpu" else 1
+    workers = check_workers(workers, device)
     jobs = [(profile, name, device) for name in names]
     for _ in tqdm(parallel_map(_train_variant_job, jobs, workers), total=len(jobs), desc="DIL variants",
                   disable=not progress, leave=False):

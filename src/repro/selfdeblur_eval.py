@@ -483,7 +483,7 @@ def evaluate_plan(plan: Sequence[tuple], folder: str | Path, device=None, batche
     batched = device.type == "cuda" if batched is None else batched
     if not isinstance(batched, bool):
         raise ValueError(f"batched must be None, True or False, got {batched!r}")
-    workers = check_workers(workers) if device.type == "cpu" else 1
+    workers = check_workers(workers, device)
     for cases, configs, _ in plan:
         check_feasible(cases, configs)
     folder = Path(folder)
@@ -616,7 +616,7 @@ def fit_curves(targets: torch.Tensor, iterations: int, seed: int = 0, config: Se
         raise ValueError(f"iterations must be a positive int, got {iterations!r}")
     config = SelfDeblurConfig() if config is None else config
     device = _default_device(device)
-    workers = check_workers(workers) if device.type == "cpu" else 1
+    workers = check_workers(workers, device)
     groups = [list(range(targets.shape[0]))] if device.type == "cuda" else [[r] for r in range(targets.shape[0])]
     curves = torch.empty(targets.shape[0], iterations, dtype=torch.float64)
     jobs = [(targets[group], [seed + r for r in group], iterations, config, device) for group in groups]
