@@ -236,7 +236,9 @@ glue("fig5_true", f"{entry['true_kernel']:.2e}", display=False)
 # Beyond the paper: the guided sampler with fewer, strided steps (DDIM-style,
 # {meth}`repro.kerneldiff.Schedule.ddim_step`; η = 1 for all 1000 steps, the paper's ancestral
 # DDPM, and η = {glue:text}`strided_eta` for the strided ones), on {glue:text}`steps_images`.
-# Seconds per image on this machine (shared CPU cores: indicative only).
+# The row with the main table's step count is the main table's guided run itself, not a
+# second draw of the same sampler. Seconds per image on this machine (shared CPU cores:
+# indicative only).
 
 # %%
 sweep = results["steps"]
@@ -244,10 +246,11 @@ glue("strided_eta", f"{settings.strided_eta:g}", display=False)
 n_sweep, n_test = sweep[0]["n"], len(results["cases"])
 glue("steps_images", f"all {n_test} test images" if n_sweep == n_test else f"the first {n_sweep} of the {n_test} test images",
      display=False)
-lines = ["| steps | η | n | MNC | PSNR (dB) | s / image | device |", "|---|---|---|---|---|---|---|"]
+lines = ["| steps | η | n | MNC | PSNR (dB) | s / image | sampled as | device |", "|---|---|---|---|---|---|---|---|"]
 for r in sweep:
     lines.append(f"| {r['steps']} | {r['eta']:g} | {r['n']} | {r['mnc_mean']:.3f} ± {r['mnc_std']:.3f} | "
-                 f"{r['psnr_mean']:.2f} ± {r['psnr_std']:.2f} | {r['seconds_per_image']:.1f} | {r['device']} |")
+                 f"{r['psnr_mean']:.2f} ± {r['psnr_std']:.2f} | {r['seconds_per_image']:.1f} | {r['source']} | "
+                 f"{r['device']} |")
 display(Markdown("\n".join(lines)))
 fig, axes = plt.subplots(1, 3, figsize=(13, 3.2))
 steps_axis = [r["steps"] for r in sweep]

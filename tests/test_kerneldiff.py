@@ -268,6 +268,39 @@ def test_sample_rejects_bad_input(trained):
         kd.sample(trained.ema, y, guided=False, steps=0)
 
 
+def test_steps_sweep_reuses_the_main_tables_guided_run(trained, tmp_path, monkeypatch):
+    """The sweep's row at the main table's step count scores the main table's kernels (no second
+    draw); the other rows sample the sweep's images as one batch."""
+    import dataclasses
+    from types import SimpleNamespace
+
+    from repro.metrics import mnc
+
+    cases = []
+    for i in range(3):
+        y, k = blurred_case(seed=i)
+        x = torch.rand(3, 16, 16, generator=torch.Generator().manual_seed(i))
+        cases.append(SimpleNamespace(name=f"case{i}", x=x, y=y[0], k=k[0, 0]))
+    settings = dataclasses.replace(kd.get_profile("smoke"), n_test=3, batch=3, n_sweep=2, sample_steps=3,
+                                   step_counts=(6, 3))
+    main = {c.name: {"Kernel-Diff, guided": torch.full((5, 5), 1 / 25) if i else c.k, "seconds": 1.5 + i}
+            for i, c in enumerate(cases)}
+    calls = []
+    real_sample = kd.sample
+    monkeypatch.setattr(kd, "sample", lambda *a, **k: calls.append(a[4]) or real_sample(*a, **k))
+    rows = kd._steps_sweep(cases, trained.ema, kd.wiener_solver(1e-3), settings, kd.Schedule(), tmp_path, "key",
+                           main, progress=False)
+    assert calls == [6] and [r["steps"] for r in rows] == [6, 3]
+    reused = rows[1]
+    expected = torch.stack([mnc(cases[0].k.double(), cases[0].k.double()),
+                            mnc(torch.full((5, 5), 1 / 25).double(), cases[1].k.double())])
+    assert reused["mnc_mean"] == pytest.approx(expected.mean().item())
+    assert reused["seconds_per_image"] == 2.0 and reused["source"].startswith("main table")
+    assert rows[0]["source"] == "one batch of 2" and rows[0]["n"] == 2
+    with pytest.raises(ValueError, match="n_sweep"):
+        dataclasses.replace(settings, n_sweep=4)
+
+
 def test_profiles():
     for name in ("smoke", "quick", "paper"):
         settings = kd.get_profile(name)

@@ -807,6 +807,12 @@ class KernelDiffProfile:
     alternating_iterations: int
     strided_eta: float = 1.0
 
+    def __post_init__(self):
+        for name in ("n_sweep", "n_trial_images", "batch"):
+            if not 1 <= getattr(self, name) <= self.n_test:
+                raise ValueError(f"KernelDiffProfile {self.name!r}: {name} must be in 1..n_test = {self.n_test}, "
+                                 f"got {getattr(self, name)}")
+
     def unet(self) -> UNetConfig:
         from .synth import data_profile
 
@@ -821,19 +827,21 @@ PROFILES = {
                                                                    checkpoint_every=30),
                                n_test=3, sample_steps=20, batch=3, step_counts=(40, 20, 10), n_sweep=2,
                                n_trials=4, n_trial_images=1, alternating_iterations=20),
-    # this 2-core CPU: 16x16 kernels, 64x64 crops, a 0.87 M-parameter U-Net; 4,000 steps on two
-    # threads (0.23 s/step, 15 min, on one 2-core EPYC; 0.44-0.53 s/step, 30-35 min, on an AVX2-only one). At 2,000 steps (the earlier quick profile) the guided
-    # sampler's mean MNC on the test set was 0.45, at 4,000 steps 0.58, at 6,000 0.53 (one sample
-    # per image: the spread between runs is that large).
-    # lr 2e-4: DDPM's value for its small models (the paper's 1e-5 suits 1 M steps, not 4,000).
-    # Evaluation with 250 strided steps (η = 1) and 4 trials in Fig. 5, to fit the 45-minute budget of
-    # the quick Kernel-Diff chapters; the steps sweep still runs all 1000 steps, on the whole test
-    # set (issue #5's check of a <= 100-step sampler is on the quick test set): 36 / 8.5 / 3.5 /
-    # 2.1 s per image at 1000 / 250 / 100 / 50 steps on the AVX2-only EPYC (40 / 8.4 / 3.6 / 1.9 in
-    # another run), about 10 min.
-    "quick": KernelDiffProfile("quick", (16, 32, 32), 32, 2, TrainConfig(steps=4000, batch_size=8, lr=2e-4,
+    # this 2-core CPU: 16x16 kernels, 64x64 crops, a 0.87 M-parameter U-Net; 3,000 steps on two
+    # threads (0.23 s/step on one 2-core EPYC; 0.44-0.58 s/step, 22-29 min, on an AVX2-only one,
+    # where the convolutions already run at the GEMM peak, ~100 GFLOP/s: 38 GFLOP a step). 3,000
+    # rather than 4,000 steps so that the whole quick book fits 90 minutes on the slower machine.
+    # Earlier runs (one sample per image) gave a guided MNC on the test set of 0.45 at 2,000 steps,
+    # 0.58 at 4,000 and 0.53 at 6,000: the noise of this small test set is as large as the differences.
+    # lr 2e-4: DDPM's value for its small models (the paper's 1e-5 suits 1 M steps, not a few thousand).
+    # Evaluation with 250 strided steps (η = 1), the 12 test images in one batch, and 4 trials in
+    # Fig. 5; the steps sweep runs all 1000 steps on the whole test set (issue #5's check of a
+    # <= 100-step sampler is on the quick test set) and takes its 250-step row from the main
+    # table: 36-40 / 8.5 / 3.5 / 1.9-2.1 s per image at 1000 / 250 / 100 / 50 steps on the
+    # AVX2-only EPYC, about 9 min.
+    "quick": KernelDiffProfile("quick", (16, 32, 32), 32, 2, TrainConfig(steps=3000, batch_size=8, lr=2e-4,
                                                                         log_every=50, checkpoint_every=250),
-                               n_test=12, sample_steps=250, batch=6, step_counts=(1000, 250, 100, 50), n_sweep=12,
+                               n_test=12, sample_steps=250, batch=12, step_counts=(1000, 250, 100, 50), n_sweep=12,
                                n_trials=4, n_trial_images=1, alternating_iterations=100),
     # a GPU: the paper's U-Net (≈36 M parameters, 64x64 kernels, 256x256 crops) and schedule (FACTS.md).
     "paper": KernelDiffProfile("paper", PAPER_UNET.channels, PAPER_UNET.time_dim, PAPER_UNET.attention_heads,
@@ -1084,8 +1092,17 @@ def _figure5(cases, model, solver, settings, schedule, folder, key, progress) ->
     return out
 
 
-def _steps_sweep(cases, model, solver, settings, schedule, folder, key, progress) -> list[dict]:
-    """MNC, PSNR and seconds per image of guided sampling against the number of steps."""
+def _steps_sweep(cases, model, solver, settings, schedule, folder, key, main_guided, progress) -> list[dict]:
+    """MNC, PSNR and seconds per image of guided sampling against the number of steps, on the
+    first ``n_sweep`` cases.
+
+    The row at the main table's step count (``settings.sample_steps``) is not sampled again: it
+    is the main table's guided run itself (``main_guided``, {case name: {"Kernel-Diff, guided":
+    kernel, "seconds": …}}), so that the table and the sweep report one draw of that sampler, not
+    two (with one sample per image two draws differed by 0.07 in mean MNC). Its seconds per image
+    are the main run's, in batches of ``settings.batch``; every other row samples the
+    ``n_sweep`` images as one batch.
+    """
     from .metrics import mnc, psnr
     path = folder / "steps.json"
     cached = load_cached(path, is_valid=lambda obj: isinstance(obj, dict) and obj.get("key") == key)
@@ -1098,13 +1115,22 @@ def _steps_sweep(cases, model, solver, settings, schedule, folder, key, progress
         if any(row["steps"] == steps for row in rows):
             continue
         eta = _eta(steps, settings, schedule)
-        result = sample(model, y, solver, True, steps, eta, seed=SEED, schedule=schedule)
-        scores = mnc(result.kernels.detach().cpu().double(), k_true)
-        quality = psnr(result.images.detach().cpu().to(x.dtype), x)
+        if steps == settings.sample_steps:
+            kernels = torch.stack([main_guided[c.name]["Kernel-Diff, guided"] for c in chosen]).to(device, torch.float32)
+            with torch.no_grad():
+                images = solver(y, kernels[:, None]).clamp(0, 1)
+            seconds = sum(main_guided[c.name]["seconds"] for c in chosen) / len(chosen)
+            source = f"main table (batches of {settings.batch})"
+        else:
+            result = sample(model, y, solver, True, steps, eta, seed=SEED, schedule=schedule)
+            kernels, images, seconds = result.kernels, result.images, result.seconds / len(chosen)
+            source = f"one batch of {len(chosen)}"
+        scores = mnc(kernels.detach().cpu().double(), k_true)
+        quality = psnr(images.detach().cpu().to(x.dtype), x)
         rows.append({"steps": steps, "eta": eta, "n": len(chosen), "mnc_mean": scores.mean().item(),
                      "mnc_std": scores.std(unbiased=False).item(), "psnr_mean": quality.mean().item(),
-                     "psnr_std": quality.std(unbiased=False).item(), "seconds_per_image": result.seconds / len(chosen),
-                     "device": str(device)})
+                     "psnr_std": quality.std(unbiased=False).item(), "seconds_per_image": seconds,
+                     "source": source, "device": str(device)})
         save_json({"key": key, "rows": rows}, path)
     return sorted(rows, key=lambda row: -row["steps"])
 
@@ -1174,7 +1200,8 @@ def run_chapter(profile: str, device=None, progress: bool = True) -> dict:
     figure5 = _figure5(cases, model, solver, settings, schedule, folder,
                        f"{key}|trials={settings.n_trials}|alt={settings.alternating_iterations}", progress)
     sweep = _steps_sweep(cases, model, solver, settings, schedule, folder,
-                         f"{solver.key}|{model_key}|strided_eta={settings.strided_eta}|seed={SEED}", progress)
+                         f"{key}|strided_eta={settings.strided_eta}|batch={settings.batch}",
+                         estimates[("guided", "Kernel-Diff, guided")], progress)
     from .synth import data_profile
 
     return {
