@@ -12,6 +12,9 @@ the other, ``--rounds`` times; within a run, the time per iteration is the media
 intervals between consecutive iterations after ``--warmup`` iterations (set-up and first calls
 excluded). The reported figure is the minimum over rounds (the least disturbed by other jobs:
 with 2 threads on 2 busy cores a round can be 10x slower); every round is kept in the JSON.
+The floor (:func:`gemm_floor`): Gx's counted FLOPs at the float32 GEMM rate measured in the same
+run, the fewest seconds an iteration could take; its ratio to the plain time is the best fast /
+plain that any formulation of the same mathematics could reach on this machine.
 
 CUDA (when available, else reported as skipped): R = ``--restarts`` (8) restarts of one
 ``--cuda-size`` (256) square image as one batched run (``run_selfdeblur(restarts=R)``) against R
@@ -45,6 +48,7 @@ import time
 import torch
 
 from repro.selfdeblur import ImageGenerator, SelfDeblurConfig, run_selfdeblur, tune_cpu_allocator
+from repro.timing import time_call
 
 MODES = ("plain", "plain+allocator", "fast")
 
@@ -116,6 +120,28 @@ def bench_cpu(args) -> dict:
         out[f"{mode}_peak_rss_mb"] = info[mode]["peak_rss_mb"]
     out["fast_over_plain"] = out["fast_seconds_per_iteration"] / out["plain_seconds_per_iteration"]
     return out
+
+
+def gemm_floor(args) -> dict:
+    """The fewest seconds an iteration can take on this machine: Gx's floating-point operations
+    for one forward and backward pass at the benchmark's size (fast path, counted exactly by
+    ``torch.utils.flop_counter``; Gk's are negligible) at the float32 GEMM rate measured here
+    (a 2048² ``torch.mm``, best of 5, ``args.threads`` threads). Convolutions cannot beat the
+    GEMM rate, so ``floor / plain`` bounds what any formulation of the same mathematics can reach
+    against the plain one."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    torch.set_num_threads(args.threads)
+    side = args.size + args.kernel - 1
+    gx = ImageGenerator()
+    gx.fast = True
+    with FlopCounterMode(display=False) as counter:
+        gx(torch.rand(1, 8, side, side, generator=torch.Generator().manual_seed(0)) * 0.1).sum().backward()
+    a, b = torch.rand(2048, 2048), torch.rand(2048, 2048)
+    seconds = time_call(lambda: a @ b, repeats=5, warmup=1, reduce=min)
+    rate = 2 * 2048**3 / seconds
+    flops = counter.get_total_flops()
+    return {"gx_gflop": flops / 1e9, "gemm_gflops_per_s": rate / 1e9, "floor_seconds": flops / rate}
 
 
 def bench_compile(args) -> dict:
@@ -195,6 +221,11 @@ def main(argv=None) -> int:
         cpu["peak_rss_gib"], cpu["meets_memory_target"] = peak_gib, peak_gib < args.memory_limit_gib
         print(f"  peak resident memory {peak_gib:.2f} GiB ({'under' if cpu['meets_memory_target'] else 'OVER'} "
               f"the {args.memory_limit_gib:g} GiB target)")
+        cpu["floor"] = gemm_floor(args)
+        floor = cpu["floor"]
+        print(f"  floor: {floor['gx_gflop']:.0f} GFLOP at {floor['gemm_gflops_per_s']:.0f} GFLOP/s (GEMM) = "
+              f"{floor['floor_seconds']:.3f} s/iteration, {floor['floor_seconds'] / cpu['plain_seconds_per_iteration']:.2f}"
+              "x the plain time")
     if args.compile:
         results["compile"] = bench_compile(args)
         comp = results["compile"]
@@ -229,6 +260,12 @@ def record(results: dict, args) -> str:
              "value": round(cpu["fast_over_plain"], 2), "target": "≤ 0.55×", "met": cpu["fast_over_plain"] <= 0.55},
             {"part": "SelfDeblur", "measure": f"peak resident memory, GiB ({where})", "value": round(cpu["peak_rss_gib"], 2),
              "target": f"< {args.memory_limit_gib:g} GiB", "met": cpu["meets_memory_target"]},
+            {"part": "SelfDeblur",
+             "measure": f"floor / plain: Gx's {cpu['floor']['gx_gflop']:.0f} GFLOP per iteration at this machine's "
+                        f"float32 GEMM rate ({cpu['floor']['gemm_gflops_per_s']:.0f} GFLOP/s), over the plain time "
+                        f"({where}): the best fast / plain any formulation can reach here",
+             "value": round(cpu["floor"]["floor_seconds"] / cpu["plain_seconds_per_iteration"], 2),
+             "target": "none (reference for the row above)", "met": None},
         ]
     cuda = results["cuda"]
     measure = f"R = {args.restarts} restarts, {args.cuda_size}x{args.cuda_size}: batched / sequential throughput"
