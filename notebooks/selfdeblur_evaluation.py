@@ -57,7 +57,7 @@ cases = {c.meta["input"]: c for c in out["cases"]}
 scope = settings.describe()
 glue("profile", profile, display=False)
 glue("scope", scope, display=False)
-glue("crop", "whole images" if settings.levin_size is None else f"{settings.levin_size} pixels", display=False)
+glue("quick_crop", f"{se.get_profile('quick').levin_size}-pixel", display=False)
 print(f"profile {profile}: {scope}")
 
 
@@ -131,16 +131,17 @@ display(Markdown(
 # with the term as printed (a sum over the kernel's entries, where ours divides it by their
 # number, like the per-pixel data and TV terms), on the Kodak input.
 #
-# The quick crops ({glue:text}`crop`) are not smaller because smaller ones break the multiscale
-# method rather than reduce it: on 64-pixel crops its coarsest scale is a 32-pixel y, and a
-# 40-pixel x is too small for $\mathcal{G}_x$'s five stride-2 levels. An earlier version of this
-# profile used them, and the improved method ended 3–10 dB below the blurred input on all of its
-# 7 runs (same iterations and learning rates as here); on Levin's im1_kernel3 with seed 0 it went
-# from −5.8 dB on the 64-pixel crop to +3.2 dB on a 128-pixel one (both chapter runs, two
-# threads, with the code of that time: kernel ℓ² term as a sum, channels-last layout;
-# `scripts/selfdeblur_probe.py --size N` re-runs any such case). The profile now uses 120-pixel
-# crops, which cost 11 % less than 128-pixel ones and keep the same sizes through Gx's levels at
-# the coarsest scale (a 66-pixel x: 33, 17, 9, 5, 3; from 128 pixels: 35, 18, 9, 5, 3).
+# The quick profile's crops are {glue:text}`quick_crop`, not smaller, because smaller ones break
+# the multiscale method rather than reduce it: on 64-pixel crops its coarsest scale is a
+# 32-pixel y, and a 40-pixel x is too small for $\mathcal{G}_x$'s five stride-2 levels. An
+# earlier version of this profile used them, and the improved method ended 3–10 dB below the
+# blurred input on all of its 7 runs (same iterations and learning rates as here); on Levin's
+# im1_kernel3 with seed 0 it went from −5.8 dB on the 64-pixel crop to +3.2 dB on a 128-pixel one
+# (both chapter runs, two threads, with the code of that time: kernel ℓ² term as a sum,
+# channels-last layout; `scripts/selfdeblur_probe.py --size N` re-runs any such case). The
+# profile later went from 128 to 120 pixels: 11 % less computation, and the same sizes through
+# Gx's levels at the coarsest scale (a 66-pixel x: 33, 17, 9, 5, 3; from 128 pixels: 35, 18, 9,
+# 5, 3).
 #
 # ## Fig. 3: ISNR distributions on Kodak
 
