@@ -160,6 +160,17 @@ def test_kerneldiff_samples_a_kernel_of_the_models_size(workdir, capsys, monkeyp
     assert x1.shape == grey.shape and torch.equal(x1, x2) and torch.equal(k1, k2)
     with pytest.raises(ValueError, match="estimates 9x9 kernels only; omit the kernel size or pass 9"):
         methods.deblur("kerneldiff", grey, profile="smoke", kernel_size=7)
+    # several samples: the one with the lowest residual is kept
+    from repro import kerneldiff as kd
+
+    chosen = []
+    real_choose = kd.choose_by_residual
+    monkeypatch.setattr(kd, "choose_by_residual", lambda *a: chosen.append(real_choose(*a)) or chosen[-1])
+    x3, k3 = methods.deblur("kerneldiff", grey, profile="smoke", seed=2, steps=5, samples=3, progress=False)
+    (kernels, index), = chosen
+    assert torch.equal(k3, kernels[0]) and x3.shape == grey.shape and 0 <= int(index[0]) < 3
+    with pytest.raises(ValueError, match="samples must be a positive int"):
+        methods.deblur("kerneldiff", grey, profile="smoke", samples=0)
     small = torch.rand(1, 3, 20, 40, generator=torch.Generator().manual_seed(0))  # extended by reflection to 32
     assert methods.deblur("kerneldiff", small, profile="smoke", steps=2, progress=False)[0].shape == small.shape
     monkeypatch.setattr(methods, "kerneldiff_sizes", lambda profile: (64, 9))

@@ -268,9 +268,59 @@ def test_sample_rejects_bad_input(trained):
         kd.sample(trained.ema, y, guided=False, steps=0)
 
 
-def test_steps_sweep_reuses_the_main_tables_guided_run(trained, tmp_path, monkeypatch):
-    """The sweep's row at the main table's step count scores the main table's kernels (no second
-    draw); the other rows sample the sweep's images as one batch."""
+def test_max_batch_does_not_change_the_samples(trained):
+    """ε_θ, F and the gradients in slices of two: the same random draws, the same kernels."""
+    y, _ = blurred_case()
+    solver = kd.wiener_solver(1e-3)
+    common = dict(steps=8, n_samples=5, seed=3, refine_steps=3)
+    whole = kd.sample(trained.ema, y, solver, **common)
+    sliced = kd.sample(trained.ema, y, solver, max_batch=2, **common)
+    assert torch.allclose(whole.kernels, sliced.kernels, atol=1e-6, rtol=0)
+    assert torch.allclose(whole.final_residual, sliced.final_residual, rtol=1e-5)
+    unguided = kd.sample(trained.ema, y, solver, guided=False, steps=8, n_samples=5, seed=3)
+    assert torch.allclose(unguided.residual, kd.sample(trained.ema, y, solver, guided=False, steps=8, n_samples=5,
+                                                       seed=3, max_batch=3).residual, rtol=1e-5)
+    with pytest.raises(ValueError, match="max_batch"):
+        kd.sample(trained.ema, y, solver, max_batch=0)
+    with pytest.raises(ValueError, match="max_batch"):
+        kd.refine(y, torch.zeros(1, 1, 5, 5), solver, max_batch=1.5)
+
+
+def test_choose_by_residual_keeps_each_images_lowest_residual(trained):
+    y1, _ = blurred_case(seed=0)
+    y2, _ = blurred_case(seed=1)
+    solver = kd.wiener_solver(1e-3)
+    result = kd.sample(trained.ema, torch.cat([y1, y2]), solver, steps=6, n_samples=3, seed=0, refine_steps=2)
+    final, _ = kd.reblur_loss(torch.cat([y1, y2]).repeat_interleave(3, dim=0), result.kernels[:, None], solver)
+    assert torch.allclose(result.final_residual, final, rtol=1e-5)
+    kernels, index = kd.choose_by_residual(result, 3)
+    assert index.tolist() == final.view(2, 3).argmin(dim=1).tolist()
+    assert torch.equal(kernels[1], result.kernels[3 + index[1]]) and kernels.shape == (2, 5, 5)
+    with pytest.raises(ValueError, match="divides"):
+        kd.choose_by_residual(result, 4)
+    unguided = kd.sample(trained.ema, y1, guided=False, steps=4, n_samples=2)
+    with pytest.raises(ValueError, match="solver"):
+        kd.choose_by_residual(unguided, 2)
+
+
+def test_selection_summary_compares_the_residuals_choice_with_the_best_sample():
+    from repro.metrics import mnc
+
+    k = synth.motion_kernels(1, 5, synth.TEST_KERNEL_SEED)[0]
+    flat = torch.full((5, 5), 1 / 25)
+    case = type("Case", (), {"name": "a", "k": k})()
+    found = {"a": {"samples": torch.stack([flat, k]), "residuals": torch.tensor([1e-4, 2e-4])}}
+    summary = kd.selection_summary([case], found)
+    assert summary["cases"][0]["chosen"] == 0 and summary["cases"][0]["best"] == 1
+    assert summary["chosen_is_best"] == 0 and summary["best_mnc"] == pytest.approx(1.0)
+    assert summary["chosen_mnc"] == pytest.approx(mnc(flat.double(), k.double()).item())
+    assert summary["sample_mnc"] == pytest.approx((summary["chosen_mnc"] + 1) / 2)
+
+
+def test_steps_sweep_reuses_the_runs_the_chapter_already_drew(trained, tmp_path, monkeypatch):
+    """The sweep's rows at the step counts of the main table and of the selection run score those
+    runs' kernels (no second draw; all samples of the selection run); the other rows sample the
+    sweep's images as one batch."""
     import dataclasses
     from types import SimpleNamespace
 
@@ -281,24 +331,36 @@ def test_steps_sweep_reuses_the_main_tables_guided_run(trained, tmp_path, monkey
         y, k = blurred_case(seed=i)
         x = torch.rand(3, 16, 16, generator=torch.Generator().manual_seed(i))
         cases.append(SimpleNamespace(name=f"case{i}", x=x, y=y[0], k=k[0, 0]))
+    flat = torch.full((5, 5), 1 / 25)
     settings = dataclasses.replace(kd.get_profile("smoke"), n_test=3, batch=3, n_sweep=2, sample_steps=3,
-                                   step_counts=(6, 3))
-    main = {c.name: {"Kernel-Diff, guided": torch.full((5, 5), 1 / 25) if i else c.k, "seconds": 1.5 + i}
-            for i, c in enumerate(cases)}
+                                   step_counts=(6, 3, 2), select_steps=2, n_select=2)
+    main = {c.name: {"Kernel-Diff, guided": flat if i else c.k, "seconds": 1.5 + i} for i, c in enumerate(cases)}
+    several = {c.name: {"samples": torch.stack([c.k, flat]), "seconds": 4.0} for c in cases}
+    drawn = {3: kd._drawn(main, "Kernel-Diff, guided", 1, "main table"),
+             2: kd._drawn(several, "samples", 2, "selection run")}
     calls = []
     real_sample = kd.sample
     monkeypatch.setattr(kd, "sample", lambda *a, **k: calls.append(a[4]) or real_sample(*a, **k))
     rows = kd._steps_sweep(cases, trained.ema, kd.wiener_solver(1e-3), settings, kd.Schedule(), tmp_path, "key",
-                           main, progress=False)
-    assert calls == [6] and [r["steps"] for r in rows] == [6, 3]
+                           drawn, progress=False)
+    assert calls == [6] and [r["steps"] for r in rows] == [6, 3, 2]
     reused = rows[1]
-    expected = torch.stack([mnc(cases[0].k.double(), cases[0].k.double()),
-                            mnc(torch.full((5, 5), 1 / 25).double(), cases[1].k.double())])
-    assert reused["mnc_mean"] == pytest.approx(expected.mean().item())
-    assert reused["seconds_per_image"] == 2.0 and reused["source"].startswith("main table")
+    expected = torch.stack([mnc(cases[0].k.double(), cases[0].k.double()), mnc(flat.double(), cases[1].k.double())])
+    assert reused["mnc_mean"] == pytest.approx(expected.mean().item()) and reused["n"] == 2
+    assert reused["seconds_per_kernel"] == 2.0 and reused["source"] == "main table"
+    both = torch.stack([mnc(c.k.double(), c.k.double()) for c in cases[:2]] +
+                       [mnc(flat.double(), c.k.double()) for c in cases[:2]])
+    assert rows[2]["mnc_mean"] == pytest.approx(both.mean().item()) and rows[2]["n"] == 4
+    assert rows[2]["seconds_per_kernel"] == 2.0
     assert rows[0]["source"] == "one batch of 2" and rows[0]["n"] == 2
     with pytest.raises(ValueError, match="n_sweep"):
         dataclasses.replace(settings, n_sweep=4)
+    with pytest.raises(ValueError, match="select_steps"):
+        dataclasses.replace(settings, select_steps=3)
+    with pytest.raises(ValueError, match="select_steps"):
+        dataclasses.replace(settings, select_steps=5)
+    with pytest.raises(ValueError, match="n_select"):
+        dataclasses.replace(settings, n_select=0)
 
 
 def test_profiles():

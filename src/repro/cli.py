@@ -64,6 +64,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="selfdeblur: the original loop or Kotera et al.'s improved one (default improved)")
     d.add_argument("--steps", type=int, default=None, metavar="N",
                    help="kerneldiff: number of (strided) reverse diffusion steps (default: the profile's)")
+    d.add_argument("--samples", type=int, default=None, metavar="N",
+                   help="kerneldiff: draw N kernels and keep the one that best explains the image (lowest "
+                        "reblurring residual; default 1, the paper's sampler)")
     d.add_argument("--kernel", default=None, metavar="PATH",
                    help="wiener: a known kernel (.npy, or an image), instead of the blind Gaussian guess")
     d.add_argument("--noise-sigma", type=float, default=None, metavar="S",
@@ -160,7 +163,8 @@ def deblur_command(args) -> int:
     image, note = read_input(source)
     if note:
         print(f"repro: note: {note}", file=sys.stderr)
-    options = {"iterations": args.iterations, "variant": args.variant, "steps": args.steps, "kernel": args.kernel,
+    options = {"iterations": args.iterations, "variant": args.variant, "steps": args.steps, "samples": args.samples,
+               "kernel": args.kernel,
                "noise_sigma": args.noise_sigma}
     if args.kernel is not None:
         options["kernel"] = methods.load_kernel(args.kernel)

@@ -593,6 +593,11 @@ def _jsonable(obj):
 GUIDANCE_SCALE = 0.04
 """δ of Algorithm 1 as the official code sets it (FACTS.md): k_{t−1} = k′_{t−1} − (0.04 / L) ∇_{k̂₀} L.
 Dividing by L makes the step 0.04 ∇ log L, independent of how L is normalised."""
+CPU_MAX_BATCH = 24
+"""``max_batch`` of the chapters' samplers on the CPU. Guided sampling with the quick models
+(ε_θ, then F's loss and gradient) cost, per kernel and step on two threads of the AVX2-only
+EPYC: 54 / 47 / 41 / 36 / 49 ms in batches of 3 / 6 / 12 / 24 / 48; F's backward pass is the
+part that slows down past 24 (15 → 25 ms), as its (19, 128, 128) spectra stop fitting in cache."""
 REFINE_STEPS, REFINE_STEP_SIZE, REFINE_SPARSITY = 20, 1e3, 1e-4
 """Stage II (FACTS.md): 20 accepted gradient steps on k of MSE + 1e-4 ‖k + 1‖₁ / numel, step 1e3
 halved on every increase."""
@@ -606,8 +611,9 @@ class SampleResult:
     the Stage II refinement (equal to ``kernels`` without refinement); ``images`` (N, 3, H, W):
     F(y, k) clamped to [0, 1] (None without a solver); ``timesteps``: the reverse steps taken;
     ``residual`` (steps, N): the reblurring loss MSE(y, k̃₀ ⊛ F(y, k̃₀)) of the k̂₀ estimate at each
-    step (None without a solver); ``refine_residual`` (accepted steps + 1, N) the same through
-    Stage II; ``trace_steps`` and ``trace_kernels`` (n, N, s, s): k̃₀ estimates along the way;
+    step (None without a solver); ``refine_residual`` (accepted steps + 1, N) the objective of
+    Stage II; ``final_residual`` (N,): the reblurring loss of the final ``kernels`` (None without
+    a solver), what :func:`choose_by_residual` ranks samples by; ``trace_steps`` and ``trace_kernels`` (n, N, s, s): k̃₀ estimates along the way;
     ``seconds``: wall-clock time of the call.
     """
 
@@ -617,51 +623,69 @@ class SampleResult:
     timesteps: list[int]
     residual: torch.Tensor | None
     refine_residual: torch.Tensor | None
+    final_residual: torch.Tensor | None
     trace_steps: list[int]
     trace_kernels: torch.Tensor
     seconds: float
 
 
+def _in_chunks(fn, max_batch: int | None, *tensors: torch.Tensor):
+    """``fn(*tensors)`` evaluated on consecutive slices of at most ``max_batch`` items (dim 0) and
+    concatenated (a tuple of outputs is concatenated element-wise); ``None``: one call. For
+    functions that treat every item on its own, the result is that of one call on the whole
+    batch; only the size of the intermediate tensors changes."""
+    n = tensors[0].shape[0]
+    if max_batch is None or n <= max_batch:
+        return fn(*tensors)
+    parts = [fn(*(tensor[i : i + max_batch] for tensor in tensors)) for i in range(0, n, max_batch)]
+    if isinstance(parts[0], tuple):
+        return tuple(torch.cat(items) for items in zip(*parts))
+    return torch.cat(parts)
+
+
+def _check_max_batch(max_batch) -> None:
+    if max_batch is not None and not _is_int(max_batch, 1):
+        raise ValueError(f"max_batch must be None or an int >= 1, got {max_batch!r}")
+
+
 def refine(y: torch.Tensor, k: torch.Tensor, solver: Solver, steps: int = REFINE_STEPS,
            step_size: float = REFINE_STEP_SIZE, sparsity: float = REFINE_SPARSITY,
-           max_iterations: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+           max_iterations: int | None = None, max_batch: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Stage II of Algorithm 1 on kernels ``k`` (N, 1, s, s) in [−1, 1], for images y (N, 3, H, W).
 
     Gradient descent on J(k) = MSE(y, k̃ ⊛ F(y, k̃)) + sparsity · ‖k + 1‖₁ / numel(k), k̃ =
     :func:`unit_to_kernel` (k): a step is accepted only if it lowers J, otherwise the item's step
     size is halved (FACTS.md); ``steps`` accepted steps per item, at most ``max_iterations``
     tries in all (default 3 · steps). Iterates are kept in [−1, 1], the range of the diffusion.
-    Returns the refined k and the history of J (iterations + 1, N).
+    ``max_batch``: J and its gradient are evaluated on at most that many items at a time
+    (:func:`sample`). Returns the refined k and the history of J (iterations + 1, N).
     """
+    _check_max_batch(max_batch)
     max_iterations = 3 * steps if max_iterations is None else max_iterations
 
-    def objective(kernel):
-        loss, _ = reblur_loss(y, unit_to_kernel(kernel), solver)
-        return loss + sparsity * (kernel + 1).abs().flatten(1).mean(dim=1)
+    def value_and_grad(y_part, k_part):
+        with torch.enable_grad():
+            kg = k_part.detach().requires_grad_(True)
+            loss, _ = reblur_loss(y_part, unit_to_kernel(kg), solver)
+            value = loss + sparsity * (kg + 1).abs().flatten(1).mean(dim=1)
+            return value.detach(), torch.autograd.grad(value.sum(), kg)[0]
 
     k = k.detach().clone()
     lr = torch.full((k.shape[0],), float(step_size), dtype=k.dtype, device=k.device)
     accepted = torch.zeros(k.shape[0], dtype=torch.long, device=k.device)
-    with torch.enable_grad():
-        kg = k.requires_grad_(True)
-        current = objective(kg)
-        grad = torch.autograd.grad(current.sum(), kg)[0]
-    k, current = k.detach(), current.detach()
+    current, grad = _in_chunks(value_and_grad, max_batch, y, k)
     history = [current]
     for _ in range(max_iterations):
         active = accepted < steps
         if not active.any():
             break
         candidate = (k - lr.view(-1, 1, 1, 1) * grad).clamp(-1, 1)
-        with torch.enable_grad():
-            cg = candidate.requires_grad_(True)
-            value = objective(cg)
-            candidate_grad = torch.autograd.grad(value.sum(), cg)[0]
-        ok = active & (value.detach() < current)
+        value, candidate_grad = _in_chunks(value_and_grad, max_batch, y, candidate)
+        ok = active & (value < current)
         mask = ok.view(-1, 1, 1, 1)
-        k = torch.where(mask, candidate.detach(), k)
+        k = torch.where(mask, candidate, k)
         grad = torch.where(mask, candidate_grad, grad)
-        current = torch.where(ok, value.detach(), current)
+        current = torch.where(ok, value, current)
         accepted += ok.long()
         lr = torch.where(active & ~ok, lr / 2, lr)
         history.append(current)
@@ -671,7 +695,8 @@ def refine(y: torch.Tensor, k: torch.Tensor, solver: Solver, steps: int = REFINE
 def sample(model: KernelUNet, y: torch.Tensor, solver: Solver | None = None, guided: bool = True,
            steps: int | None = None, eta: float = 1.0, n_samples: int = 1, seed: int = 0,
            schedule: Schedule | None = None, guidance_scale: float = GUIDANCE_SCALE,
-           refine_steps: int | None = None, trace_every: int | None = None, progress: bool = False) -> SampleResult:
+           refine_steps: int | None = None, trace_every: int | None = None, max_batch: int | None = None,
+           progress: bool = False) -> SampleResult:
     """Sample blur kernels for blurred images ``y`` (Algorithm 1 of the paper).
 
     * ``y``: (3, H, W) or (B, 3, H, W) in [0, 1]; ``n_samples`` kernels per image are drawn as
@@ -688,6 +713,10 @@ def sample(model: KernelUNet, y: torch.Tensor, solver: Solver | None = None, gui
     * ``solver``: F(y, k), needed when guided; when given, the residual L is also recorded at
       every step (also unguided, for the figures) and x̂ = F(y, k) returned.
     * ``trace_every``: keep k̃₀ every that many steps (and the last); default about 50 in all.
+    * ``max_batch``: ε_θ, F and the gradients run on at most that many kernels at a time (the
+      random draws are still those of the whole batch, so the samples are those of one call, up
+      to floating-point rounding); ``None``: all N at once. On the CPU a very large batch is
+      slower per kernel than a moderate one (:data:`CPU_MAX_BATCH`).
     * Seeded: the same arguments give the same kernels on the same machine.
     """
     check_tensor(y, "y", (3, 4))
@@ -711,6 +740,7 @@ def sample(model: KernelUNet, y: torch.Tensor, solver: Solver | None = None, gui
     trace_every = max(1, len(timesteps) // 50) if trace_every is None else trace_every
     if not _is_int(trace_every, 1):
         raise ValueError(f"trace_every must be an int >= 1, got {trace_every!r}")
+    _check_max_batch(max_batch)
 
     start = time.perf_counter()
     parameter = next(model.parameters())
@@ -720,22 +750,31 @@ def sample(model: KernelUNet, y: torch.Tensor, solver: Solver | None = None, gui
     N, s = y.shape[0], cfg.kernel_size
     generator = torch.Generator().manual_seed(seed)
     k = torch.randn(N, 1, s, s, generator=generator, dtype=dtype).to(device)
+
+    def guidance(y_part, k0_part):  # L and ∇_{k̂₀} L
+        with torch.enable_grad():
+            k0g = k0_part.detach().requires_grad_(True)
+            loss, _ = reblur_loss(y_part, unit_to_kernel(k0g), solver)
+            return loss.detach(), torch.autograd.grad(loss.sum(), k0g)[0]
+
+    def residual(y_part, k0_part):  # L only (unguided)
+        with torch.no_grad():
+            return reblur_loss(y_part, unit_to_kernel(k0_part), solver)[0]
+
     residuals, trace_steps, trace_kernels = [], [], []
     for i, t in enumerate(tqdm(timesteps, desc="Kernel-Diff sampling", disable=not progress, leave=False)):
         t_prev = timesteps[i + 1] if i + 1 < len(timesteps) else -1
         with torch.no_grad():
-            eps = model(k, y_unit, torch.full((N,), t, device=device, dtype=torch.long))
+            eps = _in_chunks(model, max_batch, k, y_unit, torch.full((N,), t, device=device, dtype=torch.long))
             k0 = schedule.predict_k0(k, t, eps).clamp(-1, 1)
         noise = torch.randn(N, 1, s, s, generator=generator, dtype=dtype).to(device)
         k_next = schedule.ddim_step(k, t, t_prev, k0, eta, noise)
-        if solver is not None:
-            with torch.enable_grad():
-                k0g = k0.detach().requires_grad_(guided)
-                loss, _ = reblur_loss(y, unit_to_kernel(k0g), solver)
-                if guided:
-                    grad = torch.autograd.grad(loss.sum(), k0g)[0]
-                    k_next = k_next - (guidance_scale / loss.detach()).view(-1, 1, 1, 1) * grad
-            residuals.append(loss.detach())
+        if solver is not None and guided:
+            loss, grad = _in_chunks(guidance, max_batch, y, k0)
+            k_next = k_next - (guidance_scale / loss).view(-1, 1, 1, 1) * grad
+            residuals.append(loss)
+        elif solver is not None:
+            residuals.append(_in_chunks(residual, max_batch, y, k0))
         if i % trace_every == 0 or t_prev == -1:
             trace_steps.append(t)
             trace_kernels.append(unit_to_kernel(k0)[:, 0])
@@ -744,16 +783,37 @@ def sample(model: KernelUNet, y: torch.Tensor, solver: Solver | None = None, gui
     stage1 = unit_to_kernel(k)[:, 0]
     refine_residual = None
     if refine_steps > 0:
-        k, refine_residual = refine(y, k, solver, steps=refine_steps)
+        k, refine_residual = refine(y, k, solver, steps=refine_steps, max_batch=max_batch)
     kernels = unit_to_kernel(k)
-    images = None
+    images = final_residual = None
     if solver is not None:
         with torch.no_grad():
-            images = solver(y, kernels).clamp(0, 1)
+            final_residual, images = _in_chunks(lambda y_part, k_part: reblur_loss(y_part, k_part, solver),
+                                                max_batch, y, kernels)
+        images = images.clamp(0, 1)
     return SampleResult(kernels=kernels[:, 0], stage1=stage1, images=images, timesteps=timesteps,
                         residual=torch.stack(residuals) if residuals else None, refine_residual=refine_residual,
-                        trace_steps=trace_steps, trace_kernels=torch.stack(trace_kernels),
-                        seconds=time.perf_counter() - start)
+                        final_residual=final_residual, trace_steps=trace_steps,
+                        trace_kernels=torch.stack(trace_kernels), seconds=time.perf_counter() - start)
+
+
+def choose_by_residual(result: SampleResult, n_samples: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Of the ``n_samples`` kernels :func:`sample` drew for each image (image-major order), the
+    one with the smallest final reblurring loss MSE(y, k ⊛ F(y, k)) (``result.final_residual``):
+    kernels (B, s, s) and the index (B,) of the chosen sample of each image.
+
+    Beyond the paper. Kernel-first sampling draws kernels from p(k|y); the residual uses only y,
+    so this choice needs no ground truth. It is only as good as the residual is at telling kernels
+    apart (the identity kernel explains y almost perfectly: the Kernel-Diff sampling chapter)."""
+    if result.final_residual is None:
+        raise ValueError("choosing by residual needs samples drawn with a solver (sample(..., solver=...))")
+    if not _is_int(n_samples, 1) or result.kernels.shape[0] % n_samples:
+        raise ValueError(f"n_samples must be an int >= 1 that divides the {result.kernels.shape[0]} samples, "
+                         f"got {n_samples!r}")
+    residual = result.final_residual.view(-1, n_samples)
+    index = residual.argmin(dim=1)
+    kernels = result.kernels.view(residual.shape[0], n_samples, *result.kernels.shape[1:])
+    return kernels[torch.arange(residual.shape[0], device=index.device), index], index
 
 
 # --------------------------------------------------------------------------------------------
@@ -784,6 +844,11 @@ class KernelDiffProfile:
       otherwise ``strided_eta``); ``batch``: test images per sampler call.
     * ``step_counts``, ``n_sweep``: the steps-vs-quality sweep on the first ``n_sweep`` cases.
     * ``n_trials``, ``n_trial_images``: Fig. 5, trials (seeds) per image, on the first images.
+    * ``n_select``, ``select_steps``: beyond the paper, :data:`SELECT_ROW`: ``n_select`` guided
+      samples per test image with ``select_steps`` steps (one of ``step_counts``, not
+      ``sample_steps``), the one with the lowest reblurring residual kept
+      (:func:`choose_by_residual`); the steps sweep's row at ``select_steps`` is scored on all of
+      these samples.
     * ``alternating_iterations``: iterations of the alternating MAP_{x,k} baseline.
     * ``strided_eta``: η of the strided samplers (fewer than T steps). 1, the stochastic
       strided sampler, chosen on six *validation* pairs of the training distribution
@@ -804,6 +869,8 @@ class KernelDiffProfile:
     n_sweep: int
     n_trials: int
     n_trial_images: int
+    n_select: int
+    select_steps: int
     alternating_iterations: int
     strided_eta: float = 1.0
 
@@ -812,6 +879,11 @@ class KernelDiffProfile:
             if not 1 <= getattr(self, name) <= self.n_test:
                 raise ValueError(f"KernelDiffProfile {self.name!r}: {name} must be in 1..n_test = {self.n_test}, "
                                  f"got {getattr(self, name)}")
+        if not _is_int(self.n_select, 1):
+            raise ValueError(f"KernelDiffProfile {self.name!r}: n_select must be an int >= 1, got {self.n_select!r}")
+        if self.select_steps not in self.step_counts or self.select_steps == self.sample_steps:
+            raise ValueError(f"KernelDiffProfile {self.name!r}: select_steps must be one of step_counts "
+                             f"{self.step_counts} other than sample_steps = {self.sample_steps}, got {self.select_steps!r}")
 
     def unet(self) -> UNetConfig:
         from .synth import data_profile
@@ -826,7 +898,7 @@ PROFILES = {
     "smoke": KernelDiffProfile("smoke", (8, 16), 16, 1, TrainConfig(steps=60, batch_size=8, lr=1e-3, log_every=10,
                                                                    checkpoint_every=30),
                                n_test=3, sample_steps=20, batch=3, step_counts=(40, 20, 10), n_sweep=2,
-                               n_trials=4, n_trial_images=1, alternating_iterations=20),
+                               n_trials=4, n_trial_images=1, n_select=2, select_steps=10, alternating_iterations=20),
     # this 2-core CPU: 16x16 kernels, 64x64 crops, a 0.87 M-parameter U-Net; 3,000 steps on two
     # threads (0.23 s/step on one 2-core EPYC; 0.44-0.58 s/step, 22-29 min, on an AVX2-only one,
     # where the convolutions already run at the GEMM peak, ~100 GFLOP/s: 38 GFLOP a step). 3,000
@@ -838,16 +910,17 @@ PROFILES = {
     # Fig. 5; the steps sweep runs all 1000 steps on the whole test set (issue #5's check of a
     # <= 100-step sampler is on the quick test set) and takes its 250-step row from the main
     # table: 36-40 / 8.5 / 3.5 / 1.9-2.1 s per image at 1000 / 250 / 100 / 50 steps on the
-    # AVX2-only EPYC, about 9 min.
+    # AVX2-only EPYC, about 9 min. The selection row draws 4 samples per image with 50 steps
+    # (about 2 min there), which also give the sweep's 50-step row.
     "quick": KernelDiffProfile("quick", (16, 32, 32), 32, 2, TrainConfig(steps=3000, batch_size=8, lr=2e-4,
                                                                         log_every=50, checkpoint_every=250),
                                n_test=12, sample_steps=250, batch=12, step_counts=(1000, 250, 100, 50), n_sweep=12,
-                               n_trials=4, n_trial_images=1, alternating_iterations=100),
+                               n_trials=4, n_trial_images=1, n_select=4, select_steps=50, alternating_iterations=100),
     # a GPU: the paper's U-Net (≈36 M parameters, 64x64 kernels, 256x256 crops) and schedule (FACTS.md).
     "paper": KernelDiffProfile("paper", PAPER_UNET.channels, PAPER_UNET.time_dim, PAPER_UNET.attention_heads,
                                TrainConfig(), n_test=100, sample_steps=1000, batch=10,
                                step_counts=(1000, 250, 100, 50), n_sweep=20, n_trials=50, n_trial_images=1,
-                               alternating_iterations=1000),
+                               n_select=4, select_steps=50, alternating_iterations=1000),
 }
 
 
@@ -1092,16 +1165,25 @@ def _figure5(cases, model, solver, settings, schedule, folder, key, progress) ->
     return out
 
 
-def _steps_sweep(cases, model, solver, settings, schedule, folder, key, main_guided, progress) -> list[dict]:
-    """MNC, PSNR and seconds per image of guided sampling against the number of steps, on the
+def _drawn(found: dict, output: str, per_case: int, source: str) -> dict:
+    """Kernels an evaluation run already drew, for a row of :func:`_steps_sweep`: ``found`` as
+    :func:`_estimate` returns it, ``output`` the entry with the kernels ((s, s) or, with several
+    samples per case, (per_case, s, s)); seconds are per kernel."""
+    return {"kernels": {name: entry[output].reshape(per_case, *entry[output].shape[-2:]) for name, entry in found.items()},
+            "seconds": {name: entry["seconds"] / per_case for name, entry in found.items()}, "source": source}
+
+
+def _steps_sweep(cases, model, solver, settings, schedule, folder, key, drawn, progress,
+                 max_batch: int | None = None) -> list[dict]:
+    """MNC, PSNR and seconds per kernel of guided sampling against the number of steps, on the
     first ``n_sweep`` cases.
 
-    The row at the main table's step count (``settings.sample_steps``) is not sampled again: it
-    is the main table's guided run itself (``main_guided``, {case name: {"Kernel-Diff, guided":
-    kernel, "seconds": …}}), so that the table and the sweep report one draw of that sampler, not
-    two (with one sample per image two draws differed by 0.07 in mean MNC). Its seconds per image
-    are the main run's, in batches of ``settings.batch``; every other row samples the
-    ``n_sweep`` images as one batch.
+    A step count in ``drawn`` ({steps: :func:`_drawn`}) is not sampled again: its row scores the
+    kernels an evaluation run already drew with that sampler (the main table's guided run at
+    ``settings.sample_steps``; the selection run's ``n_select`` samples per image at
+    ``settings.select_steps``), so that the chapter reports one draw of each sampler, not two
+    (with one sample per image two draws differed by 0.07 in mean MNC). Every other row samples
+    the ``n_sweep`` images as one batch. ``n`` is the number of kernels scored.
     """
     from .metrics import mnc, psnr
     path = folder / "steps.json"
@@ -1109,30 +1191,65 @@ def _steps_sweep(cases, model, solver, settings, schedule, folder, key, main_gui
     rows = cached["rows"] if cached is not None else []
     device = next(model.parameters()).device
     chosen = cases[: settings.n_sweep]
-    y, x = _stack_y(chosen, device), torch.stack([c.x for c in chosen])
-    k_true = torch.stack([c.k for c in chosen]).double()
     for steps in tqdm(settings.step_counts, desc="steps sweep", disable=not progress, leave=False):
         if any(row["steps"] == steps for row in rows):
             continue
         eta = _eta(steps, settings, schedule)
-        if steps == settings.sample_steps:
-            kernels = torch.stack([main_guided[c.name]["Kernel-Diff, guided"] for c in chosen]).to(device, torch.float32)
+        if steps in drawn:
+            per_case = [drawn[steps]["kernels"][c.name] for c in chosen]
+            repeats = per_case[0].shape[0]
+            kernels = torch.cat(per_case).to(device, torch.float32)
+            y = _stack_y(chosen, device).repeat_interleave(repeats, dim=0)
             with torch.no_grad():
-                images = solver(y, kernels[:, None]).clamp(0, 1)
-            seconds = sum(main_guided[c.name]["seconds"] for c in chosen) / len(chosen)
-            source = f"main table (batches of {settings.batch})"
+                images = _in_chunks(lambda y_part, k_part: solver(y_part, k_part[:, None]), max_batch, y, kernels)
+            images = images.clamp(0, 1)
+            seconds = sum(drawn[steps]["seconds"][c.name] for c in chosen) / len(chosen)
+            source = drawn[steps]["source"]
         else:
-            result = sample(model, y, solver, True, steps, eta, seed=SEED, schedule=schedule)
+            repeats = 1
+            result = sample(model, _stack_y(chosen, device), solver, True, steps, eta, seed=SEED, schedule=schedule,
+                            max_batch=max_batch)
             kernels, images, seconds = result.kernels, result.images, result.seconds / len(chosen)
             source = f"one batch of {len(chosen)}"
+        x = torch.stack([c.x for c in chosen]).repeat_interleave(repeats, dim=0)
+        k_true = torch.stack([c.k for c in chosen]).double().repeat_interleave(repeats, dim=0)
         scores = mnc(kernels.detach().cpu().double(), k_true)
         quality = psnr(images.detach().cpu().to(x.dtype), x)
-        rows.append({"steps": steps, "eta": eta, "n": len(chosen), "mnc_mean": scores.mean().item(),
+        rows.append({"steps": steps, "eta": eta, "n": len(kernels), "mnc_mean": scores.mean().item(),
                      "mnc_std": scores.std(unbiased=False).item(), "psnr_mean": quality.mean().item(),
-                     "psnr_std": quality.std(unbiased=False).item(), "seconds_per_image": seconds,
+                     "psnr_std": quality.std(unbiased=False).item(), "seconds_per_kernel": seconds,
                      "source": source, "device": str(device)})
         save_json({"key": key, "rows": rows}, path)
     return sorted(rows, key=lambda row: -row["steps"])
+
+
+SELECT_ROW = "Kernel-Diff, guided, lowest residual of several"
+"""Beyond the paper: ``n_select`` guided samples per image with ``select_steps`` steps (the
+profile's), the one with the smallest reblurring residual kept (:func:`choose_by_residual`)."""
+
+
+def selection_summary(cases: list, found: dict) -> dict:
+    """How well the reblurring residual picks among the samples of the selection run (``found``
+    as :func:`_estimate` returns it, entries "samples" (n, s, s) and "residuals" (n,)): per case,
+    the MNC and residual of every sample, the index the residual chooses and the index of the
+    sample with the best MNC (which needs the true kernel: an upper bound, not a method); and the
+    means of the chosen, best and all samples' MNC."""
+    from statistics import fmean
+
+    from .metrics import mnc
+
+    per_case = []
+    for case in cases:
+        entry = found[case.name]
+        scores = mnc(entry["samples"].double(), case.k.double())
+        residuals = entry["residuals"].double()
+        per_case.append({"case": case.name, "mnc": scores.tolist(), "residual": residuals.tolist(),
+                         "chosen": int(residuals.argmin()), "best": int(scores.argmax())})
+    return {"cases": per_case,
+            "chosen_mnc": fmean(c["mnc"][c["chosen"]] for c in per_case),
+            "best_mnc": fmean(max(c["mnc"]) for c in per_case),
+            "sample_mnc": fmean(fmean(c["mnc"]) for c in per_case),
+            "chosen_is_best": sum(c["chosen"] == c["best"] for c in per_case)}
 
 
 WIENER_GUIDED_ROW = "Kernel-Diff, guided by Wiener F"
@@ -1146,8 +1263,9 @@ def run_chapter(profile: str, device=None, progress: bool = True) -> dict:
 
     Trains (or loads) the learned solver F (``repro.nonblind``) and ε_θ (:func:`trained_model`);
     on :func:`test_cases` estimates kernels with Kernel-Diff guided (with and without Stage II),
-    guided through the classical Wiener F (:data:`WIENER_GUIDED_ROW`), unguided, and alternating
-    MAP_{x,k} with the same F; scores PSNR, SSIM (x̂ = F(y, k̂)) and MNC against the blurred
+    guided through the classical Wiener F (:data:`WIENER_GUIDED_ROW`), unguided, the lowest
+    residual of several guided samples (:data:`SELECT_ROW`, :func:`selection_summary`) and
+    alternating MAP_{x,k} with the same F; scores PSNR, SSIM (x̂ = F(y, k̂)) and MNC against the blurred
     input, the oracles (Wiener and F with the true kernel) and D3's DRK (the D3 chapters' cached
     ``full`` variant, trained if missing); runs Fig. 5 and the steps sweep. Every stage is cached
     and resumable.
@@ -1164,6 +1282,7 @@ def run_chapter(profile: str, device=None, progress: bool = True) -> dict:
     drk = train_variant(profile, "full", str(device), progress=progress).drk  # the D3 chapters' cache
     model = run.ema
     cases = test_cases(profile)
+    max_batch = CPU_MAX_BATCH if device.type == "cpu" else None
     s, steps = model.config.kernel_size, settings.sample_steps
     eta = _eta(steps, settings, schedule)
     model_key = f"{MODEL_FILE}:{run.step}:{dataclasses.astuple(settings.unet())}:{dataclasses.astuple(settings.train)}"
@@ -1185,23 +1304,42 @@ def run_chapter(profile: str, device=None, progress: bool = True) -> dict:
         return {"alternating MAP_{x,k}": _alternating(_stack_y(chunk, device), s, solver,
                                                       settings.alternating_iterations, SEED)[0]}
 
+    n_select, select_eta = settings.n_select, _eta(settings.select_steps, settings, schedule)
+    select_key = (f"{solver.key}|{model_key}|steps={settings.select_steps}|eta={select_eta}|seed={SEED}"
+                  f"|samples={n_select}")
+
+    def lowest_residual(chunk):
+        result = sample(model, _stack_y(chunk, device), solver, True, settings.select_steps, select_eta,
+                        n_samples=n_select, seed=SEED, schedule=schedule, max_batch=max_batch)
+        kernels, _ = choose_by_residual(result, n_select)
+        return {SELECT_ROW: kernels, "samples": result.kernels.view(len(chunk), n_select, s, s),
+                "residuals": result.final_residual.view(len(chunk), n_select)}
+
     estimates = {}
     for run_name, fn, outputs in (
         ("alternating", alternating, ["alternating MAP_{x,k}"]),
         ("unguided", unguided, ["Kernel-Diff, unguided"]),
         ("guided", guided, ["Kernel-Diff, guided, Stage I only", "Kernel-Diff, guided"]),
         ("guided_wiener", guided_by_wiener, [WIENER_GUIDED_ROW]),
+        ("lowest_residual", lowest_residual, [SELECT_ROW]),
     ):
         run_key = {"alternating": f"{solver.key}|iterations={settings.alternating_iterations}",
-                   "guided_wiener": key.replace(solver.key, wiener.key, 1)}.get(run_name, key)
+                   "guided_wiener": key.replace(solver.key, wiener.key, 1),
+                   "lowest_residual": select_key}.get(run_name, key)
         found = _estimate(run_name, run_key, fn, cases, folder, settings.batch, progress)
         estimates |= {(run_name, output): found for output in outputs}
     table = _score_rows(cases, estimates, solver, drk, folder, progress)
     figure5 = _figure5(cases, model, solver, settings, schedule, folder,
                        f"{key}|trials={settings.n_trials}|alt={settings.alternating_iterations}", progress)
+    selected = estimates[("lowest_residual", SELECT_ROW)]
+    drawn = {steps: _drawn(estimates[("guided", "Kernel-Diff, guided")], "Kernel-Diff, guided", 1,
+                           f"main table (batches of {settings.batch})"),
+             settings.select_steps: _drawn(selected, "samples", n_select,
+                                           f"{n_select} per image, the selection run (batches of "
+                                           f"{settings.batch} × {n_select})")}
     sweep = _steps_sweep(cases, model, solver, settings, schedule, folder,
-                         f"{key}|strided_eta={settings.strided_eta}|batch={settings.batch}",
-                         estimates[("guided", "Kernel-Diff, guided")], progress)
+                         f"{key}|strided_eta={settings.strided_eta}|batch={settings.batch}|select={select_key}",
+                         drawn, progress, max_batch)
     from .synth import data_profile
 
     return {
@@ -1217,6 +1355,7 @@ def run_chapter(profile: str, device=None, progress: bool = True) -> dict:
                     for (_, output), found in estimates.items()},
         "table": table,
         "figure5": figure5,
+        "selection": selection_summary(cases, selected),
         "steps": sweep,
         "device": str(device),
     }

@@ -32,7 +32,9 @@ Methods
                     whole image restored with it; ``kernel_size``, if given, must be the model's.
                     Grey images are sampled as three equal channels and averaged back.
                     ``steps``: reverse steps (default: the profile's; fewer use the strided
-                    sampler with the chapter's η).
+                    sampler with the chapter's η). ``samples``: draw that many kernels and keep
+                    the one with the lowest reblurring residual
+                    (:func:`repro.kerneldiff.choose_by_residual`; default 1, the paper's sampler).
 """
 
 from __future__ import annotations
@@ -278,8 +280,8 @@ def kerneldiff_sizes(profile: str) -> tuple[int, int]:
 
 @register("kerneldiff", "Kernel-Diff: guided diffusion sampling of the kernel with the chapters' trained model and "
           "solver (blind; estimates the kernel; the model's kernel size)", estimates_kernel=True,
-          options=("steps",), odd_kernel=False)
-def _kerneldiff(y, *, kernel_size, device, seed, profile, progress, steps=None):
+          options=("steps", "samples"), odd_kernel=False)
+def _kerneldiff(y, *, kernel_size, device, seed, profile, progress, steps=None, samples=1):
     from . import kerneldiff as kd
     from .evaluation import _centre_crop
 
@@ -291,8 +293,9 @@ def _kerneldiff(y, *, kernel_size, device, seed, profile, progress, steps=None):
     if 2 * min(H, W) <= image_size:
         raise ValueError(f"unsupported image size {W}x{H}: the Kernel-Diff model of profile {profile!r} needs "
                          f"images of more than {image_size // 2} pixels per side (it sees {image_size}x{image_size})")
-    if steps is not None and not (isinstance(steps, int) and not isinstance(steps, bool) and steps >= 1):
-        raise ValueError(f"steps must be a positive int, got {steps!r}")
+    for name, value in (("steps", steps), ("samples", samples)):
+        if value is not None and not (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
     model, solver, settings = load_kerneldiff(profile, device)
     schedule = kd.Schedule()
     steps = settings.sample_steps if steps is None else min(steps, schedule.T)
@@ -303,9 +306,10 @@ def _kerneldiff(y, *, kernel_size, device, seed, profile, progress, steps=None):
     top, left = (image_size - crop.shape[-2]) // 2, (image_size - crop.shape[-1]) // 2
     crop = torch.nn.functional.pad(crop, (left, image_size - crop.shape[-1] - left, top,
                                           image_size - crop.shape[-2] - top), mode="reflect")
-    result = kd.sample(model, crop, solver, guided=True, steps=steps, eta=eta, seed=seed, schedule=schedule,
+    result = kd.sample(model, crop, solver, guided=True, steps=steps, eta=eta, n_samples=samples, seed=seed,
+                       schedule=schedule, max_batch=kd.CPU_MAX_BATCH if torch.device(device).type == "cpu" else None,
                        progress=progress)
-    k_hat = result.kernels[0]
+    k_hat = kd.choose_by_residual(result, samples)[0][0]  # one sample: that one
     with torch.no_grad():
         x_hat = solver(rgb, k_hat[None, None]).clamp(0, 1)
     if y.shape[1] == 1:
