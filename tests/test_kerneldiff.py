@@ -128,6 +128,22 @@ def test_unet_shapes_and_zero_initial_output():
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), kd.new_model(TINY, 0).state_dict().values()))
 
 
+def test_upsample_conv_equals_the_convolution_of_the_upsampled_image():
+    g = torch.Generator().manual_seed(0)
+    conv = torch.nn.Conv2d(5, 4, 3, padding=1).double()
+    h = torch.randn(2, 5, 6, 7, generator=g, dtype=torch.float64, requires_grad=True)
+    fast = kd.upsample_conv(h, conv)
+    plain = conv(torch.nn.functional.interpolate(h, scale_factor=2, mode="nearest"))
+    assert fast.shape == (2, 4, 12, 14)
+    torch.testing.assert_close(fast, plain, rtol=0, atol=1e-13)
+    weights = torch.randn(plain.shape, generator=g, dtype=torch.float64)
+    grads = [torch.autograd.grad((out * weights).sum(), (h, conv.weight, conv.bias)) for out in (fast, plain)]
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match="3x3 convolution with padding 1"):
+        kd.upsample_conv(h, torch.nn.Conv2d(5, 4, 1).double())
+
+
 def test_unet_rejects_wrong_shapes():
     model = kd.new_model(TINY)
     with pytest.raises(ValueError, match="kt must be"):

@@ -338,6 +338,36 @@ def _time_mlp(dim: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(dim, 4 * dim), nn.SiLU(), nn.Linear(4 * dim, dim))
 
 
+def _fold_for_upsampling(w: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The two 2-tap kernels that a 3-tap kernel ``w`` (along ``dim``) applies to a ×2
+    nearest-upsampled signal, one per output phase: even outputs 2i read the low-resolution
+    samples i − 1, i with taps (w₀, w₁ + w₂), odd outputs 2i + 1 read i, i + 1 with (w₀ + w₁, w₂)."""
+    w0, w1, w2 = w.unbind(dim)
+    return torch.stack([w0, w1 + w2], dim), torch.stack([w0 + w1, w2], dim)
+
+
+def upsample_conv(h: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
+    """``conv(F.interpolate(h, scale_factor=2, mode="nearest"))`` for a 3×3 ``conv`` with zero
+    padding 1, computed at the low resolution: the output pixel (2i + a, 2j + b) only reads the
+    pixels i − 1 … i + 1 (rows) and j − 1 … j + 1 (columns) of h, so each of the four phases
+    (a, b) is a 2×2 convolution of h with taps folded from the 3×3 weights
+    (:func:`_fold_for_upsampling`), 4/9 of the multiply-adds. The same mathematics (the zero
+    padding of the upsampled image is the zero padding of h), differing only by rounding; the
+    weights stay the 3×3 ``conv.weight``, so checkpoints are unchanged. One training step of the
+    quick ε_θ (batch 8, two threads of the AVX2-only EPYC) took 0.81× the time of the plain
+    formulation (``benchmarks/bench_kerneldiff.py``).
+    """
+    if conv.kernel_size != (3, 3) or conv.padding != (1, 1) or conv.stride != (1, 1) or conv.groups != 1:
+        raise ValueError(f"upsample_conv needs a 3x3 convolution with padding 1, got {conv}")
+    B, _, H, W = h.shape
+    padded = F.pad(h, (1, 1, 1, 1))
+    phases = []
+    for a, rows in enumerate(_fold_for_upsampling(conv.weight, 2)):
+        phases.append(torch.stack([F.conv2d(padded[:, :, a : a + H + 1, b : b + W + 1], taps, conv.bias)
+                                   for b, taps in enumerate(_fold_for_upsampling(rows, 3))], dim=-1))
+    return torch.stack(phases, dim=3).reshape(B, -1, 2 * H, 2 * W)  # (B, C, H, a, W, b) → (B, C, 2H, 2W)
+
+
 class KernelUNet(nn.Module):
     """ε_θ(kₜ, y, t) of §3.3 (FACTS.md: the official architecture).
 
@@ -397,7 +427,7 @@ class KernelUNet(nn.Module):
             for block in blocks:
                 h = block(h, temb)
             if i < len(self.ups):
-                h = self.ups[i](F.interpolate(h, scale_factor=2, mode="nearest"))
+                h = upsample_conv(h, self.ups[i])
         out = self.conv_out(F.silu(self.norm_out(h)))
         return F.adaptive_avg_pool2d(out, cfg.kernel_size)
 
