@@ -118,9 +118,12 @@ for name in benchmark.SETS:
     w = best[name]
     ssim_winner = results["winners"]["ssim"][name]["method"]
     agree = "also" if ssim_winner == w["method"] else f"while by SSIM it is {ssim_winner}"
-    reference = "" if w["reference"] is None else (
-        f" It {'improves on' if w['value'] > w['reference'] else 'does not improve on'} the blurred input "
-        f"({w['reference']:.2f} dB; {w['value'] - w['reference']:+.2f} dB).")
+    reference = ""
+    if w["reference"] is not None:
+        above, compared = w["above_reference"]
+        reference = (f" Against the blurred input ({w['reference']:.2f} dB) its mean differs by "
+                     f"{w['value'] - w['reference']:+.2f} dB, and it is above it on {above} of {compared} "
+                     f"input{'s' if compared != 1 else ''}.")
     oracle = "" if w["oracle"] is None else f" The best oracle, which knows the kernel, reaches {w['oracle']:.2f} dB."
     lines.append(f"- **{benchmark.SET_TITLES[name]}**: {w['method']} ({w['value']:.2f} dB), "
                  f"{w['margin']:.2f} dB ahead of {w['runner_up']}, {agree} the best by SSIM.{reference}{oracle} "

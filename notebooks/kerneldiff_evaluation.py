@@ -78,6 +78,8 @@ reductions = [
     f"{settings.sample_steps} reverse steps "
     + ("(the paper's 1000, DDPM)" if settings.sample_steps == 1000 else f"(paper: 1000; strided, η = {settings.strided_eta:g})"),
     f"alternating baseline: {settings.alternating_iterations} iterations of our alternating MAP_{{x,k}} (paper: Blind-DPS)",
+    f"Fig. 5: {settings.n_trials} trials per strategy on {settings.n_trial_images} image"
+    + ("s" if settings.n_trial_images > 1 else "") + " (paper: 50 trials)",
 ]
 glue("profile", profile, display=False)
 glue("batch", f"{settings.batch}", display=False)
@@ -288,7 +290,8 @@ for ax, entry in zip(axes[0], fig5["images"]):
     ax.axhline(entry["true_kernel"], ls="--", color="k", lw=1, label="true kernel")
     ax.set_xlabel("fraction of the run")
     ax.set_ylabel("reblurring MSE")
-    ax.set_title(entry["case"], fontsize=8)
+    image, kernel, noise = entry["case"].split("|")
+    ax.set_title(f"BSD100 image {image}, held-out kernel {kernel.removeprefix('test')}, {noise}", fontsize=8)
     ax.legend(fontsize=8)
 plt.tight_layout()
 plt.show()
@@ -306,6 +309,12 @@ if np.median(final_alt) < entry["true_kernel"]:
 else:
     fig5_reading = ("The median alternating run ends above the true kernel's residual: it stops short of a kernel "
                     "that explains y as well as the true one, the trap of the paper's Fig. 5.")
+if np.median(final_kd) < np.median(final_alt):
+    fig5_reading += (" As in the paper's figure, the median kernel-first run ends at a lower residual than the "
+                     "median alternating run.")
+else:
+    fig5_reading += (" This is the reverse of the paper's figure, where the kernel-first runs end at a much lower "
+                     "residual than the alternating ones: here the median alternating run ends lower.")
 glue("fig5_reading", fig5_reading, display=False)
 
 # %% [markdown]

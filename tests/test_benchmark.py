@@ -204,6 +204,12 @@ def test_winners_exclude_oracles_and_the_blurred_input():
     assert best["method"] == "Kernel-Diff, guided" and best["runner_up"] == "DRK (D3)"
     assert best["margin"] == pytest.approx(2.0) and best["oracle"] == 40.0 and best["reference"] == 30.0
     assert best["fastest"] == "DRK (D3)"
+    assert best["above_reference"] is None  # no records given
+    # per input: the winner's mean over its runs against the blurred input, inputs it has no reference on left out
+    records += [_record("kodak", "d", bm.REFERENCE, 0, 20.0, stochastic=False),
+                _record("kodak", "d", "Kernel-Diff, guided", 0, 19.0), _record("kodak", "d", "Kernel-Diff, guided", 1, 23.0),
+                _record("kodak", "e", "Kernel-Diff, guided", 0, 50.0)]
+    assert bm.winners(bm.summarize(records), "psnr", records)["kodak"]["above_reference"] == (1, 2)
     with pytest.raises(ValueError, match="metric must be one of"):
         bm.winners([], "mnc")
     with pytest.raises(ValueError, match="no rows to plot"):
