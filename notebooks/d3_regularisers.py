@@ -25,7 +25,8 @@
 # $$ k \circledast k^{-1} = \delta . $$
 #
 # The paper's summary names the pieces of Deep Identity Learning (DIL) without numbering them;
-# the facts below come from `papers/FACTS.md` (an unofficial repository of the first author).
+# the facts below come from an unofficial code repository of the first author, as summarised in
+# the project's implementation notes (`papers/FACTS.md`).
 # All terms are L1, averaged over a mini-batch of gallery kernels:
 #
 # | term | formula | what it asks |

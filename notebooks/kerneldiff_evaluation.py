@@ -42,8 +42,8 @@
 # Scores: PSNR and SSIM over the three channels ({mod}`repro.metrics`), outputs clamped to
 # [0, 1]; the kernel's MNC, the maximum of normalised correlation with the true kernel over all
 # shifts (Hu & Yang; {func}`repro.metrics.mnc`). **LPIPS and FID are omitted**: both need a
-# network pretrained on ImageNet (AlexNet/VGG for LPIPS, Inception for FID) whose weights cannot
-# be obtained offline here, and FID over 100 small crops would be dominated by its estimation
+# network pretrained on ImageNet (AlexNet/VGG for LPIPS, Inception for FID) whose weights this project
+# cannot use (it trains every model itself and fetches none at run time), and FID over 100 small crops would be dominated by its estimation
 # noise anyway. Everything is computed by {func}`repro.kerneldiff.run_chapter` and cached in
 # `results/<profile>/kerneldiff/`.
 

@@ -25,14 +25,16 @@
 #    clean kernel $\hat k_0$ (eq. 19);
 # 2. a guidance step: the reblurring loss $L = \lVert y - \tilde k_0 \circledast F(y, \tilde k_0)\rVert^2$
 #    of that estimate, differentiated through the solver, moves the kernel,
-#    $k_{t-1} = k_{t-1/2} - (0.04 / L)\,\nabla_{\hat k_0} L$ (the official code's rule, FACTS.md).
+#    $k_{t-1} = k_{t-1/2} - (0.04 / L)\,\nabla_{\hat k_0} L = k_{t-1/2} - 0.04\,\nabla_{\hat k_0} \log L$,
+#    the official code's constant; the paper's eq. 33 writes the same rule with 0.1 instead of
+#    0.04 (a step along $\nabla \log L$ does not depend on how $L$ is normalised).
 #
 # After the last step, a few accepted gradient steps on the same loss refine the kernel
 # (Stage II). This chapter runs the sampler on one blurred test image and watches the kernel
 # estimate $\tilde k_0$ take shape, with guidance and without, together with the reblurring residual.
 #
 # The models are ours, trained by {func}`repro.kerneldiff.trained_model` and
-# {func}`repro.nonblind.train_learned_wiener` (no pretrained weights can be downloaded here): a
+# {func}`repro.nonblind.train_learned_wiener` (the paper's pretrained weights are not available to this project): a
 # conditional U-Net with two encoders ({class}`repro.kerneldiff.KernelUNet`) and a small
 # DWDN-style learned Wiener solver as $F$. Their sizes depend on the profile and are printed below;
 # {doc}`kerneldiff_evaluation` states every reduction against the paper.
