@@ -196,7 +196,7 @@ variants = ["DRK full", "DRK identity", "DRK id+area", "DRK id+phase", "DRK id+m
 lines = ["| DRK | Σ DRK | PSNR, no noise | SSIM, no noise | PSNR, σ = 0.01 | SSIM, σ = 0.01 |", "|---|---|---|---|---|---|"]
 for name in variants:
     drk = results["runs"][name.removeprefix("DRK ")].drk
-    lines.append(f"| {name.removeprefix('DRK ')} | {drk.sum():.3f} | {value(mild, name):.2f} | "
+    lines.append(f"| {name.removeprefix('DRK ')} | {round(drk.sum().item(), 3) + 0.0:.3f} | {value(mild, name):.2f} | "
                  f"{value(mild, name, 'ssim_mean'):.4f} | {value(noisy, name):.2f} | {value(noisy, name, 'ssim_mean'):.4f} |")
 display(Markdown("\n".join(lines)))
 glue("noarea_psnr", f"{value(mild, 'DRK no-area'):.2f}", display=False)

@@ -58,7 +58,8 @@ settings, case = out["settings"], out["case"]
 original, improved = settings.config("original"), settings.config("improved")
 glue("profile", profile, display=False)
 glue("fit_iterations", settings.fit_iterations, display=False)
-glue("fit_inputs", settings.fit_inputs, display=False)
+glue("fit_inputs", "the first Kodak input" if settings.fit_inputs == 1 else f"the first {settings.fit_inputs} Kodak inputs",
+     display=False)
 glue("input", case.meta["input"], display=False)
 glue("input_size", f"{case.y.shape[-1]}×{case.y.shape[-2]}", display=False)
 glue("iterations_original", original.iterations, display=False)
@@ -73,8 +74,8 @@ print(f"profile {profile}: {settings.describe()}")
 # A fresh $\mathcal{G}_x$ (SelfDeblur's input noise, perturbation and Adam with learning rate
 # 1e-2) is fitted to one image alone, problem (8), $\min_{\theta_x} \|\mathcal{G}_x(\theta_x) - y\|_2^2$,
 # once with the sharp image and once with its blurred version, for
-# {glue:text}`fit_iterations` iterations, averaged over the first {glue:text}`fit_inputs` Kodak
-# input(s) of the profile ({func}`repro.selfdeblur_eval.fit_curves`).
+# {glue:text}`fit_iterations` iterations, averaged over {glue:text}`fit_inputs`
+# of the profile ({func}`repro.selfdeblur_eval.fit_curves`).
 
 # %%
 curves = out["curves"]

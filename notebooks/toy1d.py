@@ -32,7 +32,7 @@
 # 1. the joint loss $\text{MAP}_{x,k}$ of eq. (11) has flat regions and false minima, so descent
 #    from random starts often fails;
 # 2. the kernel posterior $p(\sigma\mid y)$, obtained by marginalising the image out (eq. 12), has
-#    a single peak at the truth, and the non-blind-solver approximation of eq. (16) finds the same
+#    a single peak near the truth, and the non-blind-solver approximation of eq. (16) finds the same
 #    peak;
 # 3. estimating the kernel first ($\text{MAP}_k$) succeeds from every start.
 #
@@ -172,7 +172,7 @@ rates = {name: toy1d.success_rate(theta) for name, theta in estimates.items()}
 for name, theta in estimates.items():
     key = name.replace(" ", "_").replace(",", "")
     modes = toy1d.failure_modes(theta)
-    glue(key, f"{rates[name]:.0%}", display=False)
+    glue(key, f"{100 * rates[name]:.3g} %", display=False)  # 2.5 %, not a rounded 2 %
     glue(key + "_collapsed", modes["collapsed"], display=False)
     glue(key + "_other", modes["other"], display=False)
     print(f"{name:28s} reached the truth from {rates[name]:6.1%} of {len(starts)} starts; "

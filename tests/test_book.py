@@ -129,5 +129,6 @@ def test_executed_chapters_show_figures_tables_and_provenance(built_book):
         for src in local:
             assert (html.parent / src).exists(), f"{name}: figure {src} is missing"
         assert "executed with profile" in dom and "smoke" in dom, f"{name}: no provenance note"
+        assert "tag_hide-input" in dom and "tag_remove-cell" not in dom, f"{name}: code cells not collapsed for the book"
     collapse = _open(built_book / "chapters" / "d3_collapse.html")
     assert collapse.count("<table") >= 1, "d3_collapse: its Markdown tables did not render as tables"

@@ -205,6 +205,9 @@ def test_summarize_groups_and_filters(tmp_path):
     assert only[0]["n"] == 2 and only[0]["psnr_mean"] == pytest.approx(by_kernel[0]["psnr_mean"])
     table = evaluation.format_table(by_kernel, title="toy")
     assert "| m | g5 | 2 |" in table and f"{by_kernel[0]['psnr_mean']:.2f}" in table
+    assert table.splitlines()[2].startswith("| method | kernel | n |")  # the column is named after the key
+    by_family = [dict(r, group_by="family") for r in by_kernel]
+    assert "| method | kernel family | n |" in evaluation.format_table(by_family)
     assert evaluation.summarize(path, methods=["absent"]) == []
     with_paper = evaluation.format_table(only, extra={"paper": {"m": "27.01"}})
     assert with_paper.splitlines()[0].endswith("| paper |") and with_paper.splitlines()[-1].endswith("| 27.01 |")

@@ -56,6 +56,12 @@ def test_papermill_smoke_run_and_stage(tmp_path, monkeypatch):
     assert record["profile"] == "smoke" and record["seconds"] > 0
     staged = nbformat.read(chapters.stage("toy1d", "smoke"), as_version=4)
     assert "profile **smoke**" in staged.cells[-1].source
+    code = [c for c in staged.cells if c.cell_type == "code"]
+    default = [c for c in code if "parameters" in c.metadata["tags"]]
+    assert len(default) == 1 and "remove-cell" in default[0].metadata["tags"]  # the injected one says the profile
+    assert all("hide-input" in c.metadata["tags"] for c in code if c not in default)
+    assert not any({"hide-input", "remove-cell"} & set(c.metadata.get("tags", []))
+                   for c in staged.cells if c.cell_type == "markdown")
     assert record["longest"]["seconds"] == record["seconds"] and "longest" not in staged.cells[-1].source
 
     # a faster re-run (cached results) keeps the longest execution on record, and the page names it

@@ -117,8 +117,22 @@ def _duration(seconds: float) -> str:
     return f"{minutes} min {seconds} s"
 
 
+def _tag_for_the_book(cell) -> None:
+    """In the rendered book the prose and the figures come first: every code cell is collapsed
+    (``hide-input``: one click shows the code; the notebooks in ``notebooks/`` are the same code),
+    and the notebook's default ``parameters`` cell is removed, since papermill's
+    ``injected-parameters`` cell after it holds the profile the page was executed with."""
+    if cell.cell_type != "code":
+        return
+    tags = list(cell.metadata.get("tags", []))
+    extra = "remove-cell" if "parameters" in tags else "hide-input"
+    if extra not in tags:
+        cell.metadata["tags"] = tags + [extra]
+
+
 def stage(name: str, profile: str) -> Path:
-    """Copy the executed ``name`` of ``profile`` into ``book/chapters/`` with a provenance note."""
+    """Copy the executed ``name`` of ``profile`` into ``book/chapters/`` with a provenance note,
+    its code cells tagged for the book (:func:`_tag_for_the_book`)."""
     src = executed_path(name, profile)
     if not src.exists():
         raise FileNotFoundError(
@@ -126,6 +140,8 @@ def stage(name: str, profile: str) -> Path:
             f"`python -m repro.chapters execute --profile {profile} {name}` (or `make reproduce PROFILE={profile}`)"
         )
     notebook = nbformat.read(src, as_version=4)
+    for cell in notebook.cells:
+        _tag_for_the_book(cell)
     record = load_json(src.with_suffix(".json"))
     longest = record.get("longest", record)
     reused = "" if longest["seconds"] <= record["seconds"] else (
@@ -144,8 +160,8 @@ def stage(name: str, profile: str) -> Path:
 PERFORMANCE_INTRO = """# Performance
 
 Speed is measured by the benchmark scripts of `benchmarks/` (`make bench`), never by timed
-assertions in the tests. Each figure is a ratio against a reference measured in the same run, as
-each part's issue names it, or a time where no reference applies. The machine is stated per
+assertions in the tests. Each figure is a ratio against a reference measured in the same run (the
+reference is named in each row), or a time where no reference applies. The machine is stated per
 benchmark; on a shared machine read every figure as approximate.
 """
 

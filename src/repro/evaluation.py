@@ -225,8 +225,8 @@ def summarize(
     ``results``: the dict of :func:`load_results` or the path of a results file. ``methods``:
     which and in what order (default: all, sorted by name as stored). ``group_by``: a key of the
     cases' ``meta`` (one row per method and value, values sorted); ``where``: keep only the cases whose meta
-    has these values. Rows: {"method", "group" (if grouped), "n", "psnr_mean", "psnr_std",
-    "ssim_mean", "ssim_std"}. Methods missing on some case are averaged over the others.
+    has these values. Rows: {"method", "group" and "group_by" (if grouped), "n", "psnr_mean",
+    "psnr_std", "ssim_mean", "ssim_std"}. Methods missing on some case are averaged over the others.
     """
     if isinstance(results, (str, Path)):
         results = load_results(results)
@@ -247,7 +247,8 @@ def summarize(
             scores = [e["methods"][method] for e in entries if method in e["methods"]]
             if not scores:
                 continue
-            row = {"method": method} | ({"group": value} if group_by is not None else {}) | {"n": len(scores)}
+            row = {"method": method} | ({"group": value, "group_by": group_by} if group_by is not None else {}) | {
+                "n": len(scores)}
             for metric in ("psnr", "ssim"):
                 values = [s[metric] for s in scores]
                 mean = sum(values) / len(values)
@@ -255,6 +256,12 @@ def summarize(
                 row[f"{metric}_std"] = math.sqrt(sum((v - mean) ** 2 for v in values) / len(values))
             rows.append(row)
     return rows
+
+
+GROUP_TITLES = {"variance_bin": "variance bin", "dataset": "data set", "family": "kernel family",
+                "noise_sigma": "noise σ"}
+"""Column titles of :func:`format_table` for the ``meta`` keys the chapters group by (others: the
+key with spaces for underscores)."""
 
 
 def format_table(rows: list[dict], title: str | None = None, extra: dict[str, dict[str, str]] | None = None) -> str:
@@ -267,7 +274,8 @@ def format_table(rows: list[dict], title: str | None = None, extra: dict[str, di
         return "(no results)"
     extra = extra or {}
     grouped = "group" in rows[0]
-    header = ["method"] + (["group"] if grouped else []) + ["n", "PSNR (dB)", "SSIM"] + list(extra)
+    group_title = GROUP_TITLES.get(rows[0].get("group_by"), str(rows[0].get("group_by", "group")).replace("_", " "))
+    header = ["method"] + ([group_title] if grouped else []) + ["n", "PSNR (dB)", "SSIM"] + list(extra)
     lines = ([f"**{title}**", ""] if title else []) + [
         "| " + " | ".join(header) + " |", "|" + "---|" * len(header)
     ]
