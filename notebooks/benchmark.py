@@ -40,7 +40,8 @@
 #
 # **Methods.** The blurred input (the reference a method must beat); Wiener and Tikhonov with
 # the *true* kernel (oracles, an upper bound for a linear inverse, not blind); Wiener with D3's
-# fixed Gaussian guess (the blind classical baseline); D3's DRK; SelfDeblur, original and
+# fixed Gaussian guess and unsharp masking (the blind classical baselines, neither estimates a
+# kernel); D3's DRK; SelfDeblur, original and
 # improved; Kernel-Diff, guided (its sampled kernel, then its learned solver).
 #
 # **Dependencies.** Nothing is trained here: the DRK comes from the D3 chapters

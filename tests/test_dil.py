@@ -456,3 +456,17 @@ def test_train_variant_moves_a_stale_checkpoint_aside(tmp_path, monkeypatch):
     with pytest.warns(UserWarning, match="other settings"):
         dil.train_variant("smoke", "full", "cpu", progress=False)
     assert not path.exists() and path.with_name("dil_full.pt.stale").exists() and calls == [path, path]
+
+
+def test_unsharp_mask_matches_scikit_image_away_from_the_border():
+    from skimage.filters import unsharp_mask as reference
+
+    image = torch.rand(3, 40, 36, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 0.6 + 0.2
+    ours = dil.unsharp_mask(image)
+    theirs = torch.stack([torch.from_numpy(reference(channel.numpy(), radius=dil.UNSHARP_SIGMA, amount=dil.UNSHARP_AMOUNT))
+                          for channel in image])  # per channel, clipped to [0, 1] as ours
+    inner = (slice(None), slice(5, -5), slice(5, -5))  # the two differ only in the boundary rule
+    torch.testing.assert_close(ours[inner], theirs[inner], rtol=0, atol=1e-12)
+    assert torch.equal(dil.unsharp_mask(image[None])[0], ours)  # a batch: image by image
+    flat = torch.full((1, 12, 12), 0.4, dtype=torch.float64)
+    torch.testing.assert_close(dil.unsharp_mask(flat), flat)  # nothing to sharpen

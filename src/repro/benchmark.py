@@ -44,7 +44,7 @@ Protocol, the same for every method and set
 Methods (:func:`adapters`), each run through one adapter ``(case, seed) -> scores``
     The blurred input (the reference: a method below it harms the image), Wiener and Tikhonov
     with the true kernel (oracles, not blind), Wiener with D3's fixed
-    Gaussian guess (the blind classical baseline), D3's DRK, SelfDeblur original and improved,
+    Gaussian guess and unsharp masking (the blind classical baselines), D3's DRK, SelfDeblur original and improved,
     Kernel-Diff guided (its kernel and its learned solver F). The user-facing functions of
     :mod:`repro.methods` are reused wherever they fit (``wiener``, ``drk``, ``kerneldiff``);
     SelfDeblur goes through :func:`repro.selfdeblur_eval.evaluate_runs`, which stores every run
@@ -97,6 +97,7 @@ METHODS = (
     "Wiener, true k (oracle)",
     "Tikhonov, true k (oracle)",
     "Wiener, Gaussian guess",
+    "unsharp masking",
     "DRK (D3)",
     "SelfDeblur, original",
     "SelfDeblur, improved",
@@ -374,6 +375,8 @@ def adapters(profile: str, device=None, progress: bool = True) -> dict[str, Adap
         Adapter("Tikhonov, true k (oracle)", _timed(tikhonov_oracle, device), f"lam={selfdeblur_eval.ORACLE_LAMBDA}",
                 oracle=True),
         Adapter("Wiener, Gaussian guess", _timed(wiener_guess, device), classical),
+        Adapter("unsharp masking", _timed(lambda case, seed: (dil.unsharp_mask(_y(case).to(device)), None), device),
+                f"sigma={dil.UNSHARP_SIGMA},amount={dil.UNSHARP_AMOUNT}"),
         Adapter("DRK (D3)", _timed(drk_method, device),
                 hashlib.sha256(drk.double().cpu().numpy().tobytes()).hexdigest()[:16]),
         _selfdeblur_adapter("original", profile, device),

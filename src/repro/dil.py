@@ -758,8 +758,14 @@ def select_wiener_nsr(n_images: int = 36, crop: int = 96, noise_levels=(0.0, 0.0
             "floor": one_digit(floor), "noise_factor": one_digit(factor), "images": list(images), "crop": crop}
 
 
-def _unsharp(y: torch.Tensor) -> torch.Tensor:
+def unsharp_mask(y: torch.Tensor) -> torch.Tensor:
+    """Unsharp masking of y (…, C, H, W) in [0, 1]: y + amount · (y − G_σ ⊛ y) with
+    :data:`UNSHARP_SIGMA` and :data:`UNSHARP_AMOUNT` (symmetric boundary), clamped to [0, 1]. A
+    blind sharpening baseline: it needs no kernel."""
     from .kernels import gaussian
+
+    if y.ndim == 4:
+        return torch.stack([unsharp_mask(image) for image in y])
 
     g = gaussian(9, UNSHARP_SIGMA, dtype=y.dtype).to(y.device)
     return (y + UNSHARP_AMOUNT * (y - ops.blur(y[None], g, mode="symmetric")[0])).clamp(0, 1)
@@ -780,7 +786,7 @@ def classical_methods() -> dict:
             y[None], case.k.to(y.dtype), wiener_nsr(case.meta["noise_sigma"]))[0].clamp(0, 1),
         "Wiener, Gaussian guess": lambda y, case: wiener(
             y[None], guess(y.dtype).to(y.device), wiener_nsr(case.meta["noise_sigma"]))[0].clamp(0, 1),
-        "unsharp masking": lambda y, case: _unsharp(y),
+        "unsharp masking": lambda y, case: unsharp_mask(y),
     }
 
 
