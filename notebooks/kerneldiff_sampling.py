@@ -221,6 +221,8 @@ glue("prior_reading",
 # Choose a test image and a seed; the slider moves along the reverse steps and shows $\tilde k_0$
 # at that step for both samplers, and where that step lies on the residual curves. Each new
 # (image, seed) pair runs both samplers once (a few seconds to a minute, depending on the profile).
+# The controls need a live kernel: open the notebook in Jupyter; the static book shows the
+# figures above.
 
 # %%
 import ipywidgets as widgets

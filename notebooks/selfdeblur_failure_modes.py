@@ -258,7 +258,8 @@ glue("support_true_kernel", f"{true_support:.0f}", display=False)
 #
 # Choose a Kodak image, one of Levin's kernels, a seed and which of the three modifications are
 # on; one short run (a small crop and a few hundred iterations at most, see the profile) is
-# computed when a control changes. In the static book only the figures above appear.
+# computed when a control changes. The controls need a live kernel: open the notebook in
+# Jupyter; in the static book only the figures above appear.
 
 # %%
 def show_run(image=1, kernel=5, seed=0, multiscale=True, initialisation=True, regularisation=True):
