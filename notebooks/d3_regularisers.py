@@ -276,8 +276,8 @@ print(f"PSNR gain of the DRK on this crop: {gain:+.2f} dB")
 # The sliders change the blur kernel (standard deviations in px, angle in degrees) and the
 # noise added to the blurred image; the figures show the kernel, the product with the DRK, the
 # spectra and the restoration. Large blurs (σ beyond the gallery's ≈ 2.45 px) and noise show
-# the limits of one fixed inverse. (The sliders need a live kernel: open the notebook in Jupyter; in the static book only the
-# default figures appear.)
+# the limits of one fixed inverse. (The sliders need a live kernel: open the notebook in
+# Jupyter; in the static book only the default figures appear.)
 
 # %%
 def explore(sigma1=1.8, sigma2=1.0, theta_degrees=30, noise=0.0):
