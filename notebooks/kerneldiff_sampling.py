@@ -172,8 +172,8 @@ plt.show()
 # ## The connection to the 1D toy: kernel first, in two dimensions
 #
 # In {doc}`toy1d` the kernel-first strategy estimates $\sigma$ alone from
-# $p(\sigma \mid y) \approx \exp(-\lVert y - k_\sigma \circledast x(\sigma)\rVert^2/2\beta^2)$ (eq. 16),
-# where $x(\sigma)$ is the non-blind solution for that kernel: the image is never a free variable.
+# $p(\sigma \mid y) \approx \exp(-\lVert y - k_\sigma \circledast x(\sigma)\rVert^2/2\beta)$
+# (eq. 16, $\beta$ the noise variance as there), where $x(\sigma)$ is the non-blind solution for that kernel: the image is never a free variable.
 # Kernel-Diff's guidance is the same objective in two dimensions, with $F$ as the non-blind
 # solver and $\hat k_0$ as the kernel: the descent happens in kernel space only. What the toy
 # does not show is why the 2D problem needs a *prior on kernels*: in 2D the reblurring loss
