@@ -169,6 +169,7 @@ ENTRY_POINTS = {
     "kernels.recenter": lambda v: kernels.recenter(v),
     "dil.deblur_drk(image)": lambda v: dil.deblur_drk(v, kernels.gaussian(11, 1.0)),
     "dil.deblur_drk(drk)": lambda v: dil.deblur_drk(GOOD_IMAGE, v),
+    "dil.unsharp_mask(y)": lambda v: dil.unsharp_mask(v),
     "selfdeblur.run_selfdeblur(y)": lambda v: selfdeblur.run_selfdeblur(
         v, 5, selfdeblur.SelfDeblurConfig(iterations=1), progress=False),
     "toy1d.observe(x)": lambda v: toy1d.observe(v, 1.5),

@@ -764,6 +764,7 @@ def unsharp_mask(y: torch.Tensor) -> torch.Tensor:
     blind sharpening baseline: it needs no kernel."""
     from .kernels import gaussian
 
+    check_tensor(y, "y", (3, 4))
     if y.ndim == 4:
         return torch.stack([unsharp_mask(image) for image in y])
 
