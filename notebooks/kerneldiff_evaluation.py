@@ -264,6 +264,7 @@ else:
                   "check over a few draws recovers it." if closed >= 0.5 else
                   "the spread of the draws explains only part of the gap; the rest is their typical quality."))
 glue("select_reading", reading, display=False)
+glue("select_spread", f"{max(chosen['mnc_std'], alt['mnc_std']):.2f}", display=False)
 
 # %% [markdown]
 # A single sample has a mean MNC of {glue:text}`select_sample_mnc`; the lowest residual of
@@ -275,7 +276,8 @@ glue("select_reading", reading, display=False)
 # {glue:text}`select_wins` images) and {glue:text}`select_psnr_verdict` it in PSNR
 # ({glue:text}`psnr_alt` dB), at {glue:text}`select_time_ratio` times its time per image.
 # {glue:text}`select_reading` With {glue:text}`n_cases` images and a standard deviation of MNC
-# over them of about 0.2, differences of a few hundredths between these two rows are not resolved.
+# over them of up to {glue:text}`select_spread`, differences of a few hundredths between these two
+# rows are not resolved.
 #
 # ## Fig. 5: the reblurring residual, kernel-first against alternating
 #
