@@ -140,8 +140,9 @@ def test_upsample_conv_equals_the_convolution_of_the_upsampled_image():
     grads = [torch.autograd.grad((out * weights).sum(), (h, conv.weight, conv.bias)) for out in (fast, plain)]
     for a, b in zip(*grads):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
-    with pytest.raises(ValueError, match="3x3 convolution with padding 1"):
-        kd.upsample_conv(h, torch.nn.Conv2d(5, 4, 1).double())
+    for other in (torch.nn.Conv2d(5, 4, 1), torch.nn.Conv2d(5, 4, 3, padding=1, padding_mode="reflect")):
+        with pytest.raises(ValueError, match="3x3 convolution with zero padding 1"):
+            kd.upsample_conv(h, other.double())
 
 
 def test_unet_rejects_wrong_shapes():

@@ -358,8 +358,9 @@ def upsample_conv(h: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
     formulation on two threads and 0.94× on one (``benchmarks/bench_kerneldiff.py``); the
     chapter's 3,000 training steps took 4 % less time.
     """
-    if conv.kernel_size != (3, 3) or conv.padding != (1, 1) or conv.stride != (1, 1) or conv.groups != 1:
-        raise ValueError(f"upsample_conv needs a 3x3 convolution with padding 1, got {conv}")
+    if (conv.kernel_size != (3, 3) or conv.padding != (1, 1) or conv.stride != (1, 1) or conv.dilation != (1, 1)
+            or conv.groups != 1 or conv.padding_mode != "zeros"):
+        raise ValueError(f"upsample_conv needs a 3x3 convolution with zero padding 1, stride 1, got {conv}")
     B, _, H, W = h.shape
     padded = F.pad(h, (1, 1, 1, 1))
     phases = []
