@@ -245,6 +245,7 @@ def test_table1_means_and_per_input_std():
     assert kodak["isnr_std"] == pytest.approx((math.sqrt(2) + math.sqrt(8)) / 2)  # sample stds 1.414, 2.828
     assert (kodak["inputs"], kodak["runs"], kodak["failed"], kodak["no_blur"]) == (2, 4, 0.25, 0.25)
     assert kodak["error_ratio_median"] == 2.5 and kodak["paper"] == (2.48, 2.52)
+    assert kodak["error_ratio_successes"] == 2  # the seed-0 runs (2.0); the seed-1 ones are at 3.0, not below
     assert levin["isnr_std"] == 0 and levin["paper"] == (8.23, 1.21)
     text = se.format_table1(rows)
     assert "| Kodak (synthetic) | original | 2 × 2 | 1.00 | 2.12 |" in text

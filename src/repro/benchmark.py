@@ -461,13 +461,18 @@ def _mean(values: list[float]) -> float | None:
     return sum(values) / len(values) if values else None
 
 
-def _spread(records: list[dict], metric: str) -> float | None:
-    """Mean over inputs of the sample standard deviation (ddof = 1) of ``metric`` across runs."""
+def _by_case(records: list[dict], metric: str) -> dict[str, list[float]]:
+    """The values of ``metric`` in ``records``, grouped by input (case), records without it left out."""
     by_case: dict[str, list[float]] = {}
     for r in records:
         if r.get(metric) is not None:
             by_case.setdefault(r["case"], []).append(r[metric])
-    stds = [statistics.stdev(v) for v in by_case.values() if len(v) >= 2]
+    return by_case
+
+
+def _spread(records: list[dict], metric: str) -> float | None:
+    """Mean over inputs of the sample standard deviation (ddof = 1) of ``metric`` across runs."""
+    stds = [statistics.stdev(v) for v in _by_case(records, metric).values() if len(v) >= 2]
     return _mean(stds)
 
 
@@ -536,11 +541,8 @@ def _inputs_above_reference(records: list[dict], set_name: str, method: str, met
     """On how many inputs of ``set_name`` the mean ``metric`` of ``method`` over its runs is above
     the blurred input's, and out of how many inputs both were measured on."""
     def per_case(name):
-        values: dict[str, list[float]] = {}
-        for r in records:
-            if r["set"] == set_name and r["method"] == name and r.get(metric) is not None:
-                values.setdefault(r["case"], []).append(r[metric])
-        return {case: _mean(v) for case, v in values.items()}
+        chosen = [r for r in records if r["set"] == set_name and r["method"] == name]
+        return {case: _mean(v) for case, v in _by_case(chosen, metric).items()}
 
     ours, reference = per_case(method), per_case(REFERENCE)
     common = [case for case in ours if case in reference]

@@ -765,11 +765,9 @@ def unsharp_mask(y: torch.Tensor) -> torch.Tensor:
     from .kernels import gaussian
 
     check_tensor(y, "y", (3, 4))
-    if y.ndim == 4:
-        return torch.stack([unsharp_mask(image) for image in y])
-
     g = gaussian(9, UNSHARP_SIGMA, dtype=y.dtype).to(y.device)
-    return (y + UNSHARP_AMOUNT * (y - ops.blur(y[None], g, mode="symmetric")[0])).clamp(0, 1)
+    blurred = ops.blur(y if y.ndim == 4 else y[None], g, mode="symmetric").reshape(y.shape)
+    return (y + UNSHARP_AMOUNT * (y - blurred)).clamp(0, 1)
 
 
 def classical_methods() -> dict:

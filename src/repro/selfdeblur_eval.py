@@ -87,6 +87,9 @@ PAPER_TABLE1 = {
 """Kotera et al., Table 1: (mean ISNR in dB, mean per-input standard deviation), measured by the
 authors on their own 64 Kodak inputs and Levin's 32 images with 10 runs each (5,000 iterations)."""
 
+ERROR_RATIO_SUCCESS = 3.0
+"""Levin et al.'s success criterion: a run whose error ratio ‖x̂ − x‖² / ‖x_k − x‖² is below this."""
+
 NO_BLUR_SUPPORT = 4.0
 """A run counts as the no-blur solution when the effective support 1/‖k̂‖₂² of its kernel is at
 most this many pixels (Levin's kernels have 20–60)."""
@@ -551,9 +554,10 @@ def table1(records: Sequence[dict], methods: Sequence[str] = tuple(METHODS)) -> 
 
     ``isnr_mean``: mean ISNR over all runs; ``isnr_std``: mean over inputs of the sample
     standard deviation (ddof = 1) of ISNR across that input's runs (inputs with one run are
-    left out of it; NaN if none has two); also mean PSNR and SSIM, the median error ratio, the
-    fraction of runs with ISNR < 0 and of runs in the no-blur solution, the number of inputs and
-    runs, and the paper's pair (``paper``, None where the paper has none).
+    left out of it; NaN if none has two); also mean PSNR and SSIM, the median error ratio and the
+    number of runs below :data:`ERROR_RATIO_SUCCESS` (``error_ratio_successes``), the fraction of
+    runs with ISNR < 0 and of runs in the no-blur solution, the number of inputs and runs, and the
+    paper's pair (``paper``, None where the paper has none).
     """
     rows = []
     for dataset in ("kodak", "levin"):
@@ -571,6 +575,7 @@ def table1(records: Sequence[dict], methods: Sequence[str] = tuple(METHODS)) -> 
                 "psnr_mean": _mean([r["metrics"]["psnr"] for r in chosen]),
                 "ssim_mean": _mean([r["metrics"]["ssim"] for r in chosen]),
                 "error_ratio_median": statistics.median(r["metrics"]["error_ratio"] for r in chosen),
+                "error_ratio_successes": sum(r["metrics"]["error_ratio"] < ERROR_RATIO_SUCCESS for r in chosen),
                 "failed": _mean([float(r["metrics"]["isnr"] < 0) for r in chosen]),
                 "no_blur": _mean([float(r["metrics"]["no_blur"]) for r in chosen]),
                 "paper": PAPER_TABLE1.get((dataset, method)),
