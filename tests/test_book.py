@@ -47,7 +47,7 @@ def built_book(tmp_path_factory):
             title = next(line for line in (REPO / "notebooks" / f"{name}.py").read_text().splitlines()
                          if line.startswith("# # "))[2:]
             (book / "chapters" / f"{name}.md").write_text(f"{title}\n\nNot executed in this test.\n")
-        chapters.stage_performance()
+        chapters.stage_performance("smoke")
     finally:
         patch.undo()
     build = subprocess.run(

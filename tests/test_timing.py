@@ -33,3 +33,34 @@ def test_record_targets_feeds_the_performance_page(tmp_path, monkeypatch):
     assert "1 thread, 1024² RGB" in page and "No benchmark" not in page
     with pytest.raises(ValueError, match="exactly the keys"):
         timing.record_targets("bench_x", [{"part": "D3"}], "")
+
+
+def test_parts_cover_every_chapter_once_and_budgets_make_90_minutes():
+    from repro import chapters
+
+    listed = [name for _, names, _ in chapters.PARTS for name in names]
+    assert sorted(listed) == sorted(chapters.CHAPTERS) and len(set(listed)) == len(listed)
+    assert sum(minutes for _, _, minutes in chapters.PARTS) == 90
+
+
+def test_chapter_times_sum_the_longest_execution_per_part(tmp_path, monkeypatch):
+    from repro import chapters
+    from repro.store import save_json
+
+    monkeypatch.setenv("REPRO_RESULTS", str(tmp_path))
+
+    def record(name, seconds, longest):
+        save_json({"chapter": name, "profile": "quick", "seconds": seconds, "machine": "m", "date": "d",
+                   "longest": {"seconds": longest, "machine": "m", "date": "d"}},
+                  chapters.executed_path(name, "quick").with_suffix(".json"))
+
+    record("toy1d", 5.0, 290.0)                       # 4.8 min of a 5-min budget
+    record("selfdeblur_failure_modes", 6.0, 900.0)   # 15 + 11 = 26 min of 25
+    record("selfdeblur_evaluation", 7.0, 660.0)
+    page = "\n".join(chapters.chapter_times("quick"))
+    assert "| 1D toy | 4 min 50 s | 4.8 | 5 | yes | m |" in page
+    assert "| SelfDeblur | 15 min 0 s + 11 min 0 s | 26.0 | 25 | **no** | m |" in page
+    assert "| **all parts** | | **30.8** | 90 | — | |" in page      # incomplete: no verdict
+    assert "D3 / NSD-DIL" not in page and "d3_collapse" in page     # not executed: listed, not summed
+    smoke = "\n".join(chapters.chapter_times("smoke"))                 # no budgets outside quick
+    assert "| **all parts** | | **0.0** | — | — | |" in smoke and "toy1d, d3_regularisers" in smoke

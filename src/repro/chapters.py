@@ -42,10 +42,20 @@ CHAPTERS = (
     "kerneldiff_evaluation",
     "benchmark",
 )
+"""Chapters in book order; each is ``notebooks/<name>.py``."""
+
+PARTS = (
+    ("1D toy", ("toy1d",), 5),
+    ("D3 / NSD-DIL", ("d3_regularisers", "d3_collapse", "d3_evaluation"), 10),
+    ("SelfDeblur", ("selfdeblur_failure_modes", "selfdeblur_evaluation"), 25),
+    ("Kernel-Diff", ("kerneldiff_sampling", "kerneldiff_evaluation"), 45),
+    ("Benchmark", ("benchmark",), 5),
+)
+"""The book's parts: (title, chapters, minutes the quick profile may take on a 2-core laptop).
+The budgets add up to the 90 minutes of the whole quick book."""
 
 CELL_TIMEOUT_S = {"smoke": 900, "quick": 3600, "paper": None}
 """Per-cell time limit by profile: a cell that hangs fails the run instead of blocking it forever."""
-"""Chapters in book order; each is ``notebooks/<name>.py``."""
 
 
 def _check_names(names) -> list[str]:
@@ -159,17 +169,56 @@ def stage(name: str, profile: str) -> Path:
 
 PERFORMANCE_INTRO = """# Performance
 
-Speed is measured by the benchmark scripts of `benchmarks/` (`make bench`), never by timed
+What the chapters took to execute comes first, from the records that `make reproduce` leaves.
+Beyond that, speed is measured by the benchmark scripts of `benchmarks/` (`make bench`), never by timed
 assertions in the tests. Each figure is a ratio against a reference measured in the same run (the
 reference is named in each row), or a time where no reference applies. The machine is stated per
 benchmark; on a shared machine read every figure as approximate.
 """
 
 
-def stage_performance() -> Path:
-    """Write ``book/chapters/performance.md`` from the records of ``make bench`` (``results/bench/``)."""
+def _within(seconds: float, minutes: float) -> str:
+    return "yes" if seconds <= 60 * minutes else "**no**"
+
+
+def chapter_times(profile: str) -> list[str]:
+    """The Performance page's table of what each part of the book took to execute with
+    ``profile``: per chapter its longest recorded execution (the one that computed rather than
+    reused cached results), summed per part (:data:`PARTS`), against the part's budget where
+    ``profile`` is quick."""
+    quick = profile == "quick"
+    lines = [f"## Chapter run times (profile `{profile}`)", "",
+             "The longest recorded execution of each chapter (the one that computed, not one that reused "
+             f"`results/{profile}/`), summed per part of the book. The budgets are the quick profile's, for a "
+             "2-core laptop; creating the virtual environment and building the book add a few minutes to "
+             "`make reproduce`.", "",
+             "| part | chapters | minutes | budget (min) | within | machine |", "|---|---|---|---|---|---|"]
+    total, missing = 0.0, []
+    for title, names, budget in PARTS:
+        paths = [executed_path(name, profile).with_suffix(".json") for name in names]
+        missing += [name for name, path in zip(names, paths) if not path.exists()]
+        runs = [load_json(path).get("longest", load_json(path)) for path in paths if path.exists()]
+        if len(runs) < len(names):
+            continue
+        seconds = sum(run["seconds"] for run in runs)
+        total += seconds
+        machines = "; ".join(sorted({run["machine"] for run in runs}))
+        lines.append(f"| {title} | {' + '.join(_duration(run['seconds']) for run in runs)} | {seconds / 60:.1f} | "
+                     f"{budget if quick else '—'} | {_within(seconds, budget) if quick else '—'} | {machines} |")
+    budget = sum(minutes for _, _, minutes in PARTS)
+    complete = quick and not missing
+    lines.append(f"| **all parts** | | **{total / 60:.1f}** | {budget if quick else '—'} | "
+                 f"{_within(total, budget) if complete else '—'} | |")
+    if missing:
+        lines += ["", f"Not executed with profile `{profile}` on this checkout: {', '.join(missing)}."]
+    return lines + [""]
+
+
+def stage_performance(profile: str = "quick") -> Path:
+    """Write ``book/chapters/performance.md``: the chapter run times of ``profile``
+    (:func:`chapter_times`) and the records of ``make bench`` (``results/bench/``)."""
     records = sorted((results_root() / "bench").glob("*.json"))
-    lines = [PERFORMANCE_INTRO]
+    lines = [PERFORMANCE_INTRO, *chapter_times(profile)]
     if not records:
         lines.append("```{note}\nNo benchmark has been run on this checkout yet: run `make bench`, then `make book`.\n```\n")
     for path in records:
@@ -204,7 +253,7 @@ def main(argv=None) -> int:
             else:
                 print(f"staged {stage(name, args.profile)}")
         if args.action == "stage":
-            print(f"staged {stage_performance()}")
+            print(f"staged {stage_performance(args.profile)}")
     except (ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

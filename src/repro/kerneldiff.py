@@ -355,8 +355,8 @@ def upsample_conv(h: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
     padding of the upsampled image is the zero padding of h), differing only by rounding; the
     weights stay the 3×3 ``conv.weight``, so checkpoints are unchanged. One training step of the
     quick ε_θ (batch 8, the AVX2-only EPYC otherwise idle) took 0.91× the time of the plain
-    formulation on two threads and 0.94× on one (``benchmarks/bench_kerneldiff.py``); the
-    chapter's 3,000 training steps took 4 % less time.
+    formulation on two threads and 0.94× on one (``benchmarks/bench_kerneldiff.py``); 3,000
+    training steps of the chapter took 4 % less time.
     """
     if (conv.kernel_size != (3, 3) or conv.padding != (1, 1) or conv.stride != (1, 1) or conv.dilation != (1, 1)
             or conv.groups != 1 or conv.padding_mode != "zeros"):
@@ -931,22 +931,24 @@ PROFILES = {
                                                                    checkpoint_every=30),
                                n_test=3, sample_steps=20, batch=3, step_counts=(40, 20, 10), n_sweep=2,
                                n_trials=4, n_trial_images=1, n_select=2, select_steps=10, alternating_iterations=20),
-    # this 2-core CPU: 16x16 kernels, 64x64 crops, a 0.87 M-parameter U-Net; 3,000 steps on two
-    # threads (0.23 s/step on one 2-core EPYC; 0.44-0.58 s/step, 22-29 min, on an AVX2-only one,
-    # where the convolutions already run at the GEMM peak, ~100 GFLOP/s: 38 GFLOP a step). 3,000
-    # rather than 4,000 steps so that the whole quick book fits 90 minutes on the slower machine.
-    # Earlier runs (one sample per image) gave a guided MNC on the test set of 0.45 at 2,000 steps,
-    # 0.58 at 4,000 and 0.53 at 6,000: the noise of this small test set is as large as the differences.
+    # this 2-core CPU: 16x16 kernels, 64x64 crops, a 0.87 M-parameter U-Net; 2,500 steps on two
+    # threads (0.23 s/step on one 2-core EPYC; 0.44-0.58 s/step, 18-24 min, on an AVX2-only one,
+    # where the convolutions already run at the GEMM peak, ~100 GFLOP/s: 38 GFLOP a step). 2,500
+    # rather than 4,000 steps so that the chapter fits its 45 minutes on the slower machine (3,000
+    # steps there: 47-52 min). Earlier runs (one sample per image) gave a guided MNC on the test set
+    # of 0.45 at 2,000 steps, 0.58 at 4,000 and 0.53 at 6,000: the noise of this small test set is
+    # as large as the differences.
     # lr 2e-4: DDPM's value for its small models (the paper's 1e-5 suits 1 M steps, not a few thousand).
     # Evaluation with 250 strided steps (η = 1), the 12 test images in one batch, and 4 trials in
-    # Fig. 5; the steps sweep runs all 1000 steps on the whole test set (issue #5's check of a
-    # <= 100-step sampler is on the quick test set) and takes its 250-step row from the main
-    # table: 36-40 / 8.5 / 3.5 / 1.9-2.1 s per image at 1000 / 250 / 100 / 50 steps on the
-    # AVX2-only EPYC, about 9 min. The selection row draws 4 samples per image with 50 steps
-    # (about 2 min there), which also give the sweep's 50-step row.
-    "quick": KernelDiffProfile("quick", (16, 32, 32), 32, 2, TrainConfig(steps=3000, batch_size=8, lr=2e-4,
+    # Fig. 5. The steps sweep runs on the first 6 test images (issue #5's check of a <= 100-step
+    # sampler is on them, paired): all 1000 steps and 100 steps are sampled there, its 250-step row
+    # is the main table's draw on those images and its 50-step row the selection run's. 1000 steps
+    # take about 41 s per image on the AVX2-only EPYC at a batch of 12, about 8 min for the whole
+    # test set; on 6 images about 4.5 min. The selection row draws 4 samples per image with 50
+    # steps (about 2 min there).
+    "quick": KernelDiffProfile("quick", (16, 32, 32), 32, 2, TrainConfig(steps=2500, batch_size=8, lr=2e-4,
                                                                         log_every=50, checkpoint_every=250),
-                               n_test=12, sample_steps=250, batch=12, step_counts=(1000, 250, 100, 50), n_sweep=12,
+                               n_test=12, sample_steps=250, batch=12, step_counts=(1000, 250, 100, 50), n_sweep=6,
                                n_trials=4, n_trial_images=1, n_select=4, select_steps=50, alternating_iterations=100),
     # a GPU: the paper's U-Net (≈36 M parameters, 64x64 kernels, 256x256 crops) and schedule (FACTS.md).
     "paper": KernelDiffProfile("paper", PAPER_UNET.channels, PAPER_UNET.time_dim, PAPER_UNET.attention_heads,
