@@ -150,11 +150,12 @@ display(Markdown(
 # tried; `scripts/selfdeblur_probe.py --size N` re-runs such a case). At
 # {glue:text}`quick_crop` crops the coarsest scale's x passes $\mathcal{G}_x$'s levels at
 # {glue:text}`quick_levels` pixels. They are not larger (earlier versions of this profile used
-# 128 and 120 pixels) so that this part fits its 25-minute budget on a slow 2-core machine: a
-# 100-pixel run takes about two thirds of the time of a 120-pixel one. **The smaller crop hurts
-# the original method more than the improved one**: with seed 0 (`scripts/selfdeblur_probe.py
-# --method M --size S --case C`) the original reached +0.60 dB on the Kodak input and +2.01 dB
-# on the Levin input at 120 pixels, but −4.08 and −5.58 dB at 100 pixels, with kernels spread
+# 128, 120 and 100 pixels) so that this part fits its 25-minute budget on a slow 2-core machine,
+# where it took 34–37 min at 120 pixels and 26.7 min at 100; a run's time goes with the pixels
+# of x. **The smaller crops hurt the original method more than the improved one**: with seed 0
+# (`scripts/selfdeblur_probe.py --method M --size S --case C`) the original reached +0.60 dB on
+# the Kodak input and +2.01 dB on the Levin input at 120 pixels, but −4.08 and −5.58 dB at 100
+# pixels, with kernels spread
 # over about 37 pixels; the improved method reached +1.20 and +2.62 dB at 120 pixels and +0.87
 # and +2.71 dB at 100. Part of the gap in Table 1 is therefore a product of this reduction.
 #

@@ -112,7 +112,7 @@ the result depends on a scale the paper leaves open."""
 VARIANTS = NEGATIVE_RESULTS + KERNEL_L2_ABLATIONS
 CPU_VARIANTS = ("over-regularised", "kernel ℓ² as a sum")
 """The variants the smoke and quick profiles run: one §4.1 negative result and the ℓ² ablation
-that shows why the term is normalised per entry (each quick run takes 4.5-5.5 min on a slow 2-core
+that shows why the term is normalised per entry (each quick run takes 3.5-5 min on a slow 2-core
 CPU, beside another run; "small kernels" needs inputs too large for these profiles)."""
 
 
@@ -252,17 +252,18 @@ PROFILES = {
         kodak_size=60, gray=True, levin_inputs=((1, 5),), levin_size=60, runs=2, fit_iterations=15,
         fit_inputs=1, spread_runs=2, variants=CPU_VARIANTS, variant_runs=1,
         tv_initial_weight=0.1, explore_size=60, explore_scale=0.004),
-    # this 2-core CPU: 100-pixel inputs, 10 % of the iterations, two inputs, two runs (see describe()).
+    # this 2-core CPU: 92-pixel inputs, 10 % of the iterations, two inputs, two runs (see describe()).
     # Not much smaller: on 64-pixel crops the coarsest scale of the multiscale method is a 32-pixel y
     # (x 40 px through five stride-2 levels), too small for Gx; there the improved method ended
     # 3-10 dB below the blurred input on all 7 runs, and on im1_kernel3 (seed 0) at -5.8 dB on a
     # 64-pixel crop against +3.2 dB on a 128-pixel one (same iterations and learning rates; two
-    # threads; scripts/selfdeblur_probe.py re-runs such cases). 100 rather than 120 pixels so that
-    # this part fits its 25 minutes on the slower 2-core machine: a run takes 0.64-0.69x the time
-    # (120 px there: 34-37 min for the part); at the coarsest scale y is 50 px and x 56 px.
+    # threads; scripts/selfdeblur_probe.py re-runs such cases). 92 rather than 120 pixels so that
+    # this part fits its 25 minutes on the slower 2-core machine, where it took 34-37 min at 120
+    # pixels and 26.7 min at 100 (a run's time goes with x's pixels: (92 + 12)² against (120 + 12)²);
+    # at the coarsest scale y is 46 px and x 52 px.
     "quick": SelfDeblurProfile(
         "quick", iteration_scale=0.1, kodak_images=(1,), kodak_kernels=(5,), kodak_downscale=0.5,
-        kodak_size=100, gray=True, levin_inputs=((1, 3),), levin_size=100, runs=2, fit_iterations=150,
+        kodak_size=92, gray=True, levin_inputs=((1, 3),), levin_size=92, runs=2, fit_iterations=150,
         fit_inputs=1, spread_runs=2, variants=CPU_VARIANTS, variant_runs=1,
         tv_initial_weight=0.1, explore_size=64, explore_scale=0.02),
     # a GPU: the paper's protocol (8 Kodak images × 8 kernels, all 32 Levin images, 10 runs, 5,000 iterations).
