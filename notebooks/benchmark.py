@@ -62,6 +62,7 @@ from IPython.display import Markdown, display
 from myst_nb import glue
 
 from repro import benchmark, methods
+from repro.evaluation import counted
 
 results = benchmark.run_chapter(profile, progress=False)
 rows, best = results["rows"], results["winners"]["psnr"]
@@ -123,8 +124,8 @@ for name in benchmark.SETS:
     if w["reference"] is not None:
         above, compared = w["above_reference"]
         reference = (f" Against the blurred input ({w['reference']:.2f} dB) its mean differs by "
-                     f"{w['value'] - w['reference']:+.2f} dB, and it is above it on {above} of {compared} "
-                     f"input{'s' if compared != 1 else ''}.")
+                     f"{w['value'] - w['reference']:+.2f} dB, and it is above it on {above} of "
+                     f"{counted(compared, 'input')}.")
     oracle = "" if w["oracle"] is None else f" The best oracle, which knows the kernel, reaches {w['oracle']:.2f} dB."
     lines.append(f"- **{benchmark.SET_TITLES[name]}**: {w['method']} ({w['value']:.2f} dB), "
                  f"{w['margin']:.2f} dB ahead of {w['runner_up']}, {agree} the best by SSIM.{reference}{oracle} "

@@ -50,6 +50,7 @@ from myst_nb import glue
 
 from repro import selfdeblur as sd
 from repro import selfdeblur_eval as se
+from repro.evaluation import counted
 
 out = se.run_evaluation(profile, progress=False)
 settings, records, table = out["settings"], out["records"], out["table"]
@@ -66,7 +67,7 @@ glue("quick_levels", f"{levels[0]} → " + ", ".join(map(str, levels[1:])) + " (
      display=False)
 n_inputs = min(len({r["input"] for r in records if r["dataset"] == d}) for d in ("kodak", "levin"))
 glue("spread_caveat",
-     f"With {settings.runs} runs per input and {n_inputs} input{'s' if n_inputs > 1 else ''} per set, each standard "
+     f"With {settings.runs} runs per input and {counted(n_inputs, 'input')} per set, each standard "
      "deviation is itself a rough estimate: this profile can show a change in the mean ISNR, but it cannot test the "
      "paper's claim that the modifications make the method more consistent." if settings.runs < 5 else
      f"Each standard deviation is over {settings.runs} runs per input.", display=False)
@@ -272,8 +273,8 @@ paper = se.get_profile("paper")
 paper_inputs = len(paper.kodak_images) * len(paper.kodak_kernels) + len(paper.levin_inputs)
 mean_pixels = (len(paper.kodak_images) * len(paper.kodak_kernels) * 768 * 512 + len(paper.levin_inputs) * 255 * 255) / paper_inputs
 glue("levin_iteration_seconds", f"{per_pixel * 255 * 255:.2f}", display=False)
-glue("run_conditions", f"{original[0]['threads']} thread{'s' if original[0]['threads'] > 1 else ''} per run, "
-     f"{at_once} run{'s' if at_once > 1 else ''} at a time", display=False)
+glue("run_conditions", f"{counted(original[0]['threads'], 'thread')} per run, {counted(at_once, 'run')} at a time",
+     display=False)
 glue("paper_cpu_days", f"{per_pixel * mean_pixels * paper_iterations / at_once / 86400:.0f}", display=False)
 
 # %% [markdown]

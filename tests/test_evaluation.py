@@ -211,3 +211,10 @@ def test_summarize_groups_and_filters(tmp_path):
     assert evaluation.summarize(path, methods=["absent"]) == []
     with_paper = evaluation.format_table(only, extra={"paper": {"m": "27.01"}})
     assert with_paper.splitlines()[0].endswith("| paper |") and with_paper.splitlines()[-1].endswith("| 27.01 |")
+
+
+def test_counted_agrees_in_number():
+    assert evaluation.counted(1, "image") == "1 image"
+    assert evaluation.counted(0, "image") == "0 images"
+    assert evaluation.counted(3, "Levin kernel") == "3 Levin kernels"
+    assert evaluation.counted(2, "child", "children") == "2 children"

@@ -78,7 +78,7 @@ from tqdm.auto import tqdm
 
 from . import metrics
 from ._checks import check_choice
-from .evaluation import Case, build_cases
+from .evaluation import Case, build_cases, counted
 from .store import check_profile, load_cached, results_dir, save_json
 
 FORMAT = "repro.benchmark/1"
@@ -165,9 +165,9 @@ class BenchmarkProfile:
         down = "" if sd.kodak_downscale == 1 else f" downscaled ×{sd.kodak_downscale:g},"
         return (
             f"Levin: {len(sd.levin_inputs)} of the 32 real-blurred images, {levin}; Kodak: "
-            f"{len(sd.kodak_images)} image(s) × {len(sd.kodak_kernels)} Levin kernel(s),{down} {kodak}, "
+            f"{counted(len(sd.kodak_images), 'image')} × {counted(len(sd.kodak_kernels), 'Levin kernel')},{down} {kodak}, "
             f"{'grey' if sd.gray else 'RGB'} (both the SelfDeblur chapter's inputs); BSD100 mild blur: "
-            f"{self.n_mild} image(s), {mild}, one kernel each; BSD100 motion blur: {self.n_motion} image(s), "
+            f"{counted(self.n_mild, 'image')}, {mild}, one kernel each; BSD100 motion blur: {counted(self.n_motion, 'image')}, "
             f"{spec.crop}² centre crops, {spec.kernel_size}×{spec.kernel_size} held-out motion kernels; "
             f"{self.runs} runs (seeds 0–{self.runs - 1}) of the stochastic methods; Kernel-Diff with {steps} "
             f"reverse steps; SelfDeblur with ×{sd.iteration_scale:g} of the paper's iterations"

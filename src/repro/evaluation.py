@@ -264,6 +264,12 @@ GROUP_TITLES = {"variance_bin": "variance bin", "dataset": "data set", "family":
 key with spaces for underscores)."""
 
 
+def counted(n: int, noun: str, plural: str | None = None) -> str:
+    """``n`` and ``noun`` for a sentence of the book: "1 image", "3 images", "2 Levin kernels"
+    (``plural`` where adding "s" is wrong)."""
+    return f"{n} {noun if n == 1 else plural or noun + 's'}"
+
+
 def format_table(rows: list[dict], title: str | None = None, extra: dict[str, dict[str, str]] | None = None) -> str:
     """A Markdown table of :func:`summarize` rows: PSNR and SSIM as mean ± std.
 

@@ -71,7 +71,7 @@ from . import data, kernels, metrics, nonblind
 from . import selfdeblur as sd
 from ._checks import check_choice, check_positive, check_tensor
 from ._threads import check_workers, fixed_cpu_threads, parallel_map
-from .evaluation import Case, _centre_crop, build_cases
+from .evaluation import Case, _centre_crop, build_cases, counted
 from .selfdeblur import SelfDeblurConfig
 from .store import check_profile, load_checkpoint, load_json, results_dir, save_checkpoint, save_json
 
@@ -218,8 +218,8 @@ class SelfDeblurProfile:
         down = "" if self.kodak_downscale == 1 else f" downscaled ×{self.kodak_downscale:g},"
         levin_size = "whole 255×255 images" if self.levin_size is None else f"centre crops {self.levin_size}×{self.levin_size}"
         return (
-            f"Kodak: {len(self.kodak_images)} image(s) (kodim{', kodim'.join(f'{i:02d}' for i in self.kodak_images)})"
-            f" × {len(self.kodak_kernels)} Levin kernel(s) ({', '.join(str(j) for j in self.kodak_kernels)}),{down} "
+            f"Kodak: {counted(len(self.kodak_images), 'image')} (kodim{', kodim'.join(f'{i:02d}' for i in self.kodak_images)})"
+            f" × {counted(len(self.kodak_kernels), 'Levin kernel')} ({', '.join(str(j) for j in self.kodak_kernels)}),{down} "
             f"{kodak_size}, {'grey (luma)' if self.gray else 'RGB'}; Levin: {len(self.levin_inputs)} of the 32 "
             f"real-blurred images ({', '.join(f'im{i}_kernel{j}' for i, j in self.levin_inputs)}), {levin_size}; "
             f"{self.runs} runs (seeds 0–{self.runs - 1}) per input and method; iterations ×{self.iteration_scale:g}: "
