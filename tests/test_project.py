@@ -62,16 +62,34 @@ def test_papermill_smoke_run_and_stage(tmp_path, monkeypatch):
     assert all("hide-input" in c.metadata["tags"] for c in code if c not in default)
     assert not any({"hide-input", "remove-cell"} & set(c.metadata.get("tags", []))
                    for c in staged.cells if c.cell_type == "markdown")
-    assert record["longest"]["seconds"] == record["seconds"] and "longest" not in staged.cells[-1].source
+    assert record["computed"]["seconds"] == record["seconds"] and "computed them" not in staged.cells[-1].source
 
-    # a faster re-run (cached results) keeps the longest execution on record, and the page names it
-    slow = {**record, "seconds": 4000.0, "longest": {**record["longest"], "seconds": 4000.0, "date": "2026-01-02"}}
+    # a re-run that writes no result (toy1d stores none) keeps the computing execution on record,
+    # and the page names it
+    slow = {**record, "seconds": 4000.0, "computed": {**record["computed"], "seconds": 4000.0, "date": "2026-01-02"}}
     out.with_suffix(".json").write_text(json.dumps(slow))
     chapters.execute("toy1d", "smoke", progress=False)
     rerun = json.loads(out.with_suffix(".json").read_text())
-    assert rerun["seconds"] < 4000 and rerun["longest"]["seconds"] == 4000.0
+    assert rerun["seconds"] < 4000 and rerun["computed"]["seconds"] == 4000.0
     note = nbformat.read(chapters.stage("toy1d", "smoke"), as_version=4).cells[-1].source
-    assert "longest recorded execution of this page took 66 min 40 s (2026-01-02)" in note
+    assert "the execution that computed them took 66 min 40 s (2026-01-02)" in note
+
+
+def test_an_execution_that_writes_a_result_replaces_the_computing_record(tmp_path, monkeypatch):
+    """A slower earlier execution (say with other settings) is not kept once a run has computed
+    new results; a result rewritten with the same bytes does not count as computing."""
+    monkeypatch.setenv("REPRO_RESULTS", str(tmp_path))
+    result = tmp_path / "smoke" / "toy" / "table.json"
+    result.parent.mkdir(parents=True)
+    result.write_text("old")
+    before = chapters._stored_results("smoke")
+    result.write_text("old")
+    assert chapters._stored_results("smoke") == before
+    result.write_text("new")
+    assert chapters._stored_results("smoke") != before
+    (tmp_path / "smoke" / "notebooks").mkdir()
+    (tmp_path / "smoke" / "notebooks" / "toy1d.json").write_text("{}")  # an execution record is not a result
+    assert set(chapters._stored_results("smoke")) == {"toy/table.json"}
 
 
 def test_chapter_cli_errors(tmp_path, monkeypatch, capsys):

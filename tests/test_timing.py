@@ -43,15 +43,15 @@ def test_parts_cover_every_chapter_once_and_budgets_make_90_minutes():
     assert sum(minutes for _, _, minutes in chapters.PARTS) == 90
 
 
-def test_chapter_times_sum_the_longest_execution_per_part(tmp_path, monkeypatch):
+def test_chapter_times_sum_the_computing_execution_per_part(tmp_path, monkeypatch):
     from repro import chapters
     from repro.store import save_json
 
     monkeypatch.setenv("REPRO_RESULTS", str(tmp_path))
 
-    def record(name, seconds, longest):
+    def record(name, seconds, computed):
         save_json({"chapter": name, "profile": "quick", "seconds": seconds, "machine": "m", "date": "d",
-                   "longest": {"seconds": longest, "machine": "m", "date": "d"}},
+                   "computed": {"seconds": computed, "machine": "m", "date": "c"}},
                   chapters.executed_path(name, "quick").with_suffix(".json"))
 
     record("toy1d", 5.0, 290.0)                       # 4.8 min of a 5-min budget

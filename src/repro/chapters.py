@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import hashlib
 import os
 import platform
 import sys
@@ -100,6 +101,7 @@ def execute(name: str, profile: str, progress: bool = True) -> Path:
         raise ValueError(f"chapter source {source} does not exist")
     out = executed_path(name, profile)
     out.parent.mkdir(parents=True, exist_ok=True)
+    stored = _stored_results(profile)
     with tempfile.TemporaryDirectory() as tmp_dir:
         tmp_in = Path(tmp_dir) / f"{name}.ipynb"
         nbformat.write(jupytext.read(source), tmp_in)
@@ -112,14 +114,25 @@ def execute(name: str, profile: str, progress: bool = True) -> Path:
         seconds = time.perf_counter() - start
     record = {"chapter": name, "profile": profile, "seconds": round(seconds, 1),
               "machine": machine_description(), "date": _dt.datetime.now().isoformat(timespec="seconds")}
-    # A re-run reuses the models and runs cached in results/<profile>/ and takes a fraction of the
-    # first run: keep the longest recorded execution too, so the page can say what computing costs.
+    # A re-run that only reads the models and runs cached in results/<profile>/ takes a fraction of
+    # the run that computed them: keep that run on record too, so the page can say what computing
+    # costs. An execution computed if it wrote a result (or if none is on record yet).
     previous = out.with_suffix(".json")
-    longest = load_json(previous).get("longest") if previous.exists() else None
-    if longest is None or longest["seconds"] < record["seconds"]:
-        longest = {key: record[key] for key in ("seconds", "machine", "date")}
-    save_json({**record, "longest": longest}, previous)
+    computed = load_json(previous).get("computed") if previous.exists() else None
+    if computed is None or _stored_results(profile) != stored:
+        computed = {key: record[key] for key in ("seconds", "machine", "date")}
+    save_json({**record, "computed": computed}, previous)
     return out
+
+
+def _stored_results(profile: str) -> dict[str, str]:
+    """Every result file of ``profile`` (not the executed notebooks) → the SHA-256 of its bytes (so
+    that a result rewritten unchanged does not count as computed)."""
+    root = results_root() / profile
+    if not root.exists():
+        return {}
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*"))
+            if p.is_file() and p.relative_to(root).parts[0] != "notebooks"}
 
 
 def _duration(seconds: float) -> str:
@@ -153,10 +166,10 @@ def stage(name: str, profile: str) -> Path:
     for cell in notebook.cells:
         _tag_for_the_book(cell)
     record = load_json(src.with_suffix(".json"))
-    longest = record.get("longest", record)
-    reused = "" if longest["seconds"] <= record["seconds"] else (
+    computed = record.get("computed", record)
+    reused = "" if computed["date"] == record["date"] else (
         f" That execution reused the models and runs already stored in `results/{record['profile']}/`; the "
-        f"longest recorded execution of this page took {_duration(longest['seconds'])} ({longest['date']}).")
+        f"execution that computed them took {_duration(computed['seconds'])} ({computed['date']}).")
     notebook.cells.append(nbformat.v4.new_markdown_cell(
         f"```{{note}}\nThis page was executed with profile **{record['profile']}** in "
         f"{_duration(record['seconds'])} on {record['machine']} ({record['date']}).{reused}\n```"
@@ -183,12 +196,12 @@ def _within(seconds: float, minutes: float) -> str:
 
 def chapter_times(profile: str) -> list[str]:
     """The Performance page's table of what each part of the book took to execute with
-    ``profile``: per chapter its longest recorded execution (the one that computed rather than
-    reused cached results), summed per part (:data:`PARTS`), against the part's budget where
-    ``profile`` is quick."""
+    ``profile``: per chapter the last execution that computed its results (not a re-run that
+    read them from the cache; :func:`execute`), summed per part (:data:`PARTS`), against the
+    part's budget where ``profile`` is quick."""
     quick = profile == "quick"
     lines = [f"## Chapter run times (profile `{profile}`)", "",
-             "The longest recorded execution of each chapter (the one that computed, not one that reused "
+             "Per chapter, the last execution that computed its results (not a re-run that read them from "
              f"`results/{profile}/`), summed per part of the book. The budgets are the quick profile's, for a "
              "2-core laptop; creating the virtual environment and building the book add a few minutes to "
              "`make reproduce`.", "",
@@ -197,7 +210,7 @@ def chapter_times(profile: str) -> list[str]:
     for title, names, budget in PARTS:
         paths = [executed_path(name, profile).with_suffix(".json") for name in names]
         missing += [name for name, path in zip(names, paths) if not path.exists()]
-        runs = [load_json(path).get("longest", load_json(path)) for path in paths if path.exists()]
+        runs = [load_json(path).get("computed", load_json(path)) for path in paths if path.exists()]
         if len(runs) < len(names):
             continue
         seconds = sum(run["seconds"] for run in runs)
