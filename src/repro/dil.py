@@ -482,6 +482,7 @@ def train_dil(
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         step, history = state["step"], state["history"]
+    first = step
 
     def save():
         if path is not None:
@@ -512,7 +513,8 @@ def train_dil(
                 save()
             bar.update(1)
     bar.close()
-    save()
+    if step != first:  # a finished run read back is not written again
+        save()
     return DILRun(model=model, config=config, seed=seed, step=step, history=history)
 
 
