@@ -63,8 +63,10 @@ glue("quick_crop", f"{quick.levin_size}-pixel", display=False)
 coarsest = sd.scale_plan((quick.levin_size,) * 2, (13, 13), quick.config("improved"))[0]
 levels = [coarsest.image_size[0] + coarsest.kernel_size[0] - 1]
 levels += [-(-levels[0] // 2 ** i) for i in range(1, 6)]   # five stride-2 levels, each rounding up
-glue("quick_levels", f"{levels[0]} → " + ", ".join(map(str, levels[1:])) + " (the quick inputs' 13-pixel kernels)",
-     display=False)
+glue("quick_levels", f"At {quick.levin_size}-pixel crops and the quick inputs' 13-pixel kernels, the coarsest "
+     f"scale's x is {levels[0]} pixels and the image generator's five stride-2 levels are "
+     f"{', '.join(map(str, levels[1:-1]))} and "
+     f"{levels[-1]} pixels.", display=False)
 n_inputs = min(len({r["input"] for r in records if r["dataset"] == d}) for d in ("kodak", "levin"))
 glue("spread_caveat",
      f"With {settings.runs} runs per input and {counted(n_inputs, 'input')} per set, each standard "
@@ -144,13 +146,12 @@ display(Markdown(
 # with the term as printed (a sum over the kernel's entries, where ours divides it by their
 # number, like the per-pixel data and TV terms), on the Kodak input.
 #
-# The quick profile's crops are {glue:text}`quick_crop`, not much smaller, because smaller ones
-# break the multiscale method rather than reduce it: on 64-pixel crops its coarsest scale is a
+# The quick profile's inputs are {glue:text}`quick_crop` crops, not much smaller, because smaller
+# ones break the multiscale method rather than reduce it: on 64-pixel crops its coarsest scale is a
 # 32-pixel y, and a 40-pixel x is too small for $\mathcal{G}_x$'s five stride-2 levels (on
 # 64-pixel crops the improved method ended 3–10 dB below the blurred input in all 7 runs we
-# tried; `scripts/selfdeblur_probe.py --size N` re-runs such a case). At
-# {glue:text}`quick_crop` crops the coarsest scale's x passes $\mathcal{G}_x$'s levels at
-# {glue:text}`quick_levels` pixels. They are not larger (earlier versions of this profile used
+# tried; `scripts/selfdeblur_probe.py --size N` re-runs such a case). {glue:text}`quick_levels`
+# They are not larger (earlier versions of this profile used
 # 128, 120 and 100 pixels) so that this part fits its 25-minute budget on a slow 2-core machine,
 # where it took 34–37 min at 120 pixels and 26.7 min at 100; a run's time goes with the pixels
 # of x. **The smaller crops hurt the original method more than the improved one**: with seed 0
