@@ -61,12 +61,11 @@ glue("scope", scope, display=False)
 quick = se.get_profile("quick")
 glue("quick_crop", f"{quick.levin_size}-pixel", display=False)
 coarsest = sd.scale_plan((quick.levin_size,) * 2, (13, 13), quick.config("improved"))[0]
-levels = [coarsest.image_size[0] + coarsest.kernel_size[0] - 1]
-levels += [-(-levels[0] // 2 ** i) for i in range(1, 6)]   # five stride-2 levels, each rounding up
+coarsest_x = coarsest.image_size[0] + coarsest.kernel_size[0] - 1
+levels = sd.level_sizes(coarsest_x)
 glue("quick_levels", f"At {quick.levin_size}-pixel crops and the quick inputs' 13-pixel kernels, the coarsest "
-     f"scale's x is {levels[0]} pixels and the image generator's five stride-2 levels are "
-     f"{', '.join(map(str, levels[1:-1]))} and "
-     f"{levels[-1]} pixels.", display=False)
+     f"scale's x is {coarsest_x} pixels and the image generator's five stride-2 levels are "
+     f"{', '.join(map(str, levels[:-1]))} and {levels[-1]} pixels.", display=False)
 n_inputs = min(len({r["input"] for r in records if r["dataset"] == d}) for d in ("kodak", "levin"))
 glue("spread_caveat",
      f"With {settings.runs} runs per input and {counted(n_inputs, 'input')} per set, each standard "

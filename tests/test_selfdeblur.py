@@ -616,3 +616,17 @@ def test_cuda_matches_cpu_without_perturbation():
     assert gpu.x_hat.is_cuda
     torch.testing.assert_close(gpu.loss_curve, cpu.loss_curve, rtol=1e-6, atol=1e-9)
     torch.testing.assert_close(gpu.x_hat.cpu(), cpu.x_hat, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("size", [33, 52, 64])
+def test_level_sizes_are_those_of_the_image_generator(size):
+    model = sd.ImageGenerator(in_channels=2, channels=4, skip_channels=2)
+    seen, level = [], model.body
+    while level is not None:
+        level.down.register_forward_hook(lambda module, args, out: seen.append(out.shape[-1]))
+        level = level.inner
+    with torch.no_grad():
+        model(torch.rand(1, 2, size, size))
+    assert sd.level_sizes(size) == seen
+    with pytest.raises(ValueError, match="size"):
+        sd.level_sizes(0)

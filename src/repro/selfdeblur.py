@@ -261,6 +261,15 @@ class SkipLevel(nn.Module):
 MIN_IMAGE_SIZE = 33
 
 
+def level_sizes(size: int, levels: int = 5) -> list[int]:
+    """The height (or width) of each of Gx's ``levels`` stride-2 levels for an input of ``size``
+    pixels, outermost first: a 3×3 stride-2 convolution with padding 1 turns n into ⌈n/2⌉, so
+    level i has ⌈size / 2^i⌉."""
+    _check_count(size, "size", 1)
+    _check_count(levels, "levels", 1)
+    return [-(-size // 2**i) for i in range(1, levels + 1)]
+
+
 def _check_generators(generators, restarts: int) -> None:
     if generators is not None and (not isinstance(generators, Sequence) or len(generators) != restarts
                                    or not all(isinstance(g, torch.Generator) for g in generators)):
