@@ -125,6 +125,12 @@ def execute(name: str, profile: str, progress: bool = True) -> Path:
     return out
 
 
+def _computing_run(record: dict) -> dict:
+    """The execution of a chapter record that computed its results (:func:`execute`); a record
+    without one is its own."""
+    return record.get("computed", record)
+
+
 def _stored_results(profile: str) -> dict[str, str]:
     """Every result file of ``profile`` (not the executed notebooks) → the SHA-256 of its bytes (so
     that a result rewritten unchanged does not count as computed)."""
@@ -166,7 +172,7 @@ def stage(name: str, profile: str) -> Path:
     for cell in notebook.cells:
         _tag_for_the_book(cell)
     record = load_json(src.with_suffix(".json"))
-    computed = record.get("computed", record)
+    computed = _computing_run(record)
     reused = "" if computed["date"] == record["date"] else (
         f" That execution reused the models and runs already stored in `results/{record['profile']}/`; the "
         f"execution that computed them took {_duration(computed['seconds'])} ({computed['date']}).")
@@ -210,7 +216,7 @@ def chapter_times(profile: str) -> list[str]:
     for title, names, budget in PARTS:
         paths = [executed_path(name, profile).with_suffix(".json") for name in names]
         missing += [name for name, path in zip(names, paths) if not path.exists()]
-        runs = [load_json(path).get("computed", load_json(path)) for path in paths if path.exists()]
+        runs = [_computing_run(load_json(path)) for path in paths if path.exists()]
         if len(runs) < len(names):
             continue
         seconds = sum(run["seconds"] for run in runs)
