@@ -943,8 +943,8 @@ PROFILES = {
     # Fig. 5. The steps sweep runs on the first 6 test images (issue #5's check of a <= 100-step
     # sampler is on them, paired): all 1000 steps and 100 steps are sampled there, its 250-step row
     # is the main table's draw on those images and its 50-step row the selection run's. 1000 steps
-    # take about 41 s per image on the AVX2-only EPYC at a batch of 12, about 8 min for the whole
-    # test set; on 6 images about 4.5 min. The selection row draws 4 samples per image with 50
+    # took 41 s per image on the AVX2-only EPYC at a batch of 12 (8 min for the whole test set)
+    # and 39 s at a batch of 6 (3.9 min). The selection row draws 4 samples per image with 50
     # steps (about 2 min there).
     "quick": KernelDiffProfile("quick", (16, 32, 32), 32, 2, TrainConfig(steps=2500, batch_size=8, lr=2e-4,
                                                                         log_every=50, checkpoint_every=250),
