@@ -67,7 +67,7 @@ print(f"profile {profile}: L-CNN trained on {run.config.gallery_size} RKG kernel
 # The first eight effective kernels after each of the first four layers, and the single kernel
 # after the fifth. Each row is one layer deeper; each kernel is 2 pixels wider than the one above.
 
-# %%
+# %% mystnb={"figure": {"caption": "Effective correlation kernels $E_l[c]$ from the input to channel $c$ after layer $l$: rows 1 to 4 show the first eight channels of $E_1$ to $E_4$ ($3 \\times 3$ to $9 \\times 9$), the last row the single $11 \\times 11$ kernel $E_5$ of the whole network (the DRK before flipping). Each kernel has its own diverging colour scale symmetric about 0 (red positive, blue negative)."}}
 steps = dil.collapse_steps(model)
 fig, axes = plt.subplots(5, 8, figsize=(12, 7.5))
 for row, effective in enumerate(steps):
@@ -95,7 +95,7 @@ print(f"DRK (convolution orientation): sum {drk.sum():.4f}, centre {drk[5, 5]:.3
 # DRK applied with `ops.blur`, for two border conventions; then the usual "same" network
 # (zero padding 1 in every layer) against the DRK, inside and near the border.
 
-# %%
+# %% mystnb={"figure": {"caption": "Absolute difference between the L-CNN with zero padding of one pixel in every layer and the DRK applied with zero padding, on the top-left $40 \\times 40$ pixels of the red channel of the Kodak crop (image 3)."}}
 side = 64 if profile == "smoke" else 256
 image = data.kodak(3)[:, :side, :side][None]
 rows = []

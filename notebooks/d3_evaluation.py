@@ -142,7 +142,7 @@ glue("noisy_drk_gain", f"{value(noisy, 'DRK full') - value(noisy, 'blurred input
 # trained on noise-free kernels, has no term that weighs this (the paper itself leaves open how
 # the method handles noise).
 
-# %%
+# %% mystnb={"figure": {"caption": "Mean PSNR of each method on the mild-blur benchmark minus that of the blurred input, without noise and with white noise of $\\sigma = 0.01$: the blurred input itself, Wiener with the true kernel (oracle), Wiener with the Gaussian guess, unsharp masking, and the DRKs trained on the identity term alone and on the full DIL objective. Bars below $-8$ dB are cut off."}}
 fig, ax = plt.subplots(figsize=(10, 3.8))
 positions = np.arange(len(MAIN))
 for offset, (table, label) in zip((-0.2, 0.2), ((mild, "no noise"), (noisy, "σ = 0.01"))):
@@ -163,7 +163,7 @@ plt.show()
 #
 # One test case per variance bin (the first of each), without noise.
 
-# %%
+# %% mystnb={"figure": {"caption": "One noise-free test case per variance bin (rows, the first case of each bin): the sharp image with its kernel size and bin, then the blurred input, Wiener with the true kernel, unsharp masking and the full DIL DRK, each titled with its PSNR against the sharp image."}}
 cases = dil.mild_blur_cases(settings, 0.0)
 examples = [next(c for c in cases if c.meta["variance_bin"] == group) for group in bins]
 methods = dil.classical_methods()
@@ -214,7 +214,7 @@ glue("mag3_noisy", f"{value(noisy, 'DRK magnitude3') - value(noisy, 'DRK full'):
 # weight of R3 trades sharpness against noise: tripling it changes the PSNR by
 # {glue:text}`mag3_noise_free` dB without noise and {glue:text}`mag3_noisy` dB with σ = 0.01.
 
-# %%
+# %% mystnb={"figure": {"caption": "The $11 \\times 11$ DRKs of the regulariser ablation, each on its own diverging colour scale symmetric about 0 (red positive, blue negative): the full objective, the identity term alone, the identity term plus one regulariser, the full objective without one regulariser, and R3 weighted 0.3 and 3."}}
 fig, axes = plt.subplots(1, len(variants), figsize=(16, 2))
 for ax, name in zip(axes, variants):
     drk = results["runs"][name.removeprefix("DRK ")].drk
@@ -230,7 +230,7 @@ plt.show()
 # The full objective trained on galleries of 800 to 4,000 kernels (each drawn with the
 # gallery seed 0; the paper uses 2,400 and does not study the gallery's size).
 
-# %%
+# %% mystnb={"figure": {"caption": "Mean PSNR on the mild-blur benchmark of the DRK trained with the full DIL objective, against the number of kernels in its training gallery, without noise and with $\\sigma = 0.01$."}}
 sizes = sorted(settings.gallery_sizes)
 names = ["DRK full" if n == settings.gallery_size else f"DRK rkg{n}" for n in sizes]
 fig, ax = plt.subplots(figsize=(6, 3.2))
@@ -282,7 +282,7 @@ glue("outside_reading", "; ".join(readings), display=False)
 # the noisy levels, rounded to one digit. It is rerun here on {glue:text}`nsr_scope`; the
 # constants in {mod}`repro.dil` come from the 36-crop run.
 
-# %%
+# %% mystnb={"figure": {"caption": "Mean PSNR of Wiener deconvolution with the true kernel on the BSDS500 train crops against the noise-to-signal ratio (log scale), one curve per noise level $\\sigma$. The dotted vertical lines, in the colour of each curve, mark the NSR($\\sigma$) given by the rule the baselines use."}}
 selection = results["wiener_nsr"]
 fig, ax = plt.subplots(figsize=(6, 3.4))
 lines = ["| noise σ | best NSR (train crops) | its mean PSNR | NSR used by the baselines |", "|---|---|---|---|"]
@@ -296,6 +296,8 @@ ax.set_ylim(max(min(min(r) for r in selection["psnr"]), max(max(r) for r in sele
 ax.legend(fontsize=8)
 ax.set_title("NSR selection on BSDS500 train crops (dotted: the rule used)", fontsize=9)
 plt.show()
+
+# %%
 display(Markdown("\n".join(lines)))
 settings_nsr = selection["settings"]
 glue("nsr_scope", f"{settings_nsr['n_images']} crops of {settings_nsr['crop']}² pixels (profile {profile})", display=False)
@@ -315,7 +317,7 @@ glue("nsr_agreement", "the same rule" if agree else "a different rule (this prof
 # The same mild-blur recipe on the first BSD100 images at several noise levels; the
 # Wiener filters' noise-to-signal ratio follows σ by the rule above.
 
-# %%
+# %% mystnb={"figure": {"caption": "Mean PSNR (left) and SSIM (right) against the noise $\\sigma$ on mild-blur cases of the first BSD100 images, for the blurred input, Wiener with the true kernel (NSR following $\\sigma$ by the rule above) and the DRKs (identity term alone, identity + area, full objective, R3 weighted 0.3 and 3)."}}
 noise = results["noise"]
 levels = sorted({row["group"] for row in noise})
 fig, axes = plt.subplots(1, 2, figsize=(11, 3.4))
@@ -328,6 +330,8 @@ for ax, label in zip(axes, ("PSNR (dB)", "SSIM")):
 axes[1].legend(fontsize=8)
 plt.tight_layout()
 plt.show()
+
+# %%
 display(Markdown(evaluation.format_table(noise)))
 
 # %% [markdown]

@@ -74,7 +74,7 @@ print(f"profile {profile}: L-CNN trained on {run.config.gallery_size} RKG kernel
 # standard deviations $\sigma_1 = 1.8$ and $\sigma_2 = 1$ px along axes turned by $30°$. Its
 # inverse is the DRK the L-CNN learned; their convolution should be close to a delta.
 
-# %%
+# %% mystnb={"figure": {"caption": "The test kernel $k$ (anisotropic Gaussian, $\\sigma_1 = 1.8$ and $\\sigma_2 = 1$ px, axes turned by $30^\\circ$), the learned DRK $k^{-1}$, and the L-CNN's output when fed $k$, the full $21 \\times 21$ convolution $k \\circledast k^{-1}$. Each panel has a diverging colour scale symmetric about 0 (red positive, blue negative)."}}
 def show_kernels(k, drk):
     product = dil.lcnn_apply(run.model.double(), k, "full").detach()  # the network fed k
     fig, axes = plt.subplots(1, 3, figsize=(11, 3.4))
@@ -110,7 +110,7 @@ glue("centre_kernel", f"{k[5, 5]:.2f}", display=False)
 # the product; both are origin-centred, `ops.psf2otf`). R3 wants the modulus of the product at 1
 # everywhere, R2 its phase at 0, R1 its value at $\omega = 0$ at 1.
 
-# %%
+# %% mystnb={"figure": {"caption": "Transfer functions on a $64 \\times 64$ frequency grid centred on $\\omega = 0$: $\\lvert F(k) \\rvert$, $\\lvert F(k^{-1}) \\rvert$ (labelled DRK), their product (R3 asks for 1) and the phase $\\angle F(k) + \\angle F(k^{-1})$ on a cyclic scale from $-\\pi$ to $\\pi$ (R2 asks for 0). The last panel cuts the three moduli along the horizontal frequency axis ($\\omega_v = 0$), with the level 1 as a black line."}}
 GRID = 64
 
 
@@ -167,7 +167,7 @@ glue("drk_boost_max", f"{boost.max():.1f}", display=False)
 # Gaussian's own spectrum has decayed. One DRK shared by 2,400 kernels cannot cancel thousands
 # of independent random phases, so R2 sits at a constant that training barely moves.
 
-# %%
+# %% mystnb={"figure": {"caption": "Phase $\\angle F(k)$ of the first kernel of the same gallery draw without (left) and with (right) the RKG's per-pixel multiplicative noise $1 + U[-0.25, 0.25]$, on a $64 \\times 64$ frequency grid centred on $\\omega = 0$, with a cyclic colour scale from $-\\pi$ to $\\pi$."}}
 gallery_noisy = kernels.random_kernel_gallery(200, 11, seed=1, dtype=torch.float64)
 gallery_clean = kernels.random_kernel_gallery(200, 11, seed=1, noise=0.0, dtype=torch.float64)
 identity_drk = torch.zeros(11, 11, dtype=torch.float64)
@@ -225,7 +225,7 @@ glue("identity_only_sum", f"{identity_run.drk.sum().item():.3f}", display=False)
 # Every term on the training mini-batch and on the held-out 10 % of the gallery, for the run
 # used above (Adam, half-cosine learning-rate decay; {class}`repro.dil.DILConfig`).
 
-# %%
+# %% mystnb={"figure": {"caption": "The DIL objective against the training step: the total loss and its four terms (identity, R1 area, R2 phase, R3 magnitude), on the training mini-batch and on the held-out 10 % of the gallery (validation)."}}
 steps = [h["step"] for h in run.history]
 fig, axes = plt.subplots(1, 5, figsize=(17, 3))
 for ax, name in zip(axes, ("loss", "identity", "area", "phase", "magnitude")):
@@ -243,7 +243,7 @@ plt.show()
 # The same kernel blurs a Kodak crop (valid convolution, so nothing is assumed about the
 # borders); the DRK restores it with symmetric borders, each colour channel alike.
 
-# %%
+# %% mystnb={"figure": {"caption": "A centre crop of Kodak image 23: sharp, blurred by the test kernel $k$ (valid convolution), and restored by the DRK with symmetric borders. The blurred and restored panels are titled with their PSNR against the sharp crop."}}
 crop = 96 if profile == "smoke" else 256
 image = data.kodak(23)
 

@@ -181,7 +181,7 @@ glue("blind_vs_input", f"{len(above_input)} of the {len(blind)} rows that estima
 #
 # True and estimated kernels for the first test images, with the MNC of each estimate.
 
-# %%
+# %% mystnb={"figure": {"caption": "One row per test image (the first six at most): the blurred input $y$ with its BSD100 image name, the true kernel, and the kernels estimated by alternating $\\mathrm{MAP}_{x,k}$, unguided Kernel-Diff and guided Kernel-Diff (KD), each titled with its MNC against the true kernel."}}
 shown = ["alternating MAP_{x,k}", "Kernel-Diff, unguided", "Kernel-Diff, guided"]
 examples = results["cases"][: min(6, len(results["cases"]))]
 fig, axes = plt.subplots(len(examples), len(shown) + 2, figsize=(2.2 * (len(shown) + 2), 2.2 * len(examples)),
@@ -227,7 +227,7 @@ glue("peaked_true", f"{sum(bool(c.k.max() > 0.5) for c in results['cases'])}", d
 # kerneldiff --samples N` does the same for your own image). Each point below is one sample: its
 # residual against its MNC with the true kernel, one colour per image, the chosen one circled.
 
-# %%
+# %% mystnb={"figure": {"caption": "Every guided sample of the selection run, its final reblurring residual $\\mathrm{MSE}(y, k \\circledast F(y, k))$ (log scale) against its MNC with the true kernel, one colour per test image (the 20 colours repeat beyond 20 images). The circled point of each colour is that image's sample with the lowest residual, the one the selection row of the table keeps."}}
 selection = results["selection"]
 fig, ax = plt.subplots(figsize=(7, 4))
 for i, entry in enumerate(selection["cases"]):
@@ -288,7 +288,7 @@ glue("select_spread", f"{max(chosen['mnc_std'], alt['mnc_std']):.2f}", display=F
 # run, since the two take different numbers of iterations. Lines: median over trials; bands: the
 # range (min to max), as in the paper's figure.
 
-# %%
+# %% mystnb={"figure": {"caption": "Analogue of the paper's Fig. 5: the reblurring MSE (log scale) against the fraction of the run, for guided Kernel-Diff (one trial per initial noise, the residual of $\\hat k_0$ at each reverse step, before Stage II) and alternating $\\mathrm{MAP}_{x,k}$ (one trial per random initial kernel), one panel per trial image. Lines are medians over the trials, shaded bands the range from minimum to maximum, and the dashed black line is the residual of the true kernel."}}
 fig5 = results["figure5"]
 fig, axes = plt.subplots(1, len(fig5["images"]), figsize=(7 * len(fig5["images"]), 3.8), squeeze=False)
 for ax, entry in zip(axes[0], fig5["images"]):
@@ -357,6 +357,8 @@ for r in sweep:
                  f"{r['psnr_mean']:.2f} ± {r['psnr_std']:.2f} | {r['seconds_per_kernel']:.1f} | {r['source']} | "
                  f"{r['device']} |")
 display(Markdown("\n".join(lines)))
+
+# %% mystnb={"figure": {"caption": "Guided Kernel-Diff against the number of reverse steps (log scale), one point per row of the table above: mean kernel MNC (left), mean PSNR of the restored image in dB (middle) and seconds per kernel (right)."}}
 fig, axes = plt.subplots(1, 3, figsize=(13, 3.2))
 steps_axis = [r["steps"] for r in sweep]
 for ax, metric, label in zip(axes, ("mnc_mean", "psnr_mean", "seconds_per_kernel"), ("MNC", "PSNR (dB)", "s / kernel")):
@@ -391,7 +393,7 @@ if few:
 #
 # The loss of eq. 17 (mean over each logging interval) during the training of ε_θ.
 
-# %%
+# %% mystnb={"figure": {"caption": "The training loss of eq. 17, the $\\epsilon$-prediction MSE of $\\epsilon_\\theta$ (log scale), averaged over each logging interval, against the training step."}}
 history = results["history"]
 fig, ax = plt.subplots(figsize=(6, 3))
 ax.semilogy([h["step"] for h in history], [h["loss"] for h in history])

@@ -78,7 +78,7 @@ glue("profile", profile, display=False)
 # Both samplers start from the same noise (seed 0); the unguided one is the ablation of the
 # paper's Table 4, the diffusion model alone.
 
-# %%
+# %% mystnb={"figure": {"caption": "The kernel estimate $\\tilde k_0$ for the first test image along the reverse steps, for the guided sampler (top row) and the unguided sampler (bottom row) started from the same noise, at seven steps spread from the first ($t = T - 1$) to the last ($t = 0$). The last column is each sampler's final kernel (after Stage II for the guided one), titled with its MNC against the true kernel."}}
 case = cases[0]
 y = case.y[None].float()
 guided = kd.sample(model, y, solver, guided=True, steps=steps, eta=eta, seed=0)
@@ -103,6 +103,8 @@ for row, (name, result) in zip(axes, (("guided", guided), ("unguided", unguided)
 plt.suptitle("the estimate k̃₀ along the reverse steps (t counts down)")
 plt.tight_layout()
 plt.show()
+
+# %% mystnb={"figure": {"caption": "The true blur kernel of the first test image, a held-out motion kernel never seen in training, in the same colour map as the estimates above."}}
 fig, ax = plt.subplots(figsize=(2, 2))
 show_kernel(ax, case.k, "true kernel")
 plt.show()
@@ -114,7 +116,7 @@ plt.show()
 # samplers (the unguided one only measures it). The dashed line is the residual of the true
 # kernel; the last point of the guided curve is after Stage II.
 
-# %%
+# %% mystnb={"figure": {"caption": "The reblurring loss $L = \\mathrm{MSE}(y, \\tilde k_0 \\circledast F(y, \\tilde k_0))$ (log scale) of the kernel estimate at every reverse step of the guided and unguided samplers, $t$ running down from left to right. The single point at $t = 0$ is the guided sampler's final kernel after Stage II, and the dashed black line is the loss of the true kernel."}}
 final = {name: kd.reblur_loss(y, r.kernels[:, None], solver)[0].item() for name, r in (("guided", guided),
                                                                                          ("unguided", unguided))}
 fig, ax = plt.subplots(figsize=(7, 3.5))
@@ -141,7 +143,7 @@ glue("mnc_unguided", f"{metrics.mnc(unguided.kernels[0], case.k):.3f}", display=
 # unguided {glue:text}`mnc_unguided`. A residual *below* the true kernel's is possible: the
 # reblurring loss alone does not identify the kernel (next section).
 
-# %%
+# %% mystnb={"figure": {"caption": "The blurred input $y$, the non-blind restorations $F(y, k)$ with the guided, the unguided and the true kernel (oracle), and the sharp image $x$. Every panel but the sharp image gives its PSNR against $x$ in the title."}}
 images = {"blurred y": y[0], "F(y, guided k)": guided.images[0], "F(y, unguided k)": unguided.images[0],
           "F(y, true k) (oracle)": oracle, "sharp x": case.x}
 fig, axes = plt.subplots(1, len(images), figsize=(3 * len(images), 3.2))
@@ -159,7 +161,7 @@ plt.show()
 # The sampler draws several kernels for the same image as one batch (here four seeds of the
 # guided sampler). Their spread is the uncertainty of $p(k \mid y)$ as the trained model sees it.
 
-# %%
+# %% mystnb={"figure": {"caption": "The true kernel (left) and four kernels drawn as one batch by the guided sampler for the same blurred image, each titled with its MNC against the true kernel."}}
 several = kd.sample(model, y, solver, guided=True, steps=steps, eta=eta, n_samples=4, seed=1)
 fig, axes = plt.subplots(1, 5, figsize=(10, 2.2))
 show_kernel(axes[0], case.k, "true")
@@ -182,7 +184,7 @@ plt.show()
 # the no-blur solution of Levin et al.). Below, $L$ along the straight line from the identity
 # kernel $\delta$ ($\alpha = 0$) to the true kernel ($\alpha = 1$), for this image.
 
-# %%
+# %% mystnb={"figure": {"caption": "The reblurring loss $L$ (log scale) of the first test image along the straight path $k = (1 - \\alpha)\\,\\delta + \\alpha\\,k_\\text{true}$ (normalised to sum 1), from the identity kernel $\\delta$ at $\\alpha = 0$ to the true kernel at $\\alpha = 1$. The two-dimensional counterpart of the kernel-first objective of eq. 16 in the 1D toy."}}
 s = spec.kernel_size
 delta = torch.zeros(s, s)
 delta[s // 2, s // 2] = 1

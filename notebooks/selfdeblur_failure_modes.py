@@ -77,7 +77,7 @@ print(f"profile {profile}: {settings.describe()}")
 # {glue:text}`fit_iterations` iterations, averaged over {glue:text}`fit_inputs`
 # of the profile ({func}`repro.selfdeblur_eval.fit_curves`).
 
-# %%
+# %% mystnb={"figure": {"caption": "Analogue of Kotera et al.'s Fig. 1: the RMSE (grey levels of 255, log scale) of a fresh image generator $\\mathcal{G}_x$ fitted alone to the sharp image (blue) and to its blurred version (red), problem (8), against the iteration, averaged over the profile's Kodak inputs."}}
 curves = out["curves"]
 fig, ax = plt.subplots(figsize=(6, 3.4))
 for name, color in (("sharp", "tab:blue"), ("blurred", "tab:red")):
@@ -137,7 +137,7 @@ glue("l2_true", f"{true_pair['kernel_l2']:.3f}", display=False)
 # {glue:text}`no_blur_support` pixels ({data}`repro.selfdeblur_eval.NO_BLUR_SUPPORT`; Levin's
 # kernels have 20–60). The kernels estimated by the runs of Fig. 2 below:
 
-# %%
+# %% mystnb={"figure": {"caption": "The kernels $\\hat k$ estimated by the runs of Fig. 2 on the chapter's Kodak input, original method in the top row and improved method in the bottom row, each row starting with the true kernel $k$. Each panel's title gives the method, the seed (s0, s1, ...) and the effective support $1/\\|\\hat k\\|_2^2$ in pixels, with 'no-blur' added where the run meets the criterion above; every kernel has its own grey scale."}}
 spread = out["spread"]
 methods = ("original", "improved")
 fig, axes = plt.subplots(2, settings.spread_runs + 1, figsize=(1.6 * (settings.spread_runs + 1), 3.6), squeeze=False)
@@ -169,7 +169,7 @@ glue("noblur_improved", counts["improved"], display=False)
 # profile (5,000 in the paper), the improved one the same on its last scale after two shorter
 # coarse scales.
 
-# %%
+# %% mystnb={"figure": {"caption": "Analogue of Kotera et al.'s Fig. 2: the PSNR up to shift of every seed's estimate on the chapter's one Kodak input, for the original method (red, lower row) and the improved method (blue, upper row). The dashed black line marks the PSNR of the blurred input, scored the same way."}}
 fig, ax = plt.subplots(figsize=(6, 2.6))
 for i, (method, color) in enumerate((("original", "tab:red"), ("improved", "tab:blue"))):
     psnr = [r["metrics"]["psnr"] for r in spread if r["method"] == method]

@@ -66,7 +66,7 @@ print(f"profile {profile}: {settings}")
 # The sharp pulse, the blur kernel and the observation for the default parameters. The sliders at
 # the end of the chapter change $a$, $w$, $\sigma$ and the noise.
 
-# %%
+# %% mystnb={"figure": {"caption": "The sharp pulse $x_{a,w}$, the noisy observation $y$ of eq. (10) and the Gaussian kernel $k_\\sigma$ (dotted, scaled and centred on the pulse) against the sample index $t$, for the true parameters $(a, w, \\sigma) = (64, 10, 1.5)$ and noise standard deviation 0.01."}}
 def show_setup(ax, a, w, sigma, y):
     t = np.arange(toy1d.N)
     x = toy1d.pulse(torch.tensor(float(a), dtype=torch.float64), torch.tensor(float(w), dtype=torch.float64))
@@ -94,7 +94,7 @@ plt.show()
 # colour scale shows the structure: a narrow valley at the truth, plateaus where the pulse and
 # the observation do not overlap (the gradient is zero there), and secondary minima.
 
-# %%
+# %% mystnb={"figure": {"caption": "The data term $\\lVert y - k_\\sigma \\circledast x_{a,w} \\rVert^2$ of the joint loss, on a $\\log_{10}$ colour scale, on two random planes $\\theta^\\ast + \\alpha t_1 + \\beta t_2$ through the truth (plane seeds 0 and 1, eqs. 21 and 22 of supplement A). The red star marks the truth; white areas lie outside the feasible box."}}
 def show_plane(ax, y, seed=0):
     plane = toy1d.random_plane(y, seed=seed, resolution=settings["resolution"])
     im = ax.pcolormesh(plane.alpha, plane.beta, np.log10(plane.loss.T.numpy() + 1e-6), shading="auto", cmap="viridis")
@@ -122,7 +122,7 @@ plt.show()
 # maximum of 0. (The paper's eq. 16 writes $1/2\beta^2$ where eqs. 10–11 use the variance $\beta$;
 # we use $1/2\beta$ in both, which only rescales the curve.)
 
-# %%
+# %% mystnb={"figure": {"caption": "The kernel posterior $\\log p(\\sigma \\mid y)$ on the grid of $\\sigma$, each curve shifted to a maximum of 0: the brute-force marginal over all grid pulses of eq. (12) (solid) and the non-blind-solver approximation of eq. (16) (dashed); the vertical line marks the true $\\sigma = 1.5$."}}
 def show_posterior(ax, table, noise_std, truth_sigma):
     post = table.log_posterior_sigma(noise_std)
     ax.plot(post["sigma"], post["marginal"], label="brute-force marginal, eq. (12)")
@@ -178,7 +178,7 @@ for name, theta in estimates.items():
     print(f"{name:28s} reached the truth from {rates[name]:6.1%} of {len(starts)} starts; "
           f"failures: {modes['collapsed']} collapsed pulses (w < 1), {modes['other']} others")
 
-# %%
+# %% mystnb={"figure": {"caption": "Left: the fraction of random starts from which each strategy (joint descent, alternating descent, alternating with exact blocks, kernel first) reaches the truth. Right: the final width $w$ and blur $\\sigma$ of every run, coloured by strategy, with the truth $(w, \\sigma) = (10, 1.5)$ as a black star."}}
 fig, axes = plt.subplots(1, 2, figsize=(11, 4))
 names = list(estimates)
 axes[0].barh(names, [rates[n] for n in names], color=["C0", "C1", "C2", "C3"])

@@ -128,6 +128,10 @@ def test_executed_chapters_show_figures_tables_and_provenance(built_book):
         assert local or any(s.startswith("data:image") for s in images), f"{name}: no figure"
         for src in local:
             assert (html.parent / src).exists(), f"{name}: figure {src} is missing"
+        figures = re.findall(r"<figure\b.*?</figure>", dom, flags=re.S)
+        assert len(figures) == len(images), f"{name}: {len(images)} images but {len(figures)} figures"
+        assert all(re.search(r"<figcaption>.*?\S.*?</figcaption>", f, flags=re.S) and f.count("<img") == 1
+                   for f in figures), f"{name}: a figure without a caption of its own"
         assert "executed with profile" in dom and "smoke" in dom, f"{name}: no provenance note"
         assert "tag_hide-input" in dom and "tag_remove-cell" not in dom, f"{name}: code cells not collapsed for the book"
     collapse = _open(built_book / "chapters" / "d3_collapse.html")

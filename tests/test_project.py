@@ -1,5 +1,6 @@
 """Project-level checks: pinned versions agree, notebooks are paired, chapters execute."""
 
+import ast
 import json
 import re
 from pathlib import Path
@@ -41,6 +42,44 @@ def test_paired_notebook_is_in_sync_with_its_script(name):
     assert all(not c.get("outputs") for c in paired.cells), "commit paired notebooks without outputs"
     first_code = next(c for c in script.cells if c.cell_type == "code")
     assert "parameters" in first_code.metadata.get("tags", []) and "profile" in first_code.source
+
+
+def _shows(node, showing_functions, in_loop=False) -> list[bool]:
+    """For each ``plt.show()`` that ``node`` runs, directly or through a call of one of
+    ``showing_functions`` (not inside a function it only defines, such as an Explore section's
+    plotting function): whether it runs in a loop."""
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)):
+        return []
+    shows = isinstance(node, ast.Call) and (
+        (isinstance(node.func, ast.Attribute) and node.func.attr == "show"
+         and isinstance(node.func.value, ast.Name) and node.func.value.id == "plt")
+        or (isinstance(node.func, ast.Name) and node.func.id in showing_functions))
+    loop = in_loop or isinstance(node, (ast.For, ast.While, ast.comprehension))
+    return [in_loop] * shows + [f for child in ast.iter_child_nodes(node) for f in _shows(child, showing_functions, loop)]
+
+
+@pytest.mark.parametrize("name", chapters.CHAPTERS)
+def test_every_figure_has_a_caption_of_its_own(name):
+    """MyST-NB captions every display output of a cell with the cell's ``mystnb.figure.caption``:
+    each cell that shows a figure has one, and shows that one figure (one statement that reaches
+    a ``plt.show()``, an if/else at most, no loop) and displays nothing else."""
+    showing_functions: set[str] = set()
+    for cell in jupytext.read(REPO / "notebooks" / f"{name}.py").cells:
+        if cell.cell_type != "code":
+            continue
+        statements = ast.parse(cell.source).body
+        for node in ast.walk(ast.Module(body=statements, type_ignores=[])):
+            if isinstance(node, ast.FunctionDef) and any(_shows(s, showing_functions) for s in node.body):
+                showing_functions.add(node.name)
+        showing = [s for s in statements if _shows(s, showing_functions)]
+        caption = cell.metadata.get("mystnb", {}).get("figure", {}).get("caption", "")
+        first = cell.source.strip().splitlines()[0]
+        if showing:
+            assert caption.strip(), f"{name}: the figure of the cell starting `{first}` has no caption"
+        if caption:
+            assert len(showing) == 1 and not any(_shows(showing[0], showing_functions)), (
+                f"{name}: the cell starting `{first}` shows no figure or several under one caption")
+            assert "display(" not in cell.source, f"{name}: the cell starting `{first}` displays more than its figure"
 
 
 def test_papermill_smoke_run_and_stage(tmp_path, monkeypatch):
