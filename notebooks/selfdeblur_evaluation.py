@@ -154,7 +154,8 @@ display(Markdown(
 # 128, 120 and 100 pixels) so that this part fits its 25-minute budget on a slow 2-core machine,
 # where it took 34–37 min at 120 pixels and 26.7 min at 100; a run's time goes with the pixels
 # of x. **The smaller crops hurt the original method more than the improved one**: with seed 0
-# (`scripts/selfdeblur_probe.py --method M --size S --case C`) the original reached +0.60 dB on
+# (`scripts/selfdeblur_probe.py --method M --size S --case C`, on that slow machine, machine B of
+# the {doc}`../reproduce` page, whose rounding differs from other CPUs') the original reached +0.60 dB on
 # the Kodak input and +2.01 dB on the Levin input at 120 pixels, but −4.08 and −5.58 dB at 100
 # pixels, with kernels spread
 # over about 37 pixels; the improved method reached +1.20 and +2.62 dB at 120 pixels and +0.87
