@@ -474,3 +474,24 @@ def test_unsharp_mask_matches_scikit_image_away_from_the_border():
     assert torch.equal(dil.unsharp_mask(image[None])[0], ours)  # a batch: image by image
     flat = torch.full((1, 12, 12), 0.4, dtype=torch.float64)
     torch.testing.assert_close(dil.unsharp_mask(flat), flat)  # nothing to sharpen
+
+
+# ------------------------------------------------------------------------------ CUDA
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_training_and_collapse():
+    """On a GPU the collapse is still exact (the DRK equals the L-CNN under each border
+    convention), and DIL training, whose initial weights and batches are drawn on the CPU,
+    follows the CPU run up to rounding."""
+    gallery = tiny_gallery()
+    cpu = dil.train_dil(tiny_config(), seed=1, gallery=gallery, progress=False)
+    gpu = dil.train_dil(tiny_config(), seed=1, gallery=gallery, progress=False, device="cuda")
+    assert gpu.drk.is_cuda
+    torch.testing.assert_close(gpu.drk.cpu(), cpu.drk, rtol=1e-3, atol=1e-3)
+    model = dil.LinearCNN(seed=4).double().cuda()
+    drk = dil.collapse(model).detach()
+    x = torch.rand(2, 3, 23, 29, generator=torch.Generator().manual_seed(0), dtype=torch.float64).cuda()
+    for mode in ("zero", "symmetric", "valid"):
+        with torch.no_grad():
+            by_network = dil.lcnn_apply(model, x, mode)
+        torch.testing.assert_close(by_network, ops.blur(x, drk, mode=mode), rtol=0, atol=1e-12)

@@ -1,6 +1,8 @@
 """Tests of repro.nonblind: exact inversion, agreement with the normal equations, gradients; the
 learned solver (shapes, its untrained identity, gradcheck in k, bit-identical resume, cache, errors)."""
 
+import copy
+
 import pytest
 import torch
 
@@ -270,3 +272,20 @@ def test_training_resumes_bit_identically_and_caches(tmp_path, monkeypatch):
     fresh8 = nonblind.train_learned_wiener("smoke", "cpu", False, images=images, config=_tiny_config(steps=8), stop_at=6)
     for a, b in zip(partial8.state_dict().values(), fresh8.state_dict().values()):
         assert torch.equal(a, b)  # started over: nothing of the stale checkpoint was used
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_learned_wiener_on_cuda_matches_cpu():
+    """The Kernel-Diff chapters' solver on a GPU: the same weights give the CPU's output up to
+    rounding (feature extraction, per-channel Wiener division in Fourier, encoder–decoder)."""
+    torch.manual_seed(0)
+    model = LearnedWiener(**TINY)
+    for p in model.parameters():  # the output heads start at zero: give every layer a part
+        p.data.add_(0.1 * torch.randn_like(p))
+    y = _rand(2, 3, 13, 18, dtype=torch.float32)
+    k = synth.motion_kernels(2, 5, 0)
+    expected = model(y, k)
+    got = copy.deepcopy(model).cuda()(y.cuda(), k.cuda())
+    assert got.is_cuda
+    torch.testing.assert_close(got.cpu(), expected, rtol=0, atol=1e-4)
