@@ -16,8 +16,6 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import hashlib
-import os
-import platform
 import sys
 import tempfile
 import time
@@ -27,6 +25,7 @@ import jupytext
 import nbformat
 
 from .store import atomic_path, check_profile, load_json, results_root, save_json
+from .timing import machine_description
 
 REPO = Path(__file__).resolve().parents[2]
 NOTEBOOKS = REPO / "notebooks"
@@ -69,22 +68,6 @@ def _check_names(names) -> list[str]:
 
 def executed_path(name: str, profile: str) -> Path:
     return results_root() / check_profile(profile) / "notebooks" / f"{name}.ipynb"
-
-
-def machine_description() -> str:
-    """A one-line description of this machine: CPU model, cores, accelerator."""
-    import torch
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    return f"{cpu}, {os.cpu_count()} cores, {gpu}, torch {torch.__version__}"
 
 
 def execute(name: str, profile: str, progress: bool = True) -> Path:

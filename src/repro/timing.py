@@ -2,12 +2,28 @@
 
 from __future__ import annotations
 
+import os
+import platform
 import statistics
 import time
 from pathlib import Path
 from typing import Callable
 
 import torch
+
+
+def machine_description() -> str:
+    """A one-line description of this machine: CPU model, cores, accelerator."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return f"{cpu}, {os.cpu_count()} cores, {gpu}, torch {torch.__version__}"
 
 
 def time_call(fn: Callable[[], object], device: torch.device | str = "cpu", repeats: int = 3,
@@ -41,7 +57,6 @@ def record_targets(benchmark: str, rows: list[dict], conditions: str) -> Path:
     """
     import datetime as _dt
 
-    from .chapters import machine_description
     from .store import results_root, save_json
 
     keys = {"part", "measure", "value", "target", "met"}
