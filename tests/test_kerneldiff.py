@@ -369,7 +369,9 @@ def test_steps_sweep_reuses_the_runs_the_chapter_already_drew(trained, tmp_path,
                        [mnc(flat.double(), c.k.double()) for c in cases[:2]])
     assert rows[2]["mnc_mean"] == pytest.approx(both.mean().item()) and rows[2]["n"] == 4
     assert rows[2]["seconds_per_kernel"] == 2.0
-    assert rows[0]["source"] == "one batch of 2" and rows[0]["n"] == 2
+    assert reused["mnc_per_case"] == pytest.approx(expected.tolist())
+    assert rows[2]["mnc_per_case"] == pytest.approx([(both[i] + both[i + 2]).item() / 2 for i in range(2)])
+    assert rows[0]["source"] == "one batch of 2" and rows[0]["n"] == 2 and len(rows[0]["mnc_per_case"]) == 2
     with pytest.raises(ValueError, match="n_sweep"):
         dataclasses.replace(settings, n_sweep=4)
     with pytest.raises(ValueError, match="select_steps"):
@@ -378,6 +380,36 @@ def test_steps_sweep_reuses_the_runs_the_chapter_already_drew(trained, tmp_path,
         dataclasses.replace(settings, select_steps=5)
     with pytest.raises(ValueError, match="n_select"):
         dataclasses.replace(settings, n_select=0)
+
+
+def _sweep_row(steps, per_case, seconds=1.0):
+    return {"steps": steps, "mnc_mean": sum(per_case) / len(per_case), "mnc_per_case": per_case,
+            "seconds_per_kernel": seconds}
+
+
+def test_steps_comparison_is_paired_over_the_images():
+    full = _sweep_row(1000, [0.2, 0.5, 0.8, 0.6], seconds=20.0)
+    # every image 0.01 lower with 50 steps: within the tolerance
+    met = kd.steps_comparison([full, _sweep_row(100, [0.1, 0.1, 0.1, 0.1]),
+                               _sweep_row(50, [0.19, 0.49, 0.79, 0.59], seconds=2.0)])
+    assert met["steps"] == 50 and met["full_steps"] == 1000 and met["images"] == 4 and met["speedup"] == 10
+    assert met["gap"] == pytest.approx(-0.01) and met["se"] == pytest.approx(0, abs=1e-12) and met["verdict"] == "met"
+    # every image 0.1 lower: a paired difference with no spread is clearly below the tolerance,
+    # although the rows' spreads over the images overlap
+    assert kd.steps_comparison([full, _sweep_row(50, [0.1, 0.4, 0.7, 0.5])])["verdict"] == "not met"
+    # lower on average, but the per-image differences scatter: not resolved
+    noisy = kd.steps_comparison([full, _sweep_row(50, [0.5, 0.1, 0.9, 0.3])])
+    d = torch.tensor([0.3, -0.4, 0.1, -0.3], dtype=torch.float64)
+    assert noisy["gap"] == pytest.approx(d.mean().item()) and noisy["se"] == pytest.approx(d.std().item() / 2)
+    assert noisy["verdict"] == "not resolved"
+    assert kd.steps_comparison([full, _sweep_row(250, [0.1] * 4)]) is None
+    assert kd.steps_comparison([_sweep_row(100, [0.1] * 4)]) is None
+    with pytest.raises(ValueError, match="same >= 2 images"):
+        kd.steps_comparison([full, _sweep_row(50, [0.1] * 3)])
+    with pytest.raises(ValueError, match="mnc_per_case"):
+        kd.steps_comparison([full, {"steps": 50, "mnc_mean": 0.3, "seconds_per_kernel": 1.0}])
+    with pytest.raises(ValueError, match="tolerance"):
+        kd.steps_comparison([full], tolerance=-1)
 
 
 def test_profiles():

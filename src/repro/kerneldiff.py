@@ -1250,11 +1250,47 @@ def _steps_sweep(cases, model, solver, settings, schedule, folder, key, drawn, p
         scores = mnc(kernels.detach().cpu().double(), k_true)
         quality = psnr(images.detach().cpu().to(x.dtype), x)
         rows.append({"steps": steps, "eta": eta, "n": len(kernels), "mnc_mean": scores.mean().item(),
-                     "mnc_std": scores.std(unbiased=False).item(), "psnr_mean": quality.mean().item(),
+                     "mnc_std": scores.std(unbiased=False).item(),
+                     "mnc_per_case": scores.view(len(chosen), repeats).mean(dim=1).tolist(),
+                     "psnr_mean": quality.mean().item(),
                      "psnr_std": quality.std(unbiased=False).item(), "seconds_per_kernel": seconds,
                      "source": source, "device": str(device)})
         save_json({"key": key, "rows": rows}, path)
     return sorted(rows, key=lambda row: -row["steps"])
+
+
+STEPS_TOLERANCE = 0.02
+"""How far a sampler of at most 100 steps may fall below the full sampler in mean MNC."""
+
+
+def steps_comparison(rows: list[dict], tolerance: float = STEPS_TOLERANCE) -> dict | None:
+    """The best sampler of at most 100 steps against the full one (the most steps), from the
+    steps sweep's rows (:func:`run_chapter`'s ``steps``), paired over the test images: every row
+    scores the same images, so the comparison is made per image.
+
+    Per image i, d_i = (its mean MNC with few steps) − (with all steps), an image's several
+    kernels averaged first; ``gap`` is their mean and ``se`` its standard error s_d / √n. The
+    verdict is "met" when gap ≥ −``tolerance``, "not met" when even gap + 2·se < −``tolerance``
+    (below the tolerance at about 95 % confidence), otherwise "not resolved": the test set is
+    too small to tell. (The best of several few-step rows is picked by its mean, which favours it
+    a little.) None when the sweep has no row of at most 100 steps or no longer one."""
+    tolerance = check_positive(tolerance, "tolerance", allow_zero=True)
+    few = [r for r in rows if r["steps"] <= 100]
+    full = max(rows, key=lambda r: r["steps"], default=None)
+    if not few or full is None or full["steps"] <= 100:
+        return None
+    best = max(few, key=lambda r: r["mnc_mean"])
+    if "mnc_per_case" not in best or "mnc_per_case" not in full:
+        raise ValueError("the sweep's rows have no per-image MNC (mnc_per_case): recompute them with run_chapter")
+    if len(best["mnc_per_case"]) != len(full["mnc_per_case"]) or len(full["mnc_per_case"]) < 2:
+        raise ValueError(f"the rows must score the same >= 2 images, got {len(best['mnc_per_case'])} and "
+                         f"{len(full['mnc_per_case'])}")
+    d = torch.tensor(best["mnc_per_case"], dtype=torch.float64) - torch.tensor(full["mnc_per_case"], dtype=torch.float64)
+    gap, se = d.mean().item(), (d.std(unbiased=True) / math.sqrt(len(d))).item()
+    verdict = "met" if gap >= -tolerance else "not met" if gap + 2 * se < -tolerance else "not resolved"
+    return {"steps": best["steps"], "full_steps": full["steps"], "images": len(d), "gap": gap, "se": se,
+            "tolerance": tolerance, "verdict": verdict,
+            "speedup": full["seconds_per_kernel"] / best["seconds_per_kernel"]}
 
 
 SELECT_ROW = "Kernel-Diff, guided, lowest residual of several"
@@ -1372,7 +1408,7 @@ def run_chapter(profile: str, device=None, progress: bool = True) -> dict:
                                            f"{n_select} per image, the selection run (batches of "
                                            f"{settings.batch} × {n_select})")}
     sweep = _steps_sweep(cases, model, solver, settings, schedule, folder,
-                         f"{key}|strided_eta={settings.strided_eta}|batch={settings.batch}|select={select_key}",
+                         f"{key}|strided_eta={settings.strided_eta}|batch={settings.batch}|select={select_key}|per_case",
                          drawn, progress, max_batch)
     from .synth import data_profile
 
