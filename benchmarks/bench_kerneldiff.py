@@ -117,7 +117,7 @@ def mnc_check(profile: str) -> dict | None:
         return None
     comparison = kd.steps_comparison(load_json(path)["rows"])
     if comparison is None:
-        print("the sweep has no 1000-step row or no row with at most 100 steps")
+        print("the sweep has no row with at most 100 steps or none with more")
         return None
     print(f"MNC: {comparison['steps']} steps − {comparison['full_steps']} steps = {comparison['gap']:+.3f} "
           f"± {comparison['se']:.3f} (standard error, {comparison['images']} images): {comparison['verdict']} "

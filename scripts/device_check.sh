@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The project's GPU checks in one run, for a machine with a CUDA device (about 5 minutes on an H200):
+# The project's GPU checks in one run, for a machine with a CUDA device (meant to fit one 10-minute
+# call of the device tool; not yet timed on a GPU):
 #   1. the CUDA tests (pytest -m cuda): CUDA against the CPU for the blur operators, metrics,
 #      kernels, SelfDeblur, DIL, the learned solver and Kernel-Diff's training and sampling;
 #   2. SelfDeblur's R = 8 restarts of one 256² image batched against sequential (target: >= 3x);

@@ -67,8 +67,9 @@ def test_every_figure_has_a_caption_of_its_own(name):
     for cell in jupytext.read(REPO / "notebooks" / f"{name}.py").cells:
         if cell.cell_type != "code":
             continue
-        statements = ast.parse(cell.source).body
-        for node in ast.walk(ast.Module(body=statements, type_ignores=[])):
+        module = ast.parse(cell.source)
+        statements = module.body
+        for node in ast.walk(module):
             if isinstance(node, ast.FunctionDef) and any(_shows(s, showing_functions) for s in node.body):
                 showing_functions.add(node.name)
         showing = [s for s in statements if _shows(s, showing_functions)]

@@ -39,6 +39,7 @@ import copy
 import dataclasses
 import hashlib
 import math
+import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -1285,8 +1286,8 @@ def steps_comparison(rows: list[dict], tolerance: float = STEPS_TOLERANCE) -> di
     if len(best["mnc_per_case"]) != len(full["mnc_per_case"]) or len(full["mnc_per_case"]) < 2:
         raise ValueError(f"the rows must score the same >= 2 images, got {len(best['mnc_per_case'])} and "
                          f"{len(full['mnc_per_case'])}")
-    d = torch.tensor(best["mnc_per_case"], dtype=torch.float64) - torch.tensor(full["mnc_per_case"], dtype=torch.float64)
-    gap, se = d.mean().item(), (d.std(unbiased=True) / math.sqrt(len(d))).item()
+    d = [few_i - full_i for few_i, full_i in zip(best["mnc_per_case"], full["mnc_per_case"])]
+    gap, se = statistics.fmean(d), statistics.stdev(d) / math.sqrt(len(d))
     verdict = "met" if gap >= -tolerance else "not met" if gap + 2 * se < -tolerance else "not resolved"
     return {"steps": best["steps"], "full_steps": full["steps"], "images": len(d), "gap": gap, "se": se,
             "tolerance": tolerance, "verdict": verdict,
