@@ -132,6 +132,8 @@ def test_executed_chapters_show_figures_tables_and_provenance(built_book):
         assert len(figures) == len(images), f"{name}: {len(images)} images but {len(figures)} figures"
         assert all(re.search(r"<figcaption>.*?\S.*?</figcaption>", f, flags=re.S) and f.count("<img") == 1
                    for f in figures), f"{name}: a figure without a caption of its own"
+        # figures are named after the papers' (Kotera et al.'s Fig. 2), never given a running number
+        assert "caption-number" not in dom, f"{name}: a figure numbered by Sphinx"
         assert "executed with profile" in dom and "smoke" in dom, f"{name}: no provenance note"
         assert "tag_hide-input" in dom and "tag_remove-cell" not in dom, f"{name}: code cells not collapsed for the book"
     collapse = _open(built_book / "chapters" / "d3_collapse.html")
