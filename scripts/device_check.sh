@@ -8,7 +8,7 @@
 #   2. SelfDeblur's R = 8 restarts of one 256² image batched against sequential (target: >= 3x);
 #   3. whether two seeded GPU runs are bit-identical (scripts/gpu_determinism.py);
 #   4. Kernel-Diff's paper configuration: seconds per image of guided sampling per step count;
-#   5. seconds per step of the paper profile's long runs (scripts/paper_step_times.py).
+#   5. how long the paper profile's long runs take there (scripts/step_times.py).
 # One log (device_check.log) and four JSON files land in $OUT (else build/device/). It runs with
 # the machine's own python3 and torch, whatever their versions, from the source tree
 # (PYTHONPATH=src); pure-Python packages that machine lacks come as wheels in .whl/ (pooch and
@@ -44,5 +44,5 @@ step pytest_cuda_no_tf32 60 env NVIDIA_TF32_OVERRIDE=0 python3 -m pytest -q -p n
 step bench_selfdeblur 60 python3 benchmarks/bench_selfdeblur.py --skip-cpu --out "$out/bench_selfdeblur.json"
 step gpu_determinism 90 python3 scripts/gpu_determinism.py --out "$out/gpu_determinism.json"
 step bench_kerneldiff 110 python3 benchmarks/bench_kerneldiff.py --skip-cpu --out "$out/bench_kerneldiff.json"
-step paper_step_times 120 python3 scripts/paper_step_times.py --out "$out/paper_step_times.json"
+step step_times 120 python3 scripts/step_times.py --profile paper --out "$out/step_times_paper.json"
 exit $status

@@ -10,7 +10,9 @@ seed on CUDA, at a small size, and the two results are compared bit for bit:
 - Kernel-Diff's ε_θ training (the smoke profile's U-Net, 20 steps): the EMA weights;
 - Kernel-Diff's guided sampler (that model, 50 steps, Wiener solver): the kernels.
 
-Without CUDA it says so and exits 0. ``--out`` writes the rows as JSON.
+Without CUDA it says so and exits 0. ``--device cpu`` runs the same comparison on the CPU, where
+the runs must be bit-identical (the test suite's check of this script). ``--out`` writes the
+rows as JSON.
 
     python scripts/gpu_determinism.py --out build/determinism.json
 """
@@ -39,22 +41,25 @@ def twice(run) -> tuple:
 
 def main(argv=None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
     parser.add_argument("--out", help="write the results as JSON here")
     args = parser.parse_args(argv)
-    if not torch.cuda.is_available():
+    device = args.device
+    if device == "cuda" and not torch.cuda.is_available():
         print("no CUDA device: nothing to measure")
         return []
-    print(f"two seeded runs each on {torch.cuda.get_device_name()} (torch {torch.__version__}):")
+    name = torch.cuda.get_device_name() if device == "cuda" else "the CPU"
+    print(f"two seeded runs each on {name} (torch {torch.__version__}):")
     rows = []
 
     gallery = random_kernel_gallery(40, 11, seed=3)
     config = dil.DILConfig(gallery_size=40, steps=8, batch_size=8, log_every=4, checkpoint_every=8)
-    a, b = twice(lambda: dil.train_dil(config, seed=0, gallery=gallery, device="cuda", progress=False).drk)
+    a, b = twice(lambda: dil.train_dil(config, seed=0, gallery=gallery, device=device, progress=False).drk)
     rows.append(compare("DIL training: DRK", a, b))
 
-    y = torch.rand(1, 1, 64, 64, generator=torch.Generator().manual_seed(0)).cuda()
+    y = torch.rand(1, 1, 64, 64, generator=torch.Generator().manual_seed(0)).to(device)
     sd = selfdeblur.SelfDeblurConfig(iterations=100, ssim_switch=50)
-    a, b = twice(lambda: selfdeblur.run_selfdeblur(y, 9, sd, seed=0, device="cuda", progress=False))
+    a, b = twice(lambda: selfdeblur.run_selfdeblur(y, 9, sd, seed=0, device=device, progress=False))
     rows.append(compare("SelfDeblur: x̂", a.x_hat, b.x_hat))
     rows.append(compare("SelfDeblur: k̂", a.k_hat, b.k_hat))
 
@@ -64,7 +69,7 @@ def main(argv=None) -> list[dict]:
                                        generator=torch.Generator().manual_seed(i)) for i in range(4)],
                            crop=unet.image_size, seed=0)
     train = kerneldiff.TrainConfig(steps=20, batch_size=4, lr=1e-3, log_every=10, checkpoint_every=20)
-    a, b = twice(lambda: kerneldiff.train(unet, train, data, seed=0, device="cuda", progress=False))
+    a, b = twice(lambda: kerneldiff.train(unet, train, data, seed=0, device=device, progress=False))
     rows.append(compare("Kernel-Diff training: EMA weights", torch.cat([p.flatten() for p in a.ema.parameters()]),
                         torch.cat([p.flatten() for p in b.ema.parameters()])))
 
@@ -74,7 +79,7 @@ def main(argv=None) -> list[dict]:
     kernels = twice(lambda: kerneldiff.sample(a.ema, y, solver, steps=50, seed=0).kernels)
     rows.append(compare("Kernel-Diff guided sampling: kernels", *kernels))
     if args.out:
-        save_json({"device": torch.cuda.get_device_name(), "torch": torch.__version__, "rows": rows}, args.out)
+        save_json({"device": name, "torch": torch.__version__, "rows": rows}, args.out)
     return rows
 
 
