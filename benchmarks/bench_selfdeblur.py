@@ -55,7 +55,6 @@ MODES = ("plain", "plain+allocator", "fast")
 
 def _image(size: int) -> tuple[torch.Tensor, str]:
     """Levin im1 blurred by kernel 1 (255×255) cropped to ``size``, or a seeded random image."""
-    os.environ.setdefault("REPRO_DATA_MIRROR", "/work/shared/data")
     try:
         from repro import data
 
@@ -170,22 +169,25 @@ def bench_compile(args) -> dict:
             "compiled_seconds": min(times["compiled"])}
 
 
-def bench_cuda(args) -> dict:
-    """R restarts of one ``--cuda-size`` image on CUDA, batched against sequential."""
+def bench_restarts(args, device: str = "cuda") -> dict:
+    """R restarts of one ``--cuda-size`` image on ``device`` (CUDA in the benchmark; the tests
+    run it on the CPU at a small size), batched against sequential."""
     y, source = _image(args.cuda_size)  # 256 > Levin's 255: a seeded random image (timing only)
+    cuda = device == "cuda"
     out = {"image": source, "size": args.cuda_size, "kernel": args.kernel, "restarts": args.restarts,
-           "device": torch.cuda.get_device_name()}
+           "device": torch.cuda.get_device_name() if cuda else "cpu"}
     for name, batched in (("batched", True), ("sequential", False)):
-        torch.cuda.reset_peak_memory_stats()
-        s = seconds_per_iteration(y, args.kernel, args.warmup, args.iterations, True, "cuda", args.restarts, batched)
+        if cuda:
+            torch.cuda.reset_peak_memory_stats()
+        s = seconds_per_iteration(y, args.kernel, args.warmup, args.iterations, True, device, args.restarts, batched)
         out[f"{name}_seconds_per_iteration"] = s
-        out[f"{name}_peak_allocated_mb"] = torch.cuda.max_memory_allocated() / 2**20
-        print(f"  cuda {name:10s} R={args.restarts}: {s:.4f} s/iteration (all restarts), "
-              f"peak {out[f'{name}_peak_allocated_mb']:.0f} MB", flush=True)
+        out[f"{name}_peak_allocated_mb"] = torch.cuda.max_memory_allocated() / 2**20 if cuda else None
+        print(f"  {device} {name:10s} R={args.restarts}: {s:.4f} s/iteration (all restarts)"
+              + (f", peak {out[f'{name}_peak_allocated_mb']:.0f} MB" if cuda else ""), flush=True)
     out["batched_over_sequential"] = out["batched_seconds_per_iteration"] / out["sequential_seconds_per_iteration"]
     out["throughput_gain"] = 1 / out["batched_over_sequential"]
     out["meets_3x_target"] = out["throughput_gain"] >= 3
-    print(f"  cuda throughput batched / sequential: {out['throughput_gain']:.2f}x "
+    print(f"  {device} throughput batched / sequential: {out['throughput_gain']:.2f}x "
           f"({'meets' if out['meets_3x_target'] else 'misses'} the 3x target)", flush=True)
     return out
 
@@ -233,7 +235,7 @@ def main(argv=None) -> int:
               f"{comp['compiled_seconds']:.3f} s vs eager fast {comp['eager_seconds']:.3f} s")
     if torch.cuda.is_available():
         print(f"CUDA, {args.cuda_size}x{args.cuda_size}, kernel {args.kernel}, R = {args.restarts} restarts:")
-        results["cuda"] = bench_cuda(args)
+        results["cuda"] = bench_restarts(args)
     else:
         results["cuda"] = {"skipped": "no CUDA device: the batched-restart comparison needs a GPU"}
         print("CUDA: SKIPPED, no CUDA device (the batched-restart comparison runs only on a GPU)")

@@ -1,9 +1,11 @@
 """The GPU check (``scripts/device_check.sh``) runs where no test runs: on a lent GPU, in one call
-that has no time for a second try. Its parts are run here on the CPU, at the smoke profile's
-sizes, so that a script broken by a change in the package fails here first."""
+that has no time for a second try. Its parts (the scripts, and the benchmark functions it reaches
+on CUDA) are run here on the CPU at small sizes, so that one broken by a change in the package
+fails here first."""
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import json
 import os
@@ -13,13 +15,15 @@ from pathlib import Path
 
 import pytest
 
+import torch
+
 from repro import dil, kerneldiff, nonblind, selfdeblur, selfdeblur_eval
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _script(name: str):
-    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
+def _script(name: str, folder: str = "scripts"):
+    spec = importlib.util.spec_from_file_location(name, REPO / folder / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -67,3 +71,24 @@ def test_step_times_formats_durations_and_refuses_bad_step_counts():
     assert [step_times.duration(s) for s in (12, 150, 3 * 3600, 5 * 86400)] == ["12 s", "2.5 min", "3.0 h", "5.0 days"]
     with pytest.raises(SystemExit):
         step_times.main(["--short", "3", "--long", "3"])
+
+
+def test_selfdeblur_restart_benchmark_runs_on_the_cpu():
+    bench = _script("bench_selfdeblur", "benchmarks")
+    args = argparse.Namespace(cuda_size=32, kernel=5, restarts=2, warmup=1, iterations=2)
+    out = bench.bench_restarts(args, "cpu")
+    assert (out["device"], out["restarts"], out["size"]) == ("cpu", 2, 32)
+    batched, sequential = out["batched_seconds_per_iteration"], out["sequential_seconds_per_iteration"]
+    assert batched > 0 and sequential > 0
+    assert out["throughput_gain"] == pytest.approx(sequential / batched)
+    assert out["meets_3x_target"] == (out["throughput_gain"] >= 3)
+
+
+def test_kerneldiff_sampling_benchmark_runs_on_the_cpu():
+    bench = _script("bench_kerneldiff", "benchmarks")
+    model = kerneldiff.new_model(kerneldiff.get_profile("smoke").unet()).eval()
+    solver = nonblind.LearnedWiener(**nonblind.solver_profile("smoke").model).eval().requires_grad_(False)
+    rows = bench.time_steps(model, solver, 32, [4, 2], 0.5, torch.device("cpu"))
+    assert [(row["steps"], row["eta"], row["device"]) for row in rows] == [(4, 0.5, "cpu"), (2, 0.5, "cpu")]
+    assert all(row["seconds_per_image"] > 0 and row["ms_per_step"] == pytest.approx(1e3 * row["seconds_per_image"]
+                                                                                   / row["steps"]) for row in rows)
