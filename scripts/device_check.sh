@@ -2,9 +2,8 @@
 # The project's GPU checks in one run, for a machine with a CUDA device (meant to fit one 10-minute
 # call of the device tool; each step has its own time limit, so one that hangs costs only its own):
 #   1. the CUDA tests (pytest -m cuda): CUDA against the CPU for the blur operators, metrics,
-#      kernels, SelfDeblur, DIL, the learned solver and Kernel-Diff's training and sampling; once
-#      as PyTorch runs by default (TF32 convolutions in cuDNN) and once with TF32 switched off
-#      (NVIDIA_TF32_OVERRIDE=0), which tells rounding apart from TF32's 10-bit mantissa;
+#      kernels, SelfDeblur, DIL, the learned solver and Kernel-Diff's training and sampling, at
+#      float32 rounding (tests/conftest.py switches TF32 off for them);
 #   2. SelfDeblur's R = 8 restarts of one 256² image batched against sequential (target: >= 3x);
 #   3. whether two seeded GPU runs are bit-identical (scripts/gpu_determinism.py);
 #   4. Kernel-Diff's paper configuration: seconds per image of guided sampling per step count;
@@ -38,9 +37,8 @@ step() {  # step NAME SECONDS COMMAND...: run under a time limit, append to the 
 }
 nvidia-smi -L 2>&1 | tee -a "$log" || echo "no nvidia-smi"
 cuda_tests=(tests/test_ops.py tests/test_metrics.py tests/test_kernels.py tests/test_selfdeblur.py
-            tests/test_dil.py tests/test_nonblind.py tests/test_kerneldiff.py)
+            tests/test_dil.py tests/test_nonblind.py tests/test_kerneldiff.py tests/test_scripts.py)
 step pytest_cuda 100 python3 -m pytest -q -p no:cacheprovider -m cuda -rA "${cuda_tests[@]}"
-step pytest_cuda_no_tf32 60 env NVIDIA_TF32_OVERRIDE=0 python3 -m pytest -q -p no:cacheprovider -m cuda -rA "${cuda_tests[@]}"
 step bench_selfdeblur 60 python3 benchmarks/bench_selfdeblur.py --skip-cpu --out "$out/bench_selfdeblur.json"
 step gpu_determinism 90 python3 scripts/gpu_determinism.py --out "$out/gpu_determinism.json"
 step bench_kerneldiff 110 python3 benchmarks/bench_kerneldiff.py --skip-cpu --out "$out/bench_kerneldiff.json"

@@ -1,8 +1,8 @@
 """Are seeded runs on a GPU bit-identical from one run to the next?
 
 The Reproduce page says that on a GPU the book's trainers and samplers are seeded but not
-bit-identical (cuDNN chooses convolution algorithms by timing them; several backward passes
-accumulate in a non-deterministic order). This measures it: each of them runs twice with one
+bit-identical (cuDNN may use non-deterministic algorithms; several backward passes accumulate in
+a non-deterministic order). This measures it: each of them runs twice with one
 seed on CUDA, at a small size, and the two results are compared bit for bit:
 
 - D3's DIL training (40 gallery kernels, 8 steps): the DRK;

@@ -35,7 +35,9 @@ def test_device_check_is_valid_bash_and_names_what_exists():
     text = script.read_text()
     for path in re.findall(r"\b((?:tests|benchmarks|scripts)/\w+\.py)\b", text):
         assert (REPO / path).exists(), f"device_check.sh runs {path}, which does not exist"
-    for path in re.findall(r"\btests/\w+\.py\b", text):
+    listed = re.search(r"cuda_tests=\((.*?)\)", text, flags=re.S).group(1).split()
+    assert listed
+    for path in listed:
         assert "@pytest.mark.cuda" in (REPO / path).read_text(), f"{path} has no CUDA test"
 
 
@@ -92,3 +94,12 @@ def test_kerneldiff_sampling_benchmark_runs_on_the_cpu():
     assert [(row["steps"], row["eta"], row["device"]) for row in rows] == [(4, 0.5, "cpu"), (2, 0.5, "cpu")]
     assert all(row["seconds_per_image"] > 0 and row["ms_per_step"] == pytest.approx(1e3 * row["seconds_per_image"]
                                                                                    / row["steps"]) for row in rows)
+
+
+@pytest.mark.cuda  # not skipped without a GPU: it checks tests/conftest.py's fixture
+def test_cuda_tests_compare_without_tf32():
+    assert not torch.backends.cudnn.allow_tf32 and not torch.backends.cuda.matmul.allow_tf32
+
+
+def test_other_tests_keep_pytorchs_tf32_defaults():
+    assert torch.backends.cudnn.allow_tf32 and not torch.backends.cuda.matmul.allow_tf32
