@@ -288,3 +288,19 @@ def test_reproduce_runs_the_makefile_steps(monkeypatch, capsys):
     assert "unknown chapter(s) ['nochapter']" in capsys.readouterr().err and calls == []
     monkeypatch.setattr(chapters, "main", lambda argv: calls.append(argv[0]) or 1)
     assert run("reproduce", "--profile", "smoke") == 1 and calls == ["execute"]  # a failed chapter stops it
+
+
+def test_reproduce_of_the_whole_book_runs_the_benchmarks(monkeypatch):
+    from repro import chapters
+
+    calls = []
+    monkeypatch.setattr(chapters, "main", lambda argv: calls.append(tuple(argv)) or 0)
+    monkeypatch.setattr(cli.subprocess, "call", lambda argv, cwd: 0)
+    assert run("reproduce") == 0
+    assert calls == [("execute", "--profile", "quick"), ("bench",), ("stage", "--profile", "quick")]
+    calls.clear()
+    assert run("reproduce", "--profile", "smoke") == 0  # smoke: a check in seconds, no measurements
+    assert calls == [("execute", "--profile", "smoke"), ("stage", "--profile", "smoke")]
+    monkeypatch.setattr(chapters, "main", lambda argv: calls.append(argv[0]) or (3 if argv[0] == "bench" else 0))
+    calls.clear()
+    assert run("reproduce", "--profile", "paper") == 3 and calls == ["execute", "bench"]  # a failed benchmark stops it

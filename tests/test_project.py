@@ -139,3 +139,38 @@ def test_chapter_cli_errors(tmp_path, monkeypatch, capsys):
     assert chapters.main(["stage", "--profile", "paper", "toy1d"]) == 2
     assert "execute the chapter first" in capsys.readouterr().err
     assert chapters.main(["stage", "--profile", "fast"]) == 2
+
+
+def test_bench_action_runs_every_benchmark_script_in_order_and_stops_at_a_failure(monkeypatch, capsys):
+    assert sorted(chapters.BENCHMARKS) == sorted(p.name for p in (REPO / "benchmarks").glob("bench_*.py"))
+    calls = []
+    monkeypatch.setattr(chapters.subprocess, "call", lambda argv, cwd: calls.append(Path(argv[1]).name) or 0)
+    assert chapters.main(["bench"]) == 0 and calls == list(chapters.BENCHMARKS)
+    calls.clear()
+    monkeypatch.setattr(chapters.subprocess, "call",
+                        lambda argv, cwd: calls.append(Path(argv[1]).name) or (5 if len(calls) == 2 else 0))
+    assert chapters.main(["bench"]) == 5 and calls == list(chapters.BENCHMARKS[:2])
+    assert f"benchmarks/{chapters.BENCHMARKS[1]} failed with exit status 5" in capsys.readouterr().err
+    assert chapters.main(["bench", "toy1d"]) == 2
+    assert "takes no chapter names" in capsys.readouterr().err
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        chapters.run_benchmarks(("bench_nothing.py",))
+
+
+@pytest.mark.parametrize("variables, benchmarks", [((), True), (("PROFILE=paper",), True), (("PROFILE=smoke",), False),
+                                                   (("CHAPTERS=toy1d",), False)])
+def test_make_reproduce_runs_the_benchmarks_by_the_rule_of_benchmarks_follow(variables, benchmarks):
+    """`make -n` prints the recipe without running it; the Makefile's condition must agree with
+    chapters.benchmarks_follow, which `repro reproduce` uses."""
+    import shutil
+    import subprocess
+
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    settings = dict(v.split("=") for v in variables)
+    names = settings.get("CHAPTERS", "").split()
+    assert chapters.benchmarks_follow(settings.get("PROFILE", "quick"), names) is benchmarks
+    recipe = subprocess.run(["make", "-n", "reproduce", *variables], cwd=REPO, capture_output=True, text=True,
+                            check=True).stdout
+    assert "repro.chapters execute" in recipe and "repro.chapters stage" in recipe
+    assert ("repro.chapters bench" in recipe) is benchmarks

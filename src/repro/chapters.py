@@ -9,6 +9,12 @@ be rebuilt without executing anything::
 
     python -m repro.chapters execute --profile quick toy1d
     python -m repro.chapters stage --profile quick toy1d
+
+``bench`` runs the speed benchmarks of ``benchmarks/`` (:data:`BENCHMARKS`), whose records in
+``results/bench/`` the book's Performance page shows; ``make reproduce`` runs them after the
+chapters when it executes the whole book (:func:`benchmarks_follow`)::
+
+    python -m repro.chapters bench
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import hashlib
+import subprocess
 import sys
 import tempfile
 import time
@@ -53,6 +60,10 @@ PARTS = (
 )
 """The book's parts: (title, chapters, minutes the quick profile may take on a 2-core laptop).
 The budgets add up to the 90 minutes of the whole quick book."""
+
+BENCHMARKS = ("bench_ops.py", "bench_dil.py", "bench_selfdeblur.py", "bench_kerneldiff.py")
+"""The scripts of ``benchmarks/`` that ``make bench`` runs, in this order (about 4 minutes on a
+2-core machine); each records its figures in ``results/bench/<benchmark>.json``."""
 
 CELL_TIMEOUT_S = {"smoke": 900, "quick": 3600, "paper": None}
 """Per-cell time limit by profile: a cell that hangs fails the run instead of blocking it forever."""
@@ -106,6 +117,28 @@ def execute(name: str, profile: str, progress: bool = True) -> Path:
         computed = {key: record[key] for key in ("seconds", "machine", "date")}
     save_json({**record, "computed": computed}, previous)
     return out
+
+
+def benchmarks_follow(profile: str, names) -> bool:
+    """Whether ``make reproduce`` (and ``repro reproduce``) runs the benchmarks after executing
+    the chapters: when it executes the whole book (no chapter named) with a profile other than
+    smoke, whose purpose is a check in seconds, not measurements. The Makefile mirrors this rule."""
+    return not list(names) and check_profile(profile) != "smoke"
+
+
+def run_benchmarks(scripts=BENCHMARKS) -> int:
+    """Run ``benchmarks/<script>`` for each of ``scripts`` in turn with this Python, from the
+    repository root; stop at the first that fails and return its exit status (0 when all pass)."""
+    for script in scripts:
+        path = REPO / "benchmarks" / script
+        if not path.exists():
+            raise FileNotFoundError(f"benchmark script {path} does not exist")
+        print(f"running benchmarks/{script} ...", flush=True)
+        code = subprocess.call([sys.executable, str(path)], cwd=REPO)
+        if code:
+            print(f"error: benchmarks/{script} failed with exit status {code}", file=sys.stderr)
+            return code
+    return 0
 
 
 def _computing_run(record: dict) -> dict:
@@ -172,7 +205,8 @@ def stage(name: str, profile: str) -> Path:
 PERFORMANCE_INTRO = """# Performance
 
 What the chapters took to execute comes first, from the records that `make reproduce` leaves.
-Beyond that, speed is measured by the benchmark scripts of `benchmarks/` (`make bench`), never by timed
+Beyond that, speed is measured by the benchmark scripts of `benchmarks/` (`make bench`, which
+`make reproduce` runs after the chapters when it executes the whole book), never by timed
 assertions in the tests. Each figure is a ratio against a reference measured in the same run (the
 reference is named in each row), or a time where no reference applies. The machine is stated per
 benchmark; on a shared machine read every figure as approximate.
@@ -241,12 +275,16 @@ def stage_performance(profile: str = "quick") -> Path:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m repro.chapters", description=__doc__.split("\n\n")[0])
-    parser.add_argument("action", choices=("execute", "stage"))
-    parser.add_argument("names", nargs="*", help=f"chapters (default: all of {list(CHAPTERS)})")
+    parser.add_argument("action", choices=("execute", "stage", "bench"))
+    parser.add_argument("names", nargs="*", help=f"chapters (default: all of {list(CHAPTERS)}); none for bench")
     parser.add_argument("--profile", default="quick")
     args = parser.parse_intermixed_args(argv)
     try:
         check_profile(args.profile)
+        if args.action == "bench":
+            if args.names:
+                raise ValueError(f"bench runs every benchmark and takes no chapter names, got {args.names}")
+            return run_benchmarks()
         for name in _check_names(args.names):
             if args.action == "execute":
                 print(f"[{args.profile}] executing {name} ...", flush=True)

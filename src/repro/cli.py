@@ -13,8 +13,10 @@ that its maximum is white) and ``<OUT stem>_kernel.npy`` (the exact values, summ
 Every file is written to a temporary name and moved into place only when all of them are
 complete, so a failed or interrupted run leaves no partial output.
 
-``reproduce`` does what ``make reproduce`` does: execute the chapters (``repro.chapters``), stage
-them, and build the book with ``jupyter-book build book --warningiserror --keep-going``.
+``reproduce`` does what ``make reproduce`` does: execute the chapters (``repro.chapters``), run
+the benchmarks when it executes the whole book with a profile other than smoke
+(``repro.chapters.benchmarks_follow``), stage the chapters, and build the book with
+``jupyter-book build book --warningiserror --keep-going``.
 
 Errors (unreadable file, unsupported size, kernel larger than the image, missing trained
 weights, CUDA requested but absent, ...) print ``repro: error: <message>`` on stderr and exit
@@ -193,8 +195,12 @@ def reproduce_command(args) -> int:
 
     chapters._check_names(args.only)  # unknown chapter names fail before anything runs
     book = _jupyter_book()
-    for action in ("execute", "stage"):
-        code = chapters.main([action, "--profile", args.profile, *args.only])
+    steps = [["execute", "--profile", args.profile, *args.only]]
+    if chapters.benchmarks_follow(args.profile, args.only):
+        steps.append(["bench"])
+    steps.append(["stage", "--profile", args.profile, *args.only])
+    for step in steps:
+        code = chapters.main(step)
         if code:
             return code
     print("building the book: jupyter-book build book --warningiserror --keep-going", flush=True)
