@@ -163,6 +163,7 @@ glue("timing_size", f"{settings.timing_size}", display=False)
 glue("timing_threads", f"{table[0]['threads']}", display=False)
 glue("fft_ratio", f"{fft_ratio:.2f}", display=False)
 glue("direct_ratio", f"{by_name['DRK, direct']['time_vs_fft_reference']:.2f}", display=False)
+glue("speed_verdict", dil.speed_verdict(settings.timing_size, best_drk, fft_ratio), display=False)
 
 # %% [markdown]
 # On paper the collapse divides the work by {glue:text}`mac_ratio`; measured here on a
@@ -172,7 +173,7 @@ glue("direct_ratio", f"{by_name['DRK, direct']['time_vs_fft_reference']:.2f}", d
 # shared machine such ratios move by tens of percent from run to run, see the benchmark below).
 # The DRK by FFT takes {glue:text}`fft_ratio` times, and applied directly {glue:text}`direct_ratio`
 # times, the time of the bare FFT convolution (our target for the DRK's fastest path: at most
-# 1.5×). Any gap between the multiply-add
+# 1.5×): {glue:text}`speed_verdict`. Any gap between the multiply-add
 # ratio and the measured one is hardware, not arithmetic: a 32-channel 3×3 convolution is a
 # dense, well-vectorised matrix product, while one 11×11 filter per channel is memory-bound, so
 # the L-CNN runs at many more multiply-adds per second than the DRK; at small sizes (the

@@ -495,3 +495,12 @@ def test_cuda_training_and_collapse():
         with torch.no_grad():
             by_network = dil.lcnn_apply(model, x, mode)
         torch.testing.assert_close(by_network, ops.blur(x, drk, mode=mode), rtol=0, atol=1e-12)
+
+
+def test_speed_verdict_judges_both_targets_only_at_their_image_size():
+    assert dil.speed_verdict(1024, 112.0, 1.25) == ("in this run the speed-up target (≥ 100×) is met and the FFT "
+                                                   "target (≤ 1.5×) is met")
+    assert "speed-up target (≥ 100×) is not met and the FFT target (≤ 1.5×) is met" in dil.speed_verdict(1024, 62.0, 1.5)
+    assert "FFT target (≤ 1.5×) is not met" in dil.speed_verdict(1024, 100.0, 1.51)
+    assert dil.speed_verdict(64, 500.0, 1.0) == ("the targets are set for 1024² images, so this 64² timing does not "
+                                                "test them")
