@@ -15,10 +15,11 @@ decoder's "nearest ×2 upsampling, then 3×3 convolution" computed at the low re
 (``repro.kerneldiff.upsample_conv``, the model's path) against the plain formulation, as a ratio
 in the same run (best of several alternating rounds).
 
-It then reads the steps-vs-quality sweep of the evaluation chapter
-(``results/<profile>/kerneldiff/steps.json``, written by ``repro.kerneldiff.run_chapter``) and
-says whether a sampler with at most 100 steps has a mean MNC within 0.02 of the 1000-step one,
-compared image by image (``repro.kerneldiff.steps_comparison``: met, not met, or not resolved).
+It then reads the steps-vs-quality sweep of the evaluation chapter of every profile that has
+one (``results/<profile>/kerneldiff/steps.json``, written by ``repro.kerneldiff.run_chapter``;
+the quick one, and the paper one after a GPU run) and says, for each, whether a sampler with at
+most 100 steps has a mean MNC within 0.02 of the 1000-step one, compared image by image
+(``repro.kerneldiff.steps_comparison``: met, not met, or not resolved).
 Timings on a CPU shared with other jobs move with the load; ``--threads 1`` gives steadier ones.
 
     python benchmarks/bench_kerneldiff.py --profile quick --out results/bench_kerneldiff.json
@@ -32,7 +33,7 @@ import torch
 
 from repro import kerneldiff as kd
 from repro import nonblind, synth
-from repro.store import load_json, results_dir, save_json
+from repro.store import PROFILES, load_json, results_dir, save_json
 
 
 def cpu_models(profile: str):
@@ -108,21 +109,25 @@ def upsample_conv_ratio(unet: kd.UNetConfig, batch: int = 8, rounds: int = 5, re
     return {"seconds": best, "ratio": ratio, "batch": batch}
 
 
-def mnc_check(profile: str) -> dict | None:
-    """Whether a ≤ 100-step sampler's mean MNC is within ``kd.STEPS_TOLERANCE`` of the 1000-step
-    one in the chapter's sweep, per image (:func:`repro.kerneldiff.steps_comparison`)."""
-    path = results_dir(profile, kd.CHAPTER) / "steps.json"
-    if not path.exists():
-        print(f"no steps sweep at {path}: run the evaluation chapter (repro.kerneldiff.run_chapter) first")
-        return None
-    comparison = kd.steps_comparison(load_json(path)["rows"])
-    if comparison is None:
-        print("the sweep has no row with at most 100 steps or none with more")
-        return None
-    print(f"MNC: {comparison['steps']} steps − {comparison['full_steps']} steps = {comparison['gap']:+.3f} "
-          f"± {comparison['se']:.3f} (standard error, {comparison['images']} images): {comparison['verdict']} "
-          f"(tolerance {comparison['tolerance']})")
-    return comparison
+def mnc_checks() -> list[dict]:
+    """For every profile whose evaluation chapter has run its steps sweep, whether a ≤ 100-step
+    sampler's mean MNC is within ``kd.STEPS_TOLERANCE`` of the 1000-step one, per image
+    (:func:`repro.kerneldiff.steps_comparison`, with the profile added). The smoke sweep has
+    no row above 100 steps, so it gives none."""
+    checks = []
+    for profile in PROFILES:
+        path = results_dir(profile, kd.CHAPTER) / "steps.json"
+        comparison = kd.steps_comparison(load_json(path)["rows"]) if path.exists() else None
+        if comparison is None:
+            continue
+        checks.append({"profile": profile, **comparison})
+        print(f"MNC, profile {profile}: {comparison['steps']} steps − {comparison['full_steps']} steps = "
+              f"{comparison['gap']:+.3f} ± {comparison['se']:.3f} (standard error, {comparison['images']} images): "
+              f"{comparison['verdict']} (tolerance {comparison['tolerance']})")
+    if not checks:
+        print("no steps sweep with more than 100 steps in results/<profile>/kerneldiff/steps.json: run the "
+              "evaluation chapter (repro.kerneldiff.run_chapter) with the quick or paper profile first")
+    return checks
 
 
 def main(argv=None) -> dict:
@@ -155,7 +160,7 @@ def main(argv=None) -> dict:
         out["cuda_device"] = torch.cuda.get_device_name(device)
     if not args.skip_cpu:
         out["upsample_conv"] = upsample_conv_ratio(settings.unet())
-    out["mnc_check"] = mnc_check(args.profile)
+    out["mnc_checks"] = mnc_checks()
     if args.out:
         save_json(out, args.out)
     record(out)
@@ -172,10 +177,10 @@ def record(out: dict) -> None:
         rows.append({"part": "Kernel-Diff", "measure": f"ε_θ training step, upsample-conv at low resolution / plain "
                      f"(batch {out['upsample_conv']['batch']})", "value": out["upsample_conv"]["ratio"],
                      "target": "< 1", "met": out["upsample_conv"]["ratio"] < 1})
-    check = out["mnc_check"]
-    if check is not None:
+    for check in out["mnc_checks"]:
         rows.append({"part": "Kernel-Diff", "measure": f"mean MNC, {check['steps']} steps − {check['full_steps']} steps, "
-                     f"per image ({check['images']} images, standard error {check['se']:.3f}; — : not resolved)",
+                     f"per image (profile {check['profile']}, {check['images']} images, standard error "
+                     f"{check['se']:.3f}; — : not resolved)",
                      "value": check["gap"], "target": f"≥ −{check['tolerance']}",
                      "met": {"met": True, "not met": False, "not resolved": None}[check["verdict"]]})
     record_targets("kerneldiff", rows, f"profile {out['profile']}, {out['threads']} CPU thread(s), models: {out['models']}"

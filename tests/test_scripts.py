@@ -96,6 +96,32 @@ def test_kerneldiff_sampling_benchmark_runs_on_the_cpu():
                                                                                    / row["steps"]) for row in rows)
 
 
+def test_kerneldiff_benchmark_checks_the_steps_sweep_of_every_profile_that_has_one(tmp_path, monkeypatch, capsys):
+    from repro.store import load_json, results_dir, save_json
+
+    monkeypatch.setenv("REPRO_RESULTS", str(tmp_path))
+    bench = _script("bench_kerneldiff", "benchmarks")
+    assert bench.mnc_checks() == [] and "no steps sweep" in capsys.readouterr().out
+
+    def sweep(profile, full, few):  # per-image MNC of the 1000- and 50-step rows
+        rows = [{"steps": steps, "mnc_mean": sum(mnc) / len(mnc), "mnc_per_case": mnc, "seconds_per_kernel": seconds}
+                for steps, mnc, seconds in ((1000, full, 20.0), (50, few, 1.0))]
+        save_json({"key": "k", "rows": rows}, results_dir(profile, kerneldiff.CHAPTER) / "steps.json")
+
+    # smoke's sweep (40, 20 and 10 steps) has no row above 100 steps: no check
+    save_json({"key": "k", "rows": [{"steps": 40, "mnc_mean": 0.3, "mnc_per_case": [0.3, 0.3], "seconds_per_kernel": 1.0}]},
+              results_dir("smoke", kerneldiff.CHAPTER) / "steps.json")
+    sweep("quick", [0.5, 0.6, 0.4], [0.49, 0.59, 0.41])
+    sweep("paper", [0.5, 0.6, 0.4, 0.5], [0.1, 0.2, 0.1, 0.2])
+    checks = bench.mnc_checks()
+    assert [(c["profile"], c["verdict"]) for c in checks] == [("quick", "met"), ("paper", "not met")]
+    bench.record({"cpu": [], "profile": "quick", "threads": 1, "models": "m", "mnc_checks": checks})
+    rows = load_json(tmp_path / "bench" / "kerneldiff.json")["rows"]
+    assert [(("profile quick" in r["measure"]), ("profile paper" in r["measure"]), r["met"]) for r in rows] == [
+        (True, False, True), (False, True, False)]
+    assert rows[1]["value"] == pytest.approx(-0.35)
+
+
 @pytest.mark.cuda  # not skipped without a GPU: it checks tests/conftest.py's fixture
 def test_cuda_tests_compare_without_tf32():
     assert not torch.backends.cudnn.allow_tf32 and not torch.backends.cuda.matmul.allow_tf32
