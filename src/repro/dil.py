@@ -51,6 +51,7 @@ from tqdm.auto import tqdm
 
 from . import ops
 from ._checks import check_choice, check_positive, check_positive_int, check_tensor
+from ._schedule import half_cosine_lr
 from ._threads import check_workers, fixed_cpu_threads, parallel_map
 from .store import (check_profile, load_cached, load_checkpoint, load_json, move_aside, results_dir, save_checkpoint,
                     save_json)
@@ -373,8 +374,7 @@ class DILConfig:
 
     def learning_rate(self, step: int) -> float:
         """Half-cosine decay from ``lr`` at step 0 to ``lr · lr_final_ratio`` at ``steps``."""
-        progress = min(step / self.steps, 1.0)
-        return self.lr * (self.lr_final_ratio + (1 - self.lr_final_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+        return half_cosine_lr(self.lr, self.lr_final_ratio, step, self.steps)
 
 
 @dataclass

@@ -60,6 +60,7 @@ from tqdm.auto import tqdm
 
 from . import synth
 from ._checks import check_choice, check_positive, check_positive_int, check_tensor
+from ._schedule import half_cosine_lr
 from ._threads import fixed_cpu_threads
 from .ops import OPS, check_image_kernel, pad, psf2otf
 from .store import check_profile, load_cached, load_checkpoint, move_aside, results_dir, save_checkpoint, save_json
@@ -362,8 +363,8 @@ class SolverProfile:
         return dataclasses.asdict(self)
 
     def learning_rate(self, step: int) -> float:
-        progress = min(step / self.steps, 1.0)
-        return self.lr * (self.lr_final_ratio + (1 - self.lr_final_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+        """Half-cosine decay from ``lr`` at step 0 to ``lr · lr_final_ratio`` at ``steps``."""
+        return half_cosine_lr(self.lr, self.lr_final_ratio, step, self.steps)
 
 
 CPU_THREADS = 2
