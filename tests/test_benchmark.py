@@ -52,6 +52,14 @@ def test_profiles_reduce_only_what_they_say():
     quick = bm.get_profile("quick")
     assert "not run on" in quick.describe() and "50 reverse steps" in quick.describe()
     assert "not run on" not in paper.describe()
+    # each skipped set has its reason; the motion set's 64² crops are also below the 92² inputs
+    # the quick SelfDeblur profile is sized for
+    assert "mild Gaussian blur (too slow for this profile)" in quick.describe()
+    assert "motion blur (too slow for this profile, and its 64² crops are smaller than the 92² inputs" in quick.describe()
+    # crops as large as the SelfDeblur inputs drop the second reason
+    roomy = dataclasses.replace(synth.data_profile("quick"), crop=96)
+    assert bm.BenchmarkProfile._selfdeblur_skip_reason("bsd100-motion", se.get_profile("quick"), roomy) == \
+        "too slow for this profile"
 
 
 @pytest.mark.parametrize("change, match", [
