@@ -29,14 +29,11 @@ test: install
 	$(BIN)/python -m pytest tests
 	REPRO_PROFILE=smoke $(BIN)/python -m pytest --nbval-lax --nbval-cell-timeout=600 -p no:cacheprovider notebooks
 
-# The whole book (no CHAPTERS) with a profile other than smoke also runs the benchmarks, so that
-# the Performance page is complete: the rule of repro.chapters.benchmarks_follow.
+# `repro reproduce` (src/repro/cli.py): execute the chapters, run the benchmarks when the whole
+# book (no CHAPTERS) runs with a profile other than smoke (repro.chapters.benchmarks_follow), stage
+# the executed chapters and build the book, stopping at the first step that fails.
 reproduce: install
-	$(BIN)/python -m repro.chapters execute --profile $(PROFILE) $(CHAPTERS)
-ifeq ($(strip $(CHAPTERS))$(filter smoke,$(PROFILE)),)
-	$(BIN)/python -m repro.chapters bench
-endif
-	$(MAKE) book PROFILE=$(PROFILE)
+	$(BIN)/repro reproduce --profile $(PROFILE) $(if $(strip $(CHAPTERS)),--only $(CHAPTERS))
 
 book: install
 	$(BIN)/python -m repro.chapters stage --profile $(PROFILE) $(CHAPTERS)

@@ -3,7 +3,7 @@
 The whole book is built with the real machinery (``repro.chapters.execute`` and ``stage``, then
 ``jupyter-book build --warningiserror``). To stay within CI's budget only two chapters are
 executed (``smoke`` profile): the toy chapter (figures, widgets) and the DRK collapse (Markdown
-tables from cell outputs, glued numbers); every other chapter is a one-line placeholder page here
+tables from cell outputs, glued numbers); every other chapter is the placeholder page of ``repro.chapters.stage_placeholder`` here
 (their cells are executed by nbval in ``make test``; the complete book is built by ``make
 reproduce``). The part pages, the Performance page and the cross-references are real. Pages are opened in
 Debian's ``chromium`` (installed by ``.ci/run``); screenshots land in ``build/book-screenshots/``.
@@ -44,9 +44,7 @@ def built_book(tmp_path_factory):
             chapters.execute(name, "smoke", progress=False)
             chapters.stage(name, "smoke")
         for name in set(chapters.CHAPTERS) - set(EXECUTED):
-            title = next(line for line in (REPO / "notebooks" / f"{name}.py").read_text().splitlines()
-                         if line.startswith("# # "))[2:]
-            (book / "chapters" / f"{name}.md").write_text(f"{title}\n\nNot executed in this test.\n")
+            chapters.stage_placeholder(name, "smoke")
         chapters.stage_performance("smoke")
     finally:
         patch.undo()
@@ -102,6 +100,12 @@ def test_page_renders_with_theme_and_without_errors(built_book, page):
         if not href.startswith(("http", "//")):
             assert (html.parent / href.split("?")[0]).exists(), f"{page}: stylesheet {href} does not exist"
     assert "Traceback" not in dom and "output error" not in dom and "ansi-red" not in dom, f"{page} shows an error"
+
+
+def test_a_chapter_not_executed_says_how_to_execute_it(built_book):
+    dom = _open(built_book / "chapters" / "benchmark.html")
+    assert "admonition warning" in dom and "has not been executed with profile" in dom
+    assert "make reproduce PROFILE=smoke CHAPTERS=benchmark" in re.sub(r"<[^>]+>", "", dom)
 
 
 @pytest.mark.parametrize("page", ["intro.html", "chapters/toy1d.html"])

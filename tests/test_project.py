@@ -94,8 +94,10 @@ def test_papermill_smoke_run_and_stage(tmp_path, monkeypatch):
     assert not errors
     record = json.loads(out.with_suffix(".json").read_text())
     assert record["profile"] == "smoke" and record["seconds"] > 0
+    chapters.stage_placeholder("toy1d", "smoke")
     staged = nbformat.read(chapters.stage("toy1d", "smoke"), as_version=4)
     assert "profile **smoke**" in staged.cells[-1].source
+    assert not (tmp_path / "book" / "toy1d.md").exists()  # the placeholder page is gone with it
     code = [c for c in staged.cells if c.cell_type == "code"]
     default = [c for c in code if "parameters" in c.metadata["tags"]]
     assert len(default) == 1 and "remove-cell" in default[0].metadata["tags"]  # the injected one says the profile
@@ -157,20 +159,57 @@ def test_bench_action_runs_every_benchmark_script_in_order_and_stops_at_a_failur
         chapters.run_benchmarks(("bench_nothing.py",))
 
 
-@pytest.mark.parametrize("variables, benchmarks", [((), True), (("PROFILE=paper",), True), (("PROFILE=smoke",), False),
-                                                   (("CHAPTERS=toy1d",), False)])
-def test_make_reproduce_runs_the_benchmarks_by_the_rule_of_benchmarks_follow(variables, benchmarks):
-    """`make -n` prints the recipe without running it; the Makefile's condition must agree with
-    chapters.benchmarks_follow, which `repro reproduce` uses."""
+@pytest.mark.parametrize("variables, command", [
+    ((), "repro reproduce --profile quick"),
+    (("PROFILE=paper",), "repro reproduce --profile paper"),
+    (("CHAPTERS=toy1d d3_collapse",), "repro reproduce --profile quick --only toy1d d3_collapse"),
+    (("PROFILE=smoke", "CHAPTERS=toy1d"), "repro reproduce --profile smoke --only toy1d")])
+def test_make_reproduce_is_repro_reproduce(variables, command):
+    """`make -n` prints the recipe without running it: `make reproduce` is `repro reproduce` with
+    the same profile and chapters, so the two cannot disagree (tests/test_cli.py tests its steps,
+    the benchmark rule included)."""
     import shutil
     import subprocess
 
     if shutil.which("make") is None:
         pytest.skip("make is not installed")
-    settings = dict(v.split("=") for v in variables)
-    names = settings.get("CHAPTERS", "").split()
-    assert chapters.benchmarks_follow(settings.get("PROFILE", "quick"), names) is benchmarks
-    recipe = subprocess.run(["make", "-n", "reproduce", *variables], cwd=REPO, capture_output=True, text=True,
-                            check=True).stdout
-    assert "repro.chapters execute" in recipe and "repro.chapters stage" in recipe
-    assert ("repro.chapters bench" in recipe) is benchmarks
+    recipe = subprocess.run(["make", "-n", "reproduce", *variables], cwd=REPO,
+                            capture_output=True, text=True, check=True).stdout
+    last = recipe.strip().splitlines()[-1]
+    assert last.split("/")[-1].strip() == command
+
+
+def test_staging_a_chapter_subset_stages_the_rest_of_the_book_or_placeholders(tmp_path, monkeypatch, capsys):
+    """`make reproduce CHAPTERS=toy1d` on a fresh checkout: the other chapters get pages saying how
+    to execute them (so the book builds); an executed chapter's page replaces its placeholder, and
+    a placeholder replaces a page staged before with another profile."""
+    monkeypatch.setenv("REPRO_RESULTS", str(tmp_path))
+    book = tmp_path / "book"
+    monkeypatch.setattr(chapters, "BOOK_CHAPTERS", book)
+    book.mkdir()
+    (book / "benchmark.ipynb").write_text("{}")  # staged before, from another profile
+    executed = chapters.executed_path("toy1d", "smoke")
+    executed.parent.mkdir(parents=True)
+    executed.write_text("{}")  # chapters.stage is replaced below: only whether it exists matters here
+    real_stage = chapters.stage
+
+    def fake_stage(name, profile):  # the real one's check, then what it does to the folder
+        if not chapters.executed_path(name, profile).exists():
+            return real_stage(name, profile)
+        (book / f"{name}.md").unlink(missing_ok=True)
+        return book / f"{name}.ipynb"
+
+    monkeypatch.setattr(chapters, "stage", fake_stage)
+    monkeypatch.setattr(chapters, "stage_performance", lambda profile: book / "performance.md")
+    assert chapters.main(["stage", "--profile", "smoke", "d3_collapse", "toy1d"]) == 2  # a named chapter must exist
+    assert "execute the chapter first" in capsys.readouterr().err
+    assert chapters.main(["stage", "--profile", "smoke", "toy1d"]) == 0
+    staged = capsys.readouterr().out.split()
+    placeholders = sorted(p.stem for p in book.glob("*.md"))
+    assert placeholders == sorted(set(chapters.CHAPTERS) - {"toy1d"})
+    assert not (book / "benchmark.ipynb").exists() and str(book / "toy1d.ipynb") in staged
+    page = (book / "kerneldiff_sampling.md").read_text()
+    assert page.startswith("# Kernel-Diff sampling\n")
+    assert "`make reproduce PROFILE=smoke CHAPTERS=kerneldiff_sampling`" in page
+    with pytest.raises(ValueError, match="unknown chapter"):
+        chapters.chapter_title("nope")

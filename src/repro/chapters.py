@@ -5,7 +5,9 @@ code cell, tagged ``parameters``, defines ``profile``. ``execute`` runs it with 
 profile and keeps the executed notebook in ``results/<profile>/notebooks/<name>.ipynb`` together
 with a small JSON record (run time, machine, date); ``stage`` copies the executed notebooks of one
 profile into ``book/chapters/`` with a closing note saying how and where they ran, so the book can
-be rebuilt without executing anything::
+be rebuilt without executing anything. Staging named chapters also stages the rest of the book:
+each other chapter's executed notebook of that profile, or a page saying how to execute it
+(:func:`stage_placeholder`), so that the book of a chapter subset builds::
 
     python -m repro.chapters execute --profile quick toy1d
     python -m repro.chapters stage --profile quick toy1d
@@ -122,7 +124,8 @@ def execute(name: str, profile: str, progress: bool = True) -> Path:
 def benchmarks_follow(profile: str, names) -> bool:
     """Whether ``make reproduce`` (and ``repro reproduce``) runs the benchmarks after executing
     the chapters: when it executes the whole book (no chapter named) with a profile other than
-    smoke, whose purpose is a check in seconds, not measurements. The Makefile mirrors this rule."""
+    smoke, whose purpose is a check in seconds, not measurements. ``make reproduce`` is
+    ``repro reproduce`` (``repro.cli``), which applies this rule."""
     return not list(names) and check_profile(profile) != "smoke"
 
 
@@ -199,6 +202,28 @@ def stage(name: str, profile: str) -> Path:
     dest = BOOK_CHAPTERS / f"{name}.ipynb"
     with atomic_path(dest) as tmp:
         nbformat.write(notebook, tmp)
+    (BOOK_CHAPTERS / f"{name}.md").unlink(missing_ok=True)  # a placeholder page would be a second source
+    return dest
+
+
+def chapter_title(name: str) -> str:
+    """The title of chapter ``name``: the first heading of ``notebooks/<name>.py``."""
+    lines = (NOTEBOOKS / f"{_check_names([name])[0]}.py").read_text().splitlines()
+    return next(line[4:] for line in lines if line.startswith("# # "))
+
+
+def stage_placeholder(name: str, profile: str) -> Path:
+    """A page for chapter ``name`` that was not executed with ``profile`` on this checkout,
+    saying how to execute it, in place of any page staged before (which may hold another
+    profile's results): so that the book of a chapter subset still builds, and shows only
+    ``profile``'s results."""
+    dest = BOOK_CHAPTERS / f"{name}.md"
+    with atomic_path(dest) as tmp:
+        tmp.write_text(
+            f"# {chapter_title(name)}\n\n```{{warning}}\nThis chapter has not been executed with profile "
+            f"**{profile}** on this checkout. `make reproduce PROFILE={profile} CHAPTERS={name}` executes it "
+            f"and rebuilds the book.\n```\n")
+    (BOOK_CHAPTERS / f"{name}.ipynb").unlink(missing_ok=True)
     return dest
 
 
@@ -293,6 +318,10 @@ def main(argv=None) -> int:
             else:
                 print(f"staged {stage(name, args.profile)}")
         if args.action == "stage":
+            for name in [n for n in CHAPTERS if n not in _check_names(args.names)]:
+                # the rest of the book: this profile's executed pages, or pages saying how to execute them
+                executed = executed_path(name, args.profile).exists()
+                print(f"staged {stage(name, args.profile) if executed else stage_placeholder(name, args.profile)}")
             print(f"staged {stage_performance(args.profile)}")
     except (ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -13,7 +13,7 @@ that its maximum is white) and ``<OUT stem>_kernel.npy`` (the exact values, summ
 Every file is written to a temporary name and moved into place only when all of them are
 complete, so a failed or interrupted run leaves no partial output.
 
-``reproduce`` does what ``make reproduce`` does: execute the chapters (``repro.chapters``), run
+``reproduce`` is what ``make reproduce`` runs: execute the chapters (``repro.chapters``), run
 the benchmarks when it executes the whole book with a profile other than smoke
 (``repro.chapters.benchmarks_follow``), stage the chapters, and build the book with
 ``jupyter-book build book --warningiserror --keep-going``.
