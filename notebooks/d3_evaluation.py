@@ -55,10 +55,7 @@ from repro import dil, evaluation, metrics
 
 results = dil.run_chapter(profile, progress=False)
 settings = dil.get_profile(profile)
-crop = "whole images" if settings.crop is None else f"{settings.crop}² centre crops"
-scope = (f"{settings.n_bsd100} BSD100 + {settings.n_kodak} Kodak24 images, {crop}, "
-         f"{evaluation.counted(settings.kernels_per_image, 'kernel')} per image; DRKs trained on {settings.gallery_size} "
-         f"RKG kernels for {settings.steps} steps")
+scope = settings.describe()
 print(f"profile {profile}: {scope}")
 glue("scope", scope, display=False)
 glue("profile", profile, display=False)

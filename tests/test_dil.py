@@ -504,3 +504,9 @@ def test_speed_verdict_judges_both_targets_only_at_their_image_size():
     assert "FFT target (≤ 1.5×) is not met" in dil.speed_verdict(1024, 100.0, 1.51)
     assert dil.speed_verdict(64, 500.0, 1.0) == ("the targets are set for 1024² images, so this 64² timing does not "
                                                 "test them")
+
+
+def test_profile_describes_its_evaluation_and_training():
+    assert dil.get_profile("quick").describe() == ("20 BSD100 + 8 Kodak24 images, 256² centre crops, 1 kernel per image; "
+                                                  "DRKs trained on 2400 RKG kernels for 1000 steps")
+    assert dil.get_profile("paper").describe().startswith("100 BSD100 + 24 Kodak24 images, whole images, 3 kernels per image")

@@ -626,6 +626,15 @@ class DILProfile:
             checkpoint_every=max(1, self.steps // 5),
         )
 
+    def describe(self) -> str:
+        """The evaluation set and the training of this profile, in words (for the book)."""
+        from .evaluation import counted
+
+        crop = "whole images" if self.crop is None else f"{self.crop}² centre crops"
+        return (f"{self.n_bsd100} BSD100 + {self.n_kodak} Kodak24 images, {crop}, "
+                f"{counted(self.kernels_per_image, 'kernel')} per image; DRKs trained on {self.gallery_size} "
+                f"RKG kernels for {self.steps} steps")
+
 
 PROFILES = {
     # CI: a small gallery, 150 steps, three 48-pixel crops; seconds.
