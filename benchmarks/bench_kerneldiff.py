@@ -53,13 +53,15 @@ def cpu_models(profile: str):
     return model, solver_model.requires_grad_(False), f"ε_θ {model_state}, solver {solver_state}"
 
 
-def time_steps(model, solver_model, image_size: int, step_counts, strided_eta: float, device: torch.device) -> list[dict]:
-    """Seconds per image of guided sampling (one 3×image_size² image) for each step count."""
+def time_steps(model, solver_model, image_size: int, step_counts, settings: kd.KernelDiffProfile,
+               device: torch.device) -> list[dict]:
+    """Seconds per image of guided sampling (one 3×image_size² image) for each step count, with
+    the η of ``settings`` (:meth:`repro.kerneldiff.KernelDiffProfile.eta`)."""
     generator = torch.Generator().manual_seed(0)
     y = torch.rand(1, 3, image_size, image_size, generator=generator).to(device)
     rows = []
     for steps in step_counts:
-        eta = 1.0 if steps == kd.Schedule().T else strided_eta
+        eta = settings.eta(steps, kd.Schedule().T)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         result = kd.sample(model, y, lambda y_, k_: solver_model(y_, k_), guided=True, steps=steps, eta=eta, seed=0)
@@ -148,7 +150,7 @@ def main(argv=None) -> dict:
         size = synth.data_profile(args.profile).crop
         print(f"CPU, profile {args.profile} ({kd.count_parameters(model):,}-parameter ε_θ, {size}² image, "
               f"{args.threads} thread(s); {out['models']}):")
-        out["cpu"] = time_steps(model, solver_model, size, args.steps, settings.strided_eta, torch.device("cpu"))
+        out["cpu"] = time_steps(model, solver_model, size, args.steps, settings, torch.device("cpu"))
     if torch.cuda.is_available() and not args.no_cuda:
         device = torch.device("cuda")
         paper = kd.new_model(kd.PAPER_UNET).to(device).eval()
@@ -156,7 +158,7 @@ def main(argv=None) -> dict:
         print(f"CUDA ({torch.cuda.get_device_name(device)}), paper configuration "
               f"({kd.count_parameters(paper):,} parameters, {kd.PAPER_UNET.image_size}² image), untrained weights:")
         out["cuda"] = time_steps(paper, paper_solver.requires_grad_(False), kd.PAPER_UNET.image_size, args.steps,
-                                 kd.get_profile("paper").strided_eta, device)
+                                 kd.get_profile("paper"), device)
         out["cuda_device"] = torch.cuda.get_device_name(device)
     if not args.skip_cpu:
         out["upsample_conv"] = upsample_conv_ratio(settings.unet())

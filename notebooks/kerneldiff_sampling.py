@@ -61,7 +61,7 @@ solver = kd.chapter_solver(profile, device="cpu", progress=False)
 cases = kd.test_cases(profile)
 model = run.ema
 steps = settings.sample_steps
-eta = 1.0 if steps == kd.Schedule().T else settings.strided_eta
+eta = settings.eta(steps, kd.Schedule().T)
 scope = (f"{spec.kernel_size}×{spec.kernel_size} kernels, {spec.crop}×{spec.crop} images; ε_θ with "
          f"{kd.count_parameters(model):,} parameters trained {run.step:,} steps; learned solver with "
          f"{sum(p.numel() for p in solver.model.parameters()):,} parameters; {steps} reverse steps (η = {eta:g})")

@@ -1,6 +1,7 @@
 """Tests of repro.kerneldiff: kernel representation, DDPM schedule, the U-Net, training, sampling."""
 
 import copy
+import dataclasses
 import os
 
 import pytest
@@ -419,6 +420,12 @@ def test_profiles():
     assert kd.get_profile("paper").unet() == kd.PAPER_UNET
     with pytest.raises(ValueError, match="profile"):
         kd.get_profile("fast")
+
+
+def test_eta_is_ddpm_with_all_steps_and_the_profiles_with_fewer():
+    settings = dataclasses.replace(kd.get_profile("quick"), strided_eta=0.3)
+    assert settings.eta(1000) == 1.0 and settings.eta(250) == 0.3 and settings.eta(50) == 0.3
+    assert settings.eta(20, T=20) == 1.0 and settings.eta(1000, T=2000) == 0.3
 
 
 @pytest.mark.skipif(not os.environ.get("REPRO_DATA_MIRROR"), reason="REPRO_DATA_MIRROR is not set: BSDS500 unavailable")

@@ -6,6 +6,7 @@ fails here first."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.util
 import json
 import os
@@ -90,7 +91,8 @@ def test_kerneldiff_sampling_benchmark_runs_on_the_cpu():
     bench = _script("bench_kerneldiff", "benchmarks")
     model = kerneldiff.new_model(kerneldiff.get_profile("smoke").unet()).eval()
     solver = nonblind.LearnedWiener(**nonblind.solver_profile("smoke").model).eval().requires_grad_(False)
-    rows = bench.time_steps(model, solver, 32, [4, 2], 0.5, torch.device("cpu"))
+    rows = bench.time_steps(model, solver, 32, [4, 2], 
+                           dataclasses.replace(kerneldiff.get_profile("smoke"), strided_eta=0.5), torch.device("cpu"))
     assert [(row["steps"], row["eta"], row["device"]) for row in rows] == [(4, 0.5, "cpu"), (2, 0.5, "cpu")]
     assert all(row["seconds_per_image"] > 0 and row["ms_per_step"] == pytest.approx(1e3 * row["seconds_per_image"]
                                                                                    / row["steps"]) for row in rows)

@@ -907,6 +907,11 @@ class KernelDiffProfile:
     alternating_iterations: int
     strided_eta: float = 1.0
 
+    def eta(self, steps: int, T: int = 1000) -> float:
+        """η of the sampler with ``steps`` reverse steps out of the schedule's ``T``: 1 (DDPM,
+        Algorithm 1) with all of them, ``strided_eta`` with fewer."""
+        return 1.0 if steps == T else self.strided_eta
+
     def __post_init__(self):
         for name in ("n_sweep", "n_trial_images", "batch"):
             if not 1 <= getattr(self, name) <= self.n_test:
@@ -1157,10 +1162,6 @@ def format_rows(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def _eta(steps: int, settings: KernelDiffProfile, schedule: Schedule) -> float:
-    return 1.0 if steps == schedule.T else settings.strided_eta
-
-
 def _alternating(y: torch.Tensor, kernel_size: int, solver: Solver, iterations: int, seed: int):
     """The alternating MAP_{x,k} baseline (``repro.alternating.alternating_map``, the same F) on a
     batch: kernels (B, s, s) and the reblurring MSE (the square of its RMS trace), (iterations + 1, B)."""
@@ -1182,7 +1183,7 @@ def _figure5(cases, model, solver, settings, schedule, folder, key, progress) ->
     s, steps = model.config.kernel_size, settings.sample_steps
     for case in tqdm(cases[: settings.n_trial_images], desc="Fig. 5", disable=not progress, leave=False):
         y = case.y[None].to(device=device, dtype=torch.float32)
-        result = sample(model, y, solver, True, steps, _eta(steps, settings, schedule), n_samples=settings.n_trials,
+        result = sample(model, y, solver, True, steps, settings.eta(steps, schedule.T), n_samples=settings.n_trials,
                         seed=SEED, schedule=schedule)
         # one batch of identical images: alternating_map draws a different initial kernel for each
         _, alternating = _alternating(y.expand(settings.n_trials, -1, -1, -1).contiguous(), s, solver,
@@ -1229,7 +1230,7 @@ def _steps_sweep(cases, model, solver, settings, schedule, folder, key, drawn, p
     for steps in tqdm(settings.step_counts, desc="steps sweep", disable=not progress, leave=False):
         if any(row["steps"] == steps for row in rows):
             continue
-        eta = _eta(steps, settings, schedule)
+        eta = settings.eta(steps, schedule.T)
         if steps in drawn:
             per_case = [drawn[steps]["kernels"][c.name] for c in chosen]
             repeats = per_case[0].shape[0]
@@ -1355,7 +1356,7 @@ def run_chapter(profile: str, device=None, progress: bool = True) -> dict:
     cases = test_cases(profile)
     max_batch = CPU_MAX_BATCH if device.type == "cpu" else None
     s, steps = model.config.kernel_size, settings.sample_steps
-    eta = _eta(steps, settings, schedule)
+    eta = settings.eta(steps, schedule.T)
     model_key = f"{MODEL_FILE}:{run.step}:{dataclasses.astuple(settings.unet())}:{dataclasses.astuple(settings.train)}"
     key = f"{solver.key}|{model_key}|steps={steps}|eta={eta}|seed={SEED}"
 
@@ -1375,7 +1376,7 @@ def run_chapter(profile: str, device=None, progress: bool = True) -> dict:
         return {"alternating MAP_{x,k}": _alternating(_stack_y(chunk, device), s, solver,
                                                       settings.alternating_iterations, SEED)[0]}
 
-    n_select, select_eta = settings.n_select, _eta(settings.select_steps, settings, schedule)
+    n_select, select_eta = settings.n_select, settings.eta(settings.select_steps, schedule.T)
     select_key = (f"{solver.key}|{model_key}|steps={settings.select_steps}|eta={select_eta}|seed={SEED}"
                   f"|samples={n_select}")
 

@@ -299,7 +299,7 @@ def _kerneldiff(y, *, kernel_size, device, seed, profile, progress, steps=None, 
     model, solver, settings = load_kerneldiff(profile, device)
     schedule = kd.Schedule()
     steps = settings.sample_steps if steps is None else min(steps, schedule.T)
-    eta = 1.0 if steps == schedule.T else settings.strided_eta
+    eta = settings.eta(steps, schedule.T)
     rgb = y.expand(-1, 3, -1, -1) if y.shape[1] == 1 else y
     rgb = rgb.to(device=device, dtype=torch.float32)
     crop = _centre_crop(rgb, min(H, image_size), min(W, image_size))
