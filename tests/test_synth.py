@@ -58,6 +58,13 @@ def test_profiles_are_consistent():
         synth.data_profile("huge")
     with pytest.raises(ValueError, match="too large for crops"):
         synth.KernelDiffData("x", kernel_size=33, crop=32, n_train_kernels=1, n_test_kernels=1, max_train_images=1)
+    for bad in (0, True, 2.0):  # a bool is not a count
+        with pytest.raises(ValueError, match="max_train_images must be None or a positive int"):
+            synth.KernelDiffData("x", kernel_size=9, crop=32, n_train_kernels=1, n_test_kernels=1, max_train_images=bad)
+    with pytest.raises(ValueError, match="KernelDiffData.crop must be a positive int, got 32.0"):
+        synth.KernelDiffData("x", kernel_size=9, crop=32.0, n_train_kernels=1, n_test_kernels=1, max_train_images=None)
+    assert synth.KernelDiffData("x", kernel_size=9, crop=32, n_train_kernels=1, n_test_kernels=1,
+                                max_train_images=None).max_train_images is None
     k = synth.data_profile("smoke").train_kernels()
     assert k.shape == (256, 9, 9)
 

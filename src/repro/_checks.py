@@ -48,8 +48,10 @@ def check_positive(value, name: str, allow_zero: bool = False) -> float:
     return v
 
 
-def check_positive_int(value, name: str) -> int:
-    """Check that ``value`` is an int >= 1 (not a bool)."""
+def check_positive_int(value, name: str, allow_none: bool = False) -> int | None:
+    """Check that ``value`` is an int >= 1 (not a bool), or None where ``allow_none``."""
+    if value is None and allow_none:
+        return None
     if not (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
+        raise ValueError(f"{name} must be {'None or ' if allow_none else ''}a positive int, got {value!r}")
     return value

@@ -77,7 +77,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import metrics
-from ._checks import check_choice
+from ._checks import check_choice, check_positive_int
 from .evaluation import Case, build_cases, counted
 from .store import check_profile, load_cached, results_dir, save_json
 
@@ -139,15 +139,11 @@ class BenchmarkProfile:
     def __post_init__(self):
         check_profile(self.name)
         for name in ("n_mild", "n_motion", "runs"):
-            value = getattr(self, name)
-            if not (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
-                raise ValueError(f"BenchmarkProfile.{name} must be a positive int, got {value!r}")
+            check_positive_int(getattr(self, name), f"BenchmarkProfile.{name}")
         if self.runs < 2:
             raise ValueError(f"BenchmarkProfile.runs must be >= 2 (the run-to-run spread needs two), got {self.runs!r}")
         for name in ("mild_crop", "kerneldiff_steps"):
-            value = getattr(self, name)
-            if value is not None and not (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
-                raise ValueError(f"BenchmarkProfile.{name} must be None or a positive int, got {value!r}")
+            check_positive_int(getattr(self, name), f"BenchmarkProfile.{name}", allow_none=True)
         for s in self.selfdeblur_sets:
             check_choice(s, "selfdeblur_sets", SETS)
 

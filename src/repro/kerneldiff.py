@@ -238,8 +238,7 @@ class UNetConfig:
 
     def __post_init__(self):
         for name in ("image_size", "kernel_size", "encoder_blocks", "decoder_blocks", "time_dim", "attention_heads"):
-            if not _is_int(getattr(self, name), 1):
-                raise ValueError(f"UNetConfig.{name} must be a positive int, got {getattr(self, name)!r}")
+            check_positive_int(getattr(self, name), f"UNetConfig.{name}")
         if not (isinstance(self.channels, tuple) and self.channels and all(_is_int(c, 1) for c in self.channels)):
             raise ValueError(f"UNetConfig.channels must be a non-empty tuple of positive ints, got {self.channels!r}")
         if self.kernel_size > self.image_size:

@@ -69,7 +69,7 @@ from tqdm.auto import tqdm
 
 from . import data, kernels, metrics, nonblind
 from . import selfdeblur as sd
-from ._checks import check_choice, check_positive, check_tensor
+from ._checks import check_choice, check_positive, check_positive_int, check_tensor
 from ._threads import check_workers, fixed_cpu_threads, parallel_map
 from .evaluation import Case, _centre_crop, build_cases, counted
 from .selfdeblur import SelfDeblurConfig
@@ -185,8 +185,7 @@ class SelfDeblurProfile:
         if not (_is_int(self.runs) and self.runs >= 2):
             raise ValueError(f"runs must be an int >= 2 (Table 1 needs a standard deviation per input), got {self.runs!r}")
         for name in ("fit_iterations", "fit_inputs", "spread_runs", "variant_runs", "explore_size"):
-            if not (_is_int(getattr(self, name)) and getattr(self, name) >= 1):
-                raise ValueError(f"{name} must be a positive int, got {getattr(self, name)!r}")
+            check_positive_int(getattr(self, name), name)
         if self.fit_inputs > len(self.kodak_images) * len(self.kodak_kernels):
             raise ValueError(f"fit_inputs ({self.fit_inputs}) exceeds the number of Kodak inputs")
         for name in self.variants:

@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 from . import data, ops
-from ._checks import check_positive, check_tensor
+from ._checks import check_positive, check_positive_int, check_tensor
 from .kernels import motion_kernel_borodenko, recenter
 from .store import check_profile
 
@@ -80,14 +80,8 @@ class KernelDiffData:
 
     def __post_init__(self):
         for name in ("kernel_size", "crop", "n_train_kernels", "n_test_kernels"):
-            value = getattr(self, name)
-            if not (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
-                raise ValueError(f"KernelDiffData.{name} must be a positive int, got {value!r}")
-        if self.max_train_images is not None and not (
-            isinstance(self.max_train_images, int) and self.max_train_images >= 1
-        ):
-            raise ValueError(f"KernelDiffData.max_train_images must be None or a positive int, "
-                             f"got {self.max_train_images!r}")
+            check_positive_int(getattr(self, name), f"KernelDiffData.{name}")
+        check_positive_int(self.max_train_images, "KernelDiffData.max_train_images", allow_none=True)
         if 2 * (self.kernel_size // 2) >= self.crop:
             raise ValueError(f"KernelDiffData: kernel_size {self.kernel_size} is too large for crops of "
                              f"{self.crop} pixels (reflection padding needs kernel_size // 2 < crop / 2)")
