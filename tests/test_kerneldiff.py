@@ -373,6 +373,10 @@ def test_steps_sweep_reuses_the_runs_the_chapter_already_drew(trained, tmp_path,
     assert reused["mnc_per_case"] == pytest.approx(expected.tolist())
     assert rows[2]["mnc_per_case"] == pytest.approx([(both[i] + both[i + 2]).item() / 2 for i in range(2)])
     assert rows[0]["source"] == "one batch of 2" and rows[0]["n"] == 2 and len(rows[0]["mnc_per_case"]) == 2
+    for row in rows:  # per image, an image's kernels averaged: their mean is the row's mean (equal counts)
+        assert len(row["psnr_per_case"]) == 2
+        assert sum(row["psnr_per_case"]) / 2 == pytest.approx(row["psnr_mean"])
+    assert rows[1]["psnr_per_case"][0] != rows[1]["psnr_per_case"][1]
     with pytest.raises(ValueError, match="n_sweep"):
         dataclasses.replace(settings, n_sweep=4)
     with pytest.raises(ValueError, match="select_steps"):
@@ -411,6 +415,55 @@ def test_steps_comparison_is_paired_over_the_images():
         kd.steps_comparison([full, {"steps": 50, "mnc_mean": 0.3, "seconds_per_kernel": 1.0}])
     with pytest.raises(ValueError, match="tolerance"):
         kd.steps_comparison([full], tolerance=-1)
+
+
+def test_sweep_against_pairs_the_sweep_with_a_table_row_on_the_same_images():
+    table = [{"method": "alternating", "psnr_per_case": [20.0, 22.0, 30.0, 99.0], "mnc_per_case": [0.5, 0.6, 0.7, 0.0]},
+             {"method": "blurred input", "psnr_per_case": [25.0, 25.0, 25.0, 0.0]}]
+    sweep = [{"steps": 1000, "mnc_mean": 0.6, "psnr_mean": 25.0, "mnc_per_case": [0.5, 0.7, 0.6],
+              "psnr_per_case": [21.0, 24.0, 30.0]},
+             {"steps": 50, "mnc_mean": 0.3, "psnr_mean": 20.0, "mnc_per_case": [0.3, 0.3, 0.3],
+              "psnr_per_case": [19.0, 20.0, 21.0]}]
+    full, few = kd.sweep_against(sweep, table, "alternating")
+    assert full["steps"] == 1000 and full["images"] == 3  # the table's fourth image is not in the sweep
+    assert full["method_psnr"] == pytest.approx(24.0) and full["method_mnc"] == pytest.approx(0.6)
+    d = torch.tensor([1.0, 2.0, 0.0], dtype=torch.float64)
+    assert full["psnr_gap"] == pytest.approx(1.0) and full["psnr_se"] == pytest.approx(d.std().item() / 3 ** 0.5)
+    assert full["mnc_gap"] == pytest.approx(0.0) and full["mnc_se"] == pytest.approx(0.1 / 3 ** 0.5)
+    assert few["psnr_gap"] == pytest.approx(-4.0) and few["mnc_gap"] == pytest.approx(-0.3)
+    blurred = kd.sweep_against(sweep, table, "blurred input")[0]
+    assert blurred["psnr_gap"] == pytest.approx(0.0) and blurred["method_psnr"] == 25.0
+    assert blurred["mnc_gap"] is None and blurred["method_mnc"] is None and blurred["mnc_se"] is None
+    with pytest.raises(ValueError, match="no row 'Blind-DPS'"):
+        kd.sweep_against(sweep, table, "Blind-DPS")
+    with pytest.raises(ValueError, match="per-image scores"):
+        kd.sweep_against([{k: v for k, v in sweep[0].items() if k != "psnr_per_case"}], table, "alternating")
+    with pytest.raises(ValueError, match="same n >= 2 images"):
+        kd.sweep_against([sweep[0], {**sweep[1], "psnr_per_case": [1.0, 2.0]}], table, "alternating")
+    with pytest.raises(ValueError, match="same n >= 2 images"):
+        kd.sweep_against([{**sweep[0], "psnr_per_case": [1.0] * 5}], table, "alternating")
+
+
+def test_describe_gap_says_ahead_or_behind_only_beyond_two_standard_errors():
+    assert kd.describe_gap(3.091, 0.8, 2, "dB") == "+3.09 ± 0.80 dB, ahead"
+    assert kd.describe_gap(-0.21, 0.05, 3) == "-0.210 ± 0.050, behind"
+    assert kd.describe_gap(0.1, 0.05, 2).endswith("not resolved")  # exactly two standard errors
+    assert kd.describe_gap(0.0, 0.0, 1) == "+0.0 ± 0.0, not resolved"
+    assert kd.gap_verdict(0.11, 0.05) == "ahead" and kd.gap_verdict(-0.11, 0.05) == "behind"
+    for bad in ((float("nan"), 0.1), (0.1, -1.0), (0.1, float("inf"))):
+        with pytest.raises(ValueError, match="finite"):
+            kd.describe_gap(*bad, 2)
+
+
+def test_format_sweep_against_has_a_column_per_method_and_metric():
+    table = [{"method": "alt", "psnr_per_case": [20.0, 22.0], "mnc_per_case": [0.5, 0.7]},
+             {"method": "blurred", "psnr_per_case": [30.0, 30.0]}]
+    sweep = [{"steps": 1000, "mnc_mean": 0.6, "psnr_mean": 21.0, "mnc_per_case": [0.5, 0.7],
+              "psnr_per_case": [20.0, 22.0]}]
+    text = kd.format_sweep_against(sweep, table, ("alt", "blurred"))
+    header, rule, line = text.splitlines()
+    assert header == "| steps | MNC | PSNR (dB) | MNC − alt | PSNR − alt | PSNR − blurred |" and rule.count("---") == 6
+    assert line == "| 1000 | 0.600 | 21.00 | +0.000 ± 0.000, not resolved | +0.00 ± 0.00, not resolved | -9.00 ± 1.00, behind |"
 
 
 def test_profiles():

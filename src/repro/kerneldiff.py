@@ -1104,12 +1104,12 @@ DRK_ROW = "DRK (D3), no kernel, out of its domain"
 
 def _score_rows(cases: list, estimates: dict[str, dict], solver: Solver, drk: torch.Tensor, folder: Path,
                 progress: bool) -> list[dict]:
-    """PSNR/SSIM (``repro.evaluation.evaluate``, resumable) and MNC (mean, std and per case, in
-    the order of ``cases``) of every method on ``cases``;
+    """PSNR/SSIM (``repro.evaluation.evaluate``, resumable; PSNR also per case) and MNC (mean, std
+    and per case) of every method on ``cases``, per-case lists in the order of ``cases``;
     every estimated kernel is restored by the learned ``solver``; ``drk`` is D3's restoration
     kernel, applied as it is (it estimates no kernel)."""
     from .dil import deblur_drk
-    from .evaluation import evaluate
+    from .evaluation import evaluate, load_results
     from .metrics import mnc
 
     wiener = wiener_solver(WIENER_NSR)
@@ -1135,7 +1135,9 @@ def _score_rows(cases: list, estimates: dict[str, dict], solver: Solver, drk: to
         methods[output] = restore(kernels, output)
         keys[output] = f"{solver.key}|{_kernel_key(kernels, output)}"
     rows = evaluate(methods, cases, folder / "eval_bsd100.json", keys=keys, progress=progress)
+    stored = load_results(folder / "eval_bsd100.json")
     for row in rows:
+        row["psnr_per_case"] = [stored[c.name]["methods"][row["method"]]["psnr"] for c in cases]
         found = [(run, output) for (run, output) in estimates if output == row["method"]]
         if found:
             kernels = estimates[found[0]]
@@ -1254,10 +1256,87 @@ def _steps_sweep(cases, model, solver, settings, schedule, folder, key, drawn, p
                      "mnc_std": scores.std(unbiased=False).item(),
                      "mnc_per_case": scores.view(len(chosen), repeats).mean(dim=1).tolist(),
                      "psnr_mean": quality.mean().item(),
+                     "psnr_per_case": quality.view(len(chosen), repeats).mean(dim=1).tolist(),
                      "psnr_std": quality.std(unbiased=False).item(), "seconds_per_kernel": seconds,
                      "source": source, "device": str(device)})
         save_json({"key": key, "rows": rows}, path)
     return sorted(rows, key=lambda row: -row["steps"])
+
+
+def _paired_gap(a: list[float], b: list[float]) -> tuple[float, float]:
+    """Mean of the per-image differences a_i − b_i (same images, same order) and its standard
+    error s_d / √n."""
+    d = [a_i - b_i for a_i, b_i in zip(a, b, strict=True)]
+    return statistics.fmean(d), statistics.stdev(d) / math.sqrt(len(d))
+
+
+def sweep_against(sweep: list[dict], table: list[dict], method: str) -> list[dict]:
+    """Every row of the steps sweep (:func:`run_chapter`'s ``steps``) beside the table row
+    ``method`` (e.g. the alternating baseline or the blurred input) on the same images.
+
+    The sweep scores the first n of the table's test images, so the comparison is paired: per
+    image i, d_i = (the sweep row on image i) − (``method`` on image i); ``mnc_gap`` and
+    ``psnr_gap`` are their means, ``mnc_se`` and ``psnr_se`` the standard errors, ``method_mnc``
+    and ``method_psnr`` the method's own means on those images (the MNC entries are None for a
+    method that estimates no kernel). It shows what the main table's sampler (a CPU profile's
+    strided ``sample_steps``) gives up against all T steps, where the table's other rows stand on
+    the sweep's images, and how far either is from ``method``."""
+    baseline = next((row for row in table if row["method"] == method), None)
+    if baseline is None:
+        raise ValueError(f"the table has no row {method!r}; it has {[row['method'] for row in table]}")
+    if "psnr_per_case" not in baseline or any("psnr_per_case" not in row or "mnc_per_case" not in row for row in sweep):
+        raise ValueError("the rows have no per-image scores (psnr_per_case, mnc_per_case): recompute them with "
+                         "run_chapter")
+    sizes = sorted({len(row[key]) for row in sweep for key in ("psnr_per_case", "mnc_per_case")})
+    n = sizes[0] if sizes else 0
+    if len(sizes) != 1 or not 2 <= n <= len(baseline["psnr_per_case"]):
+        raise ValueError(f"the sweep's rows must all score the same n >= 2 images, at most the table's "
+                         f"{len(baseline['psnr_per_case'])}, got {sizes}")
+    out = []
+    for row in sweep:
+        entry = {"steps": row["steps"], "images": n, "mnc": row["mnc_mean"], "psnr": row["psnr_mean"],
+                 "method_psnr": statistics.fmean(baseline["psnr_per_case"][:n]), "method_mnc": None,
+                 "mnc_gap": None, "mnc_se": None}
+        entry["psnr_gap"], entry["psnr_se"] = _paired_gap(row["psnr_per_case"], baseline["psnr_per_case"][:n])
+        if "mnc_per_case" in baseline:
+            entry["method_mnc"] = statistics.fmean(baseline["mnc_per_case"][:n])
+            entry["mnc_gap"], entry["mnc_se"] = _paired_gap(row["mnc_per_case"], baseline["mnc_per_case"][:n])
+        out.append(entry)
+    return out
+
+
+def gap_verdict(gap: float, se: float) -> str:
+    """"ahead" when a paired difference exceeds two standard errors, "behind" when it is below
+    minus two, otherwise "not resolved" (this many images cannot tell its sign)."""
+    if not (math.isfinite(gap) and math.isfinite(se) and se >= 0):
+        raise ValueError(f"gap must be finite and se finite and >= 0, got {gap!r}, {se!r}")
+    return "ahead" if gap > 2 * se else "behind" if gap < -2 * se else "not resolved"
+
+
+def describe_gap(gap: float, se: float, digits: int, unit: str = "") -> str:
+    """A paired difference, its standard error and :func:`gap_verdict` as the chapters write it:
+    "+3.09 ± 0.80 dB, ahead"."""
+    verdict = gap_verdict(gap, se)
+    return f"{gap:+.{digits}f} ± {se:.{digits}f}{' ' + unit if unit else ''}, {verdict}"
+
+
+def format_sweep_against(sweep: list[dict], table: list[dict], methods: tuple[str, ...]) -> str:
+    """Markdown table of :func:`sweep_against` for each of ``methods``: per sweep row, its MNC and
+    PSNR on the sweep's images and its paired difference to each method (:func:`describe_gap`)."""
+    against = {method: sweep_against(sweep, table, method) for method in methods}
+    header = ["steps", "MNC", "PSNR (dB)"]
+    for method in methods:
+        header += ([f"MNC − {method}"] if against[method][0]["mnc_gap"] is not None else []) + [f"PSNR − {method}"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for i, row in enumerate(sweep):
+        cells = [str(row["steps"]), f"{row['mnc_mean']:.3f}", f"{row['psnr_mean']:.2f}"]
+        for method in methods:
+            entry = against[method][i]
+            if entry["mnc_gap"] is not None:
+                cells.append(describe_gap(entry["mnc_gap"], entry["mnc_se"], 3))
+            cells.append(describe_gap(entry["psnr_gap"], entry["psnr_se"], 2))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 STEPS_TOLERANCE = 0.02
@@ -1286,10 +1365,9 @@ def steps_comparison(rows: list[dict], tolerance: float = STEPS_TOLERANCE) -> di
     if len(best["mnc_per_case"]) != len(full["mnc_per_case"]) or len(full["mnc_per_case"]) < 2:
         raise ValueError(f"the rows must score the same >= 2 images, got {len(best['mnc_per_case'])} and "
                          f"{len(full['mnc_per_case'])}")
-    d = [few_i - full_i for few_i, full_i in zip(best["mnc_per_case"], full["mnc_per_case"])]
-    gap, se = statistics.fmean(d), statistics.stdev(d) / math.sqrt(len(d))
+    gap, se = _paired_gap(best["mnc_per_case"], full["mnc_per_case"])
     verdict = "met" if gap >= -tolerance else "not met" if gap + 2 * se < -tolerance else "not resolved"
-    return {"steps": best["steps"], "full_steps": full["steps"], "images": len(d), "gap": gap, "se": se,
+    return {"steps": best["steps"], "full_steps": full["steps"], "images": len(full["mnc_per_case"]), "gap": gap, "se": se,
             "tolerance": tolerance, "verdict": verdict,
             "speedup": full["seconds_per_kernel"] / best["seconds_per_kernel"]}
 
@@ -1409,7 +1487,7 @@ def run_chapter(profile: str, device=None, progress: bool = True) -> dict:
                                            f"{n_select} per image, the selection run (batches of "
                                            f"{settings.batch} × {n_select})")}
     sweep = _steps_sweep(cases, model, solver, settings, schedule, folder,
-                         f"{key}|strided_eta={settings.strided_eta}|batch={settings.batch}|select={select_key}|per_case",
+                         f"{key}|strided_eta={settings.strided_eta}|batch={settings.batch}|select={select_key}|per_case=mnc,psnr",
                          drawn, progress, max_batch)
     from .synth import data_profile
 
