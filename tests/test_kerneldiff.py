@@ -333,6 +333,7 @@ def test_selection_summary_compares_the_residuals_choice_with_the_best_sample():
     assert summary["chosen_is_best"] == 0 and summary["best_mnc"] == pytest.approx(1.0)
     assert summary["chosen_mnc"] == pytest.approx(mnc(flat.double(), k.double()).item())
     assert summary["sample_mnc"] == pytest.approx((summary["chosen_mnc"] + 1) / 2)
+    assert summary["draw_spread"] == pytest.approx(1 - summary["chosen_mnc"])
 
 
 def test_steps_sweep_reuses_the_runs_the_chapter_already_drew(trained, tmp_path, monkeypatch):

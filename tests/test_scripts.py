@@ -131,3 +131,34 @@ def test_cuda_tests_compare_without_tf32():
 
 def test_other_tests_keep_pytorchs_tf32_defaults():
     assert torch.backends.cudnn.allow_tf32 and not torch.backends.cuda.matmul.allow_tf32
+
+
+def test_kerneldiff_validation_scores_every_sampler_on_the_same_pairs(capsys):
+    validation = _script("kerneldiff_validation")
+    torch.manual_seed(0)
+    model = kerneldiff.KernelUNet(kerneldiff.UNetConfig(image_size=16, kernel_size=5, channels=(4, 8), time_dim=8,
+                                                        attention_heads=1)).eval()
+    g = torch.Generator().manual_seed(0)
+    x = torch.nn.functional.interpolate(torch.rand(3, 3, 4, 4, generator=g), size=16, mode="bicubic").clamp(0, 1)
+    k = kerneldiff.unit_to_kernel(torch.rand(3, 1, 5, 5, generator=g) * 2 - 1)
+    from repro import synth
+    from repro.metrics import psnr
+    y = synth.blur_reflect(x, k)
+    settings = dataclasses.replace(kerneldiff.get_profile("smoke"), step_counts=(8, 4, 2), sample_steps=4,
+                                   select_steps=2, alternating_iterations=3)
+    solver, schedule = kerneldiff.wiener_solver(1e-3), kerneldiff.Schedule(T=8)
+    rows = validation.run(model, solver, y, x, k, settings, scale_with_stride=True, schedule=schedule, max_batch=2)
+    assert [(r["method"], r["steps"], r["guidance_multiplier"]) for r in rows] == [
+        ("blurred input", None, None), ("alternating MAP_{x,k}", 3, None), ("Kernel-Diff, guided", 8, 1.0),
+        ("Kernel-Diff, guided", 4, 1.0), ("Kernel-Diff, guided", 4, 2.0), ("Kernel-Diff, guided", 2, 1.0),
+        ("Kernel-Diff, guided", 2, 4.0)]
+    assert all(r["pairs"] == 3 and len(r["psnr_per_pair"]) == 3 for r in rows)
+    assert rows[0]["psnr_per_pair"] == pytest.approx(psnr(y.double(), x.double()).tolist()) and "mnc_mean" not in rows[0]
+    assert all(0 < r["mnc_mean"] <= 1 and len(r["mnc_per_pair"]) == 3 for r in rows[1:])
+    assert rows[3]["mnc_per_pair"] != rows[4]["mnc_per_pair"]  # the multiplier changes the samples
+    again = validation.run(model, solver, y, x, k, settings, scale_with_stride=False, schedule=schedule, max_batch=2)
+    assert len(again) == 5 and again[3]["mnc_per_pair"] == rows[3]["mnc_per_pair"]  # seeded
+    assert "guidance ×2" in validation.format_row(rows[4]) and "MNC —" in validation.format_row(rows[0])
+    with pytest.raises(SystemExit):
+        validation.main(["--pairs", "1"])
+    assert "--pairs must be >= 2" in capsys.readouterr().err

@@ -1381,8 +1381,9 @@ def selection_summary(cases: list, found: dict) -> dict:
     """How well the reblurring residual picks among the samples of the selection run (``found``
     as :func:`_estimate` returns it, entries "samples" (n, s, s) and "residuals" (n,)): per case,
     the MNC and residual of every sample, the index the residual chooses and the index of the
-    sample with the best MNC (which needs the true kernel: an upper bound, not a method); and the
-    means of the chosen, best and all samples' MNC."""
+    sample with the best MNC (which needs the true kernel: an upper bound, not a method); the
+    means of the chosen, best and all samples' MNC; and ``draw_spread``, the largest difference in
+    MNC between two samples of the same image (how much one draw's luck can move an image's score)."""
     from statistics import fmean
 
     from .metrics import mnc
@@ -1398,7 +1399,8 @@ def selection_summary(cases: list, found: dict) -> dict:
             "chosen_mnc": fmean(c["mnc"][c["chosen"]] for c in per_case),
             "best_mnc": fmean(max(c["mnc"]) for c in per_case),
             "sample_mnc": fmean(fmean(c["mnc"]) for c in per_case),
-            "chosen_is_best": sum(c["chosen"] == c["best"] for c in per_case)}
+            "chosen_is_best": sum(c["chosen"] == c["best"] for c in per_case),
+            "draw_spread": max(max(c["mnc"]) - min(c["mnc"]) for c in per_case)}
 
 
 WIENER_GUIDED_ROW = "Kernel-Diff, guided by Wiener F"

@@ -1,0 +1,119 @@
+"""Guided Kernel-Diff against the alternating baseline on *validation* pairs: blurred crops of the
+training distribution (``repro.synth.BlurPairs`` of a profile's training kernels and images, seed
+777), never the test images. The study behind the Kernel-Diff profiles' sampler choices
+(``repro.kerneldiff.KernelDiffProfile``'s notes) and the session notes.
+
+    python scripts/kerneldiff_validation.py --profile quick --pairs 24
+    python scripts/kerneldiff_validation.py --profile quick --pairs 24 --scale-with-stride
+
+For each step count of the profile's steps sweep, the guided sampler (Algorithm 1, the profile's
+η rule) on all pairs as one batch; with ``--scale-with-stride`` also each strided sampler with the
+guidance step multiplied by T / steps (the total guidance of the T-step sampler); the alternating
+MAP_{x,k} baseline with the same solver; and the blurred input. Every row scores the same pairs:
+mean MNC and PSNR (x̂ = F(y, k̂), clamped) ± standard error over the pairs. Uses the profile's
+trained ε_θ and learned solver (trained first if missing, as the chapters do). Prints one line per
+row; ``--out FILE`` also writes the rows as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+
+import torch
+
+from repro import kerneldiff as kd
+from repro import synth
+from repro.metrics import mnc, psnr
+from repro.store import save_json
+
+VALIDATION_SEED = 777
+"""The stream of :class:`repro.synth.BlurPairs` the validation pairs come from (training uses
+``repro.kerneldiff.SEED``)."""
+
+
+def validation_pairs(profile: str, n: int, seed: int = VALIDATION_SEED):
+    """``n`` validation pairs of ``profile``: (y, x, k) as :meth:`repro.synth.BlurPairs.batch` returns them."""
+    spec = synth.data_profile(profile)
+    pairs = synth.BlurPairs(spec.train_kernels(), synth.training_images(spec.max_train_images), spec.crop,
+                            spec.noise_sigma, seed=seed)
+    return pairs.batch(0, n)
+
+
+def _row(method: str, steps, multiplier, kernels, images, x, k, seconds: float) -> dict:
+    n = x.shape[0]
+    scores = mnc(kernels.detach().cpu().double(), k[:, 0].cpu().double()) if kernels is not None else None
+    quality = psnr(images.detach().cpu().double(), x.cpu().double())
+    row = {"method": method, "steps": steps, "guidance_multiplier": multiplier, "pairs": n,
+           "psnr_mean": quality.mean().item(), "psnr_se": quality.std().item() / math.sqrt(n),
+           "psnr_per_pair": quality.tolist(), "seconds_per_kernel": seconds / n}
+    if scores is not None:
+        row |= {"mnc_mean": scores.mean().item(), "mnc_se": scores.std().item() / math.sqrt(n),
+                "mnc_per_pair": scores.tolist()}
+    return row
+
+
+def run(model: kd.KernelUNet, solver, y: torch.Tensor, x: torch.Tensor, k: torch.Tensor,
+        settings: kd.KernelDiffProfile, scale_with_stride: bool = False, schedule: kd.Schedule | None = None,
+        max_batch: int | None = kd.CPU_MAX_BATCH) -> list[dict]:
+    """The rows of the study on the pairs (y, x, k): blurred input, alternating baseline, then the
+    guided sampler at each of ``settings.step_counts`` (and, with ``scale_with_stride``, each
+    strided count again with the guidance step × T / steps)."""
+    schedule = schedule or kd.Schedule()
+    rows = [_row("blurred input", None, None, None, y.clamp(0, 1), x, k, 0.0)]
+    start = time.perf_counter()
+    kernels, _ = kd._alternating(y, model.config.kernel_size, solver, settings.alternating_iterations, kd.SEED)
+    seconds = time.perf_counter() - start
+    with torch.no_grad():
+        restored = solver(y, kernels[:, None]).clamp(0, 1)
+    rows.append(_row("alternating MAP_{x,k}", settings.alternating_iterations, None, kernels, restored, x, k, seconds))
+    for steps in settings.step_counts:
+        multipliers = [1.0] + ([schedule.T / steps] if scale_with_stride and steps < schedule.T else [])
+        for multiplier in multipliers:
+            result = kd.sample(model, y, solver, True, steps, settings.eta(steps, schedule.T), seed=kd.SEED,
+                               schedule=schedule, guidance_scale=kd.GUIDANCE_SCALE * multiplier, max_batch=max_batch)
+            rows.append(_row("Kernel-Diff, guided", steps, multiplier, result.kernels, result.images, x, k,
+                             result.seconds))
+    return rows
+
+
+def format_row(row: dict) -> str:
+    """One printed line: method, steps, guidance multiplier, MNC and PSNR ± standard error, seconds."""
+    steps = "" if row["steps"] is None else f"{row['steps']} {'iterations' if 'alternating' in row['method'] else 'steps'}"
+    multiplier = "" if row["guidance_multiplier"] in (None, 1.0) else f", guidance ×{row['guidance_multiplier']:g}"
+    mnc_text = f"MNC {row['mnc_mean']:.3f} ± {row['mnc_se']:.3f}" if "mnc_mean" in row else "MNC —"
+    return (f"{row['method'] + ' ' + steps + multiplier:50s} {mnc_text:20s} PSNR {row['psnr_mean']:.2f} ± "
+            f"{row['psnr_se']:.2f} dB  {row['seconds_per_kernel']:.2f} s / kernel")
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--profile", default="quick", choices=list(kd.PROFILES))
+    parser.add_argument("--pairs", type=int, default=24, help="validation pairs (>= 2)")
+    parser.add_argument("--scale-with-stride", action="store_true",
+                        help="also run each strided sampler with the guidance step x T / steps")
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
+    parser.add_argument("--out", default=None, help="also write the rows to this JSON file")
+    args = parser.parse_args(argv)
+    if args.pairs < 2:
+        parser.error(f"--pairs must be >= 2 (a standard error needs two), got {args.pairs}")
+    torch.set_num_threads(kd.CPU_THREADS)
+    settings = kd.get_profile(args.profile)
+    solver = kd.chapter_solver(args.profile, args.device, progress=True)
+    model = kd.trained_model(args.profile, args.device, progress=True).ema
+    device = next(model.parameters()).device
+    y, x, k = (t.to(device) for t in validation_pairs(args.profile, args.pairs))
+    rows = run(model, solver, y, x, k, settings, args.scale_with_stride,
+               max_batch=kd.CPU_MAX_BATCH if device.type == "cpu" else None)
+    print(f"profile {args.profile}, {args.pairs} validation pairs (BlurPairs seed {VALIDATION_SEED}), device {device}:")
+    for row in rows:
+        print(format_row(row))
+    if args.out:
+        save_json({"profile": args.profile, "pairs": args.pairs, "seed": VALIDATION_SEED, "rows": rows}, args.out)
+        print(json.dumps({"wrote": args.out}))
+
+
+if __name__ == "__main__":
+    main()
