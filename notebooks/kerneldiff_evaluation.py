@@ -418,7 +418,9 @@ glue("sweep_verdict", f"On these images the step count changes the verdict again
      f"({'; '.join(changed)}). With one draw per image on {longest['images']} images, the step count and the luck "
      f"of the draw are mixed (in the selection run above, the {settings.n_select} draws of one image differ in MNC "
      f"by up to {selection['draw_spread']:.2f}), so the main table's verdict may depend on its step count; this "
-     "does not show that it does." if changed
+     "does not show that it does. `scripts/kerneldiff_validation.py` compares the step counts and the baseline on "
+     "more pairs, drawn from the training distribution (its result for the quick model: the notes of the quick "
+     "profile in `repro.kerneldiff`)." if changed
      else "On these images the step count does not change the verdict against the alternating baseline.",
      display=False)
 

@@ -951,6 +951,15 @@ PROFILES = {
     # took 41 s per image on the AVX2-only EPYC at a batch of 12 (8 min for the whole test set)
     # and 39 s at a batch of 6 (3.9 min). The selection row draws 4 samples per image with 50
     # steps (about 2 min there).
+    # Is it the 250 steps that keep guided sampling below the alternating baseline here? On 24
+    # validation pairs (scripts/kerneldiff_validation.py --pairs 24 --scale-with-stride, the quick
+    # models of commit 0de07d2, machine A), paired differences ± standard error: guided MNC 0.415
+    # with 1000 steps, 0.396 with 250, 0.363 with 100, 0.358 with 50 (250 − 1000: −0.019 ± 0.055);
+    # the alternating baseline 0.575, ahead of the 1000-step sampler by 0.160 ± 0.044 in MNC and
+    # 2.72 ± 1.29 dB in PSNR (26.01 against 23.29 dB; the blurred input 27.91). So at this model
+    # size all 1000 steps stay well below the baseline; 250 costs little. Scaling the guidance step
+    # by T / steps (the 1000-step sampler's total guidance) gave 0.380 at 250 steps, 0.397 at 100
+    # and 0.417 at 50: no consistent gain, so the strided samplers keep the official step.
     "quick": KernelDiffProfile("quick", (16, 32, 32), 32, 2, TrainConfig(steps=2500, batch_size=8, lr=2e-4,
                                                                         log_every=50, checkpoint_every=250),
                                n_test=12, sample_steps=250, batch=12, step_counts=(1000, 250, 100, 50), n_sweep=6,
