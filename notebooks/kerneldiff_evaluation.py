@@ -418,9 +418,7 @@ glue("sweep_verdict", f"On these images the step count changes the verdict again
      f"({'; '.join(changed)}). With one draw per image on {longest['images']} images, the step count and the luck "
      f"of the draw are mixed (in the selection run above, the {settings.n_select} draws of one image differ in MNC "
      f"by up to {selection['draw_spread']:.2f}), so the main table's verdict may depend on its step count; this "
-     "does not show that it does. `scripts/kerneldiff_validation.py` compares the step counts and the baseline on "
-     "more pairs, drawn from the training distribution (its result for the quick model: the notes of the quick "
-     "profile in `repro.kerneldiff`)." if changed
+     "does not show that it does." if changed
      else "On these images the step count does not change the verdict against the alternating baseline.",
      display=False)
 
@@ -430,6 +428,9 @@ glue("sweep_verdict", f"On these images the step count changes the verdict again
 # {glue:text}`table_steps`; the alternating baseline, {glue:text}`sweep_alt_scores`. Against
 # it the {glue:text}`sweep_longest`-step sampler is {glue:text}`sweep_longest_vs_alt`, the
 # main table's sampler {glue:text}`sweep_table_vs_alt`. {glue:text}`sweep_verdict`
+# `scripts/kerneldiff_validation.py` compares the step counts and the baseline on more pairs,
+# drawn from the training distribution instead of the test set; its result for the quick model
+# is in the notes of the quick profile in `repro.kerneldiff`.
 #
 # ## Training
 #
