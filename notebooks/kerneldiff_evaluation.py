@@ -411,15 +411,16 @@ for name, entry in (("longest", longest), ("table", table_steps)):
     glue(f"sweep_{name}_vs_alt", f"{kd.describe_gap(entry['mnc_gap'], entry['mnc_se'], 3)} in MNC and "
          f"{kd.describe_gap(entry['psnr_gap'], entry['psnr_se'], 2, 'dB')} in PSNR", display=False)
 glue("sweep_alt_scores", f"MNC {longest['method_mnc']:.3f} and {longest['method_psnr']:.2f} dB", display=False)
-changed = [f"{metric}: {kd.gap_verdict(table_steps[gap], table_steps[se])} → {kd.gap_verdict(longest[gap], longest[se])}"
-           for metric, gap, se in (("MNC", "mnc_gap", "mnc_se"), ("PSNR", "psnr_gap", "psnr_se"))
-           if kd.gap_verdict(table_steps[gap], table_steps[se]) != kd.gap_verdict(longest[gap], longest[se])]
+changed = [f"{metric}: {before} → {after}" for metric, before, after in
+           kd.verdict_changes(list(paired.values()), settings.sample_steps)]
 glue("sweep_verdict", f"On these images the step count changes the verdict against the alternating baseline "
      f"({'; '.join(changed)}). With one draw per image on {longest['images']} images, the step count and the luck "
      f"of the draw are mixed (in the selection run above, the {settings.n_select} draws of one image differ in MNC "
      f"by up to {selection['draw_spread']:.2f}), so the main table's verdict may depend on its step count; this "
      "does not show that it does." if changed
-     else "On these images the step count does not change the verdict against the alternating baseline.",
+     else "The main table's sampler is the sweep's longest: the two lines are the same run."
+     if longest is table_steps else
+     "On these images the step count does not change the verdict against the alternating baseline.",
      display=False)
 
 # %% [markdown]

@@ -456,6 +456,19 @@ def test_describe_gap_says_ahead_or_behind_only_beyond_two_standard_errors():
             kd.describe_gap(*bad, 2)
 
 
+def test_verdict_changes_compares_the_main_tables_sampler_with_the_longest():
+    def entry(steps, mnc_gap, psnr_gap, se=1.0):
+        return {"steps": steps, "mnc_gap": mnc_gap, "mnc_se": None if mnc_gap is None else 0.01,
+                "psnr_gap": psnr_gap, "psnr_se": se}
+    paired = [entry(1000, -0.5, 1.0), entry(250, -0.5, -3.0), entry(50, 0.5, 5.0)]
+    assert kd.verdict_changes(paired, 250) == [("PSNR", "behind", "not resolved")]
+    assert kd.verdict_changes(paired, 50) == [("MNC", "ahead", "behind"), ("PSNR", "ahead", "not resolved")]
+    assert kd.verdict_changes(paired, 1000) == []  # the same row
+    assert kd.verdict_changes([entry(1000, None, 3.0), entry(250, None, -3.0)], 250) == [("PSNR", "behind", "ahead")]
+    with pytest.raises(ValueError, match="no row with sample_steps = 100"):
+        kd.verdict_changes(paired, 100)
+
+
 def test_format_sweep_against_has_a_column_per_method_and_metric():
     table = [{"method": "alt", "psnr_per_case": [20.0, 22.0], "mnc_per_case": [0.5, 0.7]},
              {"method": "blurred", "psnr_per_case": [30.0, 30.0]}]

@@ -1329,6 +1329,27 @@ def describe_gap(gap: float, se: float, digits: int, unit: str = "") -> str:
     return f"{gap:+.{digits}f} ± {se:.{digits}f}{' ' + unit if unit else ''}, {verdict}"
 
 
+def verdict_changes(paired: list[dict], sample_steps: int) -> list[tuple[str, str, str]]:
+    """Where the step count changes the comparison with a baseline: for the rows of
+    :func:`sweep_against`, the metrics ("MNC", "PSNR") whose :func:`gap_verdict` differs between
+    the main table's sampler (the row with ``sample_steps``) and the sweep's longest, as (metric,
+    verdict with ``sample_steps``, verdict with the most steps); empty when they agree or are the
+    same row."""
+    rows = {row["steps"]: row for row in paired}
+    if sample_steps not in rows:
+        raise ValueError(f"the sweep has no row with sample_steps = {sample_steps!r}; it has {sorted(rows)}")
+    table, longest = rows[sample_steps], rows[max(rows)]
+    changes = []
+    for metric in ("MNC", "PSNR"):
+        gap, se = f"{metric.lower()}_gap", f"{metric.lower()}_se"
+        if table[gap] is None:
+            continue
+        before, after = gap_verdict(table[gap], table[se]), gap_verdict(longest[gap], longest[se])
+        if before != after:
+            changes.append((metric, before, after))
+    return changes
+
+
 def format_sweep_against(sweep: list[dict], table: list[dict], methods: tuple[str, ...]) -> str:
     """Markdown table of :func:`sweep_against` for each of ``methods``: per sweep row, its MNC and
     PSNR on the sweep's images and its paired difference to each method (:func:`describe_gap`)."""
