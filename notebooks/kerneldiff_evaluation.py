@@ -400,7 +400,8 @@ if comparison is not None:
 # %%
 against = ("alternating MAP_{x,k}", "blurred input")
 display(Markdown(kd.format_sweep_against(sweep, results["table"], against)))
-paired = {r["steps"]: r for r in kd.sweep_against(sweep, results["table"], against[0])}
+sweep_vs_alt = kd.sweep_against(sweep, results["table"], against[0])
+paired = {r["steps"]: r for r in sweep_vs_alt}
 longest, table_steps = paired[max(paired)], paired[settings.sample_steps]
 glue("table_steps", f"{settings.sample_steps}", display=False)
 glue("table_steps_note", "the paper's sampler" if settings.sample_steps == kd.Schedule().T else
@@ -412,7 +413,7 @@ for name, entry in (("longest", longest), ("table", table_steps)):
          f"{kd.describe_gap(entry['psnr_gap'], entry['psnr_se'], 2, 'dB')} in PSNR", display=False)
 glue("sweep_alt_scores", f"MNC {longest['method_mnc']:.3f} and {longest['method_psnr']:.2f} dB", display=False)
 changed = [f"{metric}: {before} → {after}" for metric, before, after in
-           kd.verdict_changes(list(paired.values()), settings.sample_steps)]
+           kd.verdict_changes(sweep_vs_alt, settings.sample_steps)]
 glue("sweep_verdict", f"On these images the step count changes the verdict against the alternating baseline "
      f"({'; '.join(changed)}). With one draw per image on {longest['images']} images, the step count and the luck "
      f"of the draw are mixed (in the selection run above, the {settings.n_select} draws of one image differ in MNC "

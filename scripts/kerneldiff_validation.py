@@ -10,9 +10,11 @@ For each step count of the profile's steps sweep, the guided sampler (Algorithm 
 η rule) on all pairs as one batch; with ``--scale-with-stride`` also each strided sampler with the
 guidance step multiplied by T / steps (the total guidance of the T-step sampler); the alternating
 MAP_{x,k} baseline with the same solver; and the blurred input. Every row scores the same pairs:
-mean MNC and PSNR (x̂ = F(y, k̂), clamped) ± standard error over the pairs. Uses the profile's
-trained ε_θ and learned solver (trained first if missing, as the chapters do). Prints one line per
-row; ``--out FILE`` also writes the rows as JSON.
+mean MNC and PSNR (x̂ = F(y, k̂), clamped) ± standard error over the pairs, then each guided
+row's paired differences to the alternating baseline and to the longest unscaled sampler
+(``repro.kerneldiff.paired_gap``). Uses the profile's trained ε_θ and learned solver (trained
+first if missing, as the chapters do). Prints one line per row; ``--out FILE`` also writes the
+rows and differences as JSON.
 """
 
 from __future__ import annotations
@@ -79,6 +81,28 @@ def run(model: kd.KernelUNet, solver, y: torch.Tensor, x: torch.Tensor, k: torch
     return rows
 
 
+def paired_differences(rows: list[dict]) -> list[dict]:
+    """For every guided row of :func:`run`: its paired differences (mean over the pairs ± standard
+    error, :func:`repro.kerneldiff.paired_gap`) to the alternating baseline in MNC and PSNR, and
+    to the guided sampler with the most steps and the official guidance step in MNC."""
+    alternating = next(row for row in rows if row["method"].startswith("alternating"))
+    guided = [row for row in rows if row["method"] == "Kernel-Diff, guided"]
+    longest = max((row for row in guided if row["guidance_multiplier"] == 1.0), key=lambda row: row["steps"])
+    return [{"steps": row["steps"], "guidance_multiplier": row["guidance_multiplier"],
+             "mnc_vs_alternating": kd.paired_gap(row["mnc_per_pair"], alternating["mnc_per_pair"]),
+             "psnr_vs_alternating": kd.paired_gap(row["psnr_per_pair"], alternating["psnr_per_pair"]),
+             "longest_steps": longest["steps"],
+             "mnc_vs_longest": kd.paired_gap(row["mnc_per_pair"], longest["mnc_per_pair"])} for row in guided]
+
+
+def format_difference(entry: dict) -> str:
+    """One printed line of :func:`paired_differences` (:func:`repro.kerneldiff.describe_gap`)."""
+    multiplier = "" if entry["guidance_multiplier"] == 1.0 else f", guidance ×{entry['guidance_multiplier']:g}"
+    return (f"{str(entry['steps']) + ' steps' + multiplier:28s} against alternating: MNC "
+            f"{kd.describe_gap(*entry['mnc_vs_alternating'], 3)}, PSNR {kd.describe_gap(*entry['psnr_vs_alternating'], 2, 'dB')}; "
+            f"against {entry['longest_steps']} steps: MNC {kd.describe_gap(*entry['mnc_vs_longest'], 3)}")
+
+
 def format_row(row: dict) -> str:
     """One printed line: method, steps, guidance multiplier, MNC and PSNR ± standard error, seconds."""
     steps = "" if row["steps"] is None else f"{row['steps']} {'iterations' if 'alternating' in row['method'] else 'steps'}"
@@ -110,8 +134,13 @@ def main(argv=None) -> None:
     print(f"profile {args.profile}, {args.pairs} validation pairs (BlurPairs seed {VALIDATION_SEED}), device {device}:")
     for row in rows:
         print(format_row(row))
+    differences = paired_differences(rows)
+    print("paired differences (mean over the pairs ± standard error):")
+    for entry in differences:
+        print(format_difference(entry))
     if args.out:
-        save_json({"profile": args.profile, "pairs": args.pairs, "seed": VALIDATION_SEED, "rows": rows}, args.out)
+        save_json({"profile": args.profile, "pairs": args.pairs, "seed": VALIDATION_SEED, "rows": rows,
+                   "differences": differences}, args.out)
         print(json.dumps({"wrote": args.out}))
 
 

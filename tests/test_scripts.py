@@ -18,7 +18,8 @@ import pytest
 
 import torch
 
-from repro import dil, kerneldiff, nonblind, selfdeblur, selfdeblur_eval
+from repro import dil, kerneldiff, nonblind, selfdeblur, selfdeblur_eval, synth
+from repro.metrics import psnr
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -141,8 +142,6 @@ def test_kerneldiff_validation_scores_every_sampler_on_the_same_pairs(capsys):
     g = torch.Generator().manual_seed(0)
     x = torch.nn.functional.interpolate(torch.rand(3, 3, 4, 4, generator=g), size=16, mode="bicubic").clamp(0, 1)
     k = kerneldiff.unit_to_kernel(torch.rand(3, 1, 5, 5, generator=g) * 2 - 1)
-    from repro import synth
-    from repro.metrics import psnr
     y = synth.blur_reflect(x, k)
     settings = dataclasses.replace(kerneldiff.get_profile("smoke"), step_counts=(8, 4, 2), sample_steps=4,
                                    select_steps=2, alternating_iterations=3)
@@ -159,6 +158,13 @@ def test_kerneldiff_validation_scores_every_sampler_on_the_same_pairs(capsys):
     again = validation.run(model, solver, y, x, k, settings, scale_with_stride=False, schedule=schedule, max_batch=2)
     assert len(again) == 5 and again[3]["mnc_per_pair"] == rows[3]["mnc_per_pair"]  # seeded
     assert "guidance ×2" in validation.format_row(rows[4]) and "MNC —" in validation.format_row(rows[0])
+    differences = validation.paired_differences(rows)
+    assert [(d["steps"], d["guidance_multiplier"], d["longest_steps"]) for d in differences] == [
+        (8, 1.0, 8), (4, 1.0, 8), (4, 2.0, 8), (2, 1.0, 8), (2, 4.0, 8)]
+    d = torch.tensor(rows[3]["mnc_per_pair"], dtype=torch.float64) - torch.tensor(rows[1]["mnc_per_pair"], dtype=torch.float64)
+    assert differences[1]["mnc_vs_alternating"] == pytest.approx((d.mean().item(), d.std().item() / 3 ** 0.5))
+    assert differences[0]["mnc_vs_longest"] == (0.0, 0.0)
+    assert "against alternating: MNC" in validation.format_difference(differences[2])
     with pytest.raises(SystemExit):
         validation.main(["--pairs", "1"])
     assert "--pairs must be >= 2" in capsys.readouterr().err

@@ -953,7 +953,7 @@ PROFILES = {
     # steps (about 2 min there).
     # Is it the 250 steps that keep guided sampling below the alternating baseline here? On 24
     # validation pairs (scripts/kerneldiff_validation.py --pairs 24 --scale-with-stride, the quick
-    # models of commit 0de07d2, machine A), paired differences ± standard error: guided MNC 0.415
+    # models of commit 0de07d2, machine A; its paired differences ± standard error): guided MNC 0.415
     # with 1000 steps, 0.396 with 250, 0.363 with 100, 0.358 with 50 (250 − 1000: −0.019 ± 0.055);
     # the alternating baseline 0.575, ahead of the 1000-step sampler by 0.160 ± 0.044 in MNC and
     # 2.72 ± 1.29 dB in PSNR (26.01 against 23.29 dB; the blurred input 27.91). So at this model
@@ -1272,7 +1272,7 @@ def _steps_sweep(cases, model, solver, settings, schedule, folder, key, drawn, p
     return sorted(rows, key=lambda row: -row["steps"])
 
 
-def _paired_gap(a: list[float], b: list[float]) -> tuple[float, float]:
+def paired_gap(a: list[float], b: list[float]) -> tuple[float, float]:
     """Mean of the per-image differences a_i − b_i (same images, same order) and its standard
     error s_d / √n."""
     d = [a_i - b_i for a_i, b_i in zip(a, b, strict=True)]
@@ -1306,10 +1306,10 @@ def sweep_against(sweep: list[dict], table: list[dict], method: str) -> list[dic
         entry = {"steps": row["steps"], "images": n, "mnc": row["mnc_mean"], "psnr": row["psnr_mean"],
                  "method_psnr": statistics.fmean(baseline["psnr_per_case"][:n]), "method_mnc": None,
                  "mnc_gap": None, "mnc_se": None}
-        entry["psnr_gap"], entry["psnr_se"] = _paired_gap(row["psnr_per_case"], baseline["psnr_per_case"][:n])
+        entry["psnr_gap"], entry["psnr_se"] = paired_gap(row["psnr_per_case"], baseline["psnr_per_case"][:n])
         if "mnc_per_case" in baseline:
             entry["method_mnc"] = statistics.fmean(baseline["mnc_per_case"][:n])
-            entry["mnc_gap"], entry["mnc_se"] = _paired_gap(row["mnc_per_case"], baseline["mnc_per_case"][:n])
+            entry["mnc_gap"], entry["mnc_se"] = paired_gap(row["mnc_per_case"], baseline["mnc_per_case"][:n])
         out.append(entry)
     return out
 
@@ -1395,7 +1395,7 @@ def steps_comparison(rows: list[dict], tolerance: float = STEPS_TOLERANCE) -> di
     if len(best["mnc_per_case"]) != len(full["mnc_per_case"]) or len(full["mnc_per_case"]) < 2:
         raise ValueError(f"the rows must score the same >= 2 images, got {len(best['mnc_per_case'])} and "
                          f"{len(full['mnc_per_case'])}")
-    gap, se = _paired_gap(best["mnc_per_case"], full["mnc_per_case"])
+    gap, se = paired_gap(best["mnc_per_case"], full["mnc_per_case"])
     verdict = "met" if gap >= -tolerance else "not met" if gap + 2 * se < -tolerance else "not resolved"
     return {"steps": best["steps"], "full_steps": full["steps"], "images": len(full["mnc_per_case"]), "gap": gap, "se": se,
             "tolerance": tolerance, "verdict": verdict,
