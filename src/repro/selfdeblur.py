@@ -60,8 +60,9 @@ run on channels-last activations too: on an earlier 2-core AMD EPYC that gave �
 2.14 s channels-last against 1.25 s planar (all three then 1.19× plain), so the layout was
 dropped. On a busy machine two spinning OpenMP threads can make any of these 10× slower:
 ``torch.set_num_threads(1)`` is then faster. ``torch.compile`` of Gx compiled in ~50 s (2–3 min
-under load) and was no faster than the eager path, so it is not used. The convolutions already
-run near the machine's GEMM peak; what remains is memory-bound element-wise work (BatchNorm,
+under load) and was no faster than the eager path (on the AVX-512 Xeon below too: 96 s to
+compile, then 1.21 s per Gx forward + backward against 1.23 s eager; ``bench_selfdeblur.py
+--compile``), so it is not used. The convolutions already run near the machine's GEMM peak; what remains is memory-bound element-wise work (BatchNorm,
 activations, padding, upsampling). The benchmark's floor makes that precise: in one run on
 the AVX2-only EPYC Gx's 136 GFLOP per iteration (counted by ``torch.utils.flop_counter``) at the
 float32 GEMM rate measured beside it (114 GFLOP/s) take 1.19 s, 0.54× that run's plain 2.23 s
