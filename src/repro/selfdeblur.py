@@ -62,8 +62,8 @@ dropped. On a busy machine two spinning OpenMP threads can make any of these 10�
 ``torch.set_num_threads(1)`` is then faster. ``torch.compile`` of Gx compiled in ~50 s (2–3 min
 under load) and was no faster than the eager path (on the AVX-512 Xeon below too: 96 s to
 compile, then 1.21 s per Gx forward + backward against 1.23 s eager; ``bench_selfdeblur.py
---compile``), so it is not used. The convolutions already run near the machine's GEMM peak; what remains is memory-bound element-wise work (BatchNorm,
-activations, padding, upsampling). The benchmark's floor makes that precise: in one run on
+--compile``), so it is not used. The convolutions already run near the machine's GEMM peak;
+what remains is memory-bound element-wise work (BatchNorm, activations, padding, upsampling). The benchmark's floor makes that precise: in one run on
 the AVX2-only EPYC Gx's 136 GFLOP per iteration (counted by ``torch.utils.flop_counter``) at the
 float32 GEMM rate measured beside it (114 GFLOP/s) take 1.19 s, 0.54× that run's plain 2.23 s
 (fast 1.62 s, 0.72×): a fast / plain of 0.55× would need every FLOP at the GEMM rate.
