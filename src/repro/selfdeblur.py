@@ -63,10 +63,11 @@ dropped. On a busy machine two spinning OpenMP threads can make any of these 10�
 under load) and was no faster than the eager path (on the AVX-512 Xeon below too: 96 s to
 compile, then 1.21 s per Gx forward + backward against 1.23 s eager; ``bench_selfdeblur.py
 --compile``), so it is not used. The convolutions already run near the machine's GEMM peak;
-what remains is memory-bound element-wise work (BatchNorm, activations, padding, upsampling). The benchmark's floor makes that precise: in one run on
-the AVX2-only EPYC Gx's 136 GFLOP per iteration (counted by ``torch.utils.flop_counter``) at the
-float32 GEMM rate measured beside it (114 GFLOP/s) take 1.19 s, 0.54× that run's plain 2.23 s
-(fast 1.62 s, 0.72×): a fast / plain of 0.55× would need every FLOP at the GEMM rate.
+what remains is memory-bound element-wise work (BatchNorm, activations, padding, upsampling).
+The benchmark's floor makes that precise: in one run on the AVX2-only EPYC Gx's 136 GFLOP per
+iteration (counted by ``torch.utils.flop_counter``) at the float32 GEMM rate measured beside it
+(114 GFLOP/s) take 1.19 s, 0.54× that run's plain 2.23 s (fast 1.62 s, 0.72×): a fast / plain
+of 0.55× would need every FLOP at the GEMM rate.
 On an idle 2-core Intel Xeon with AVX-512 (same benchmark, best of 2 rounds): plain 1.07 s,
 fast 0.76 s (0.71×), GEMM 371 GFLOP/s, floor 0.37 s (0.34×). There the target lies above the
 floor, but the convolutions take about 72 % of a profiled fast iteration and run at 60–70 % of
