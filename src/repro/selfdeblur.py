@@ -58,7 +58,8 @@ rounds, approximate; two sessions): plain ≈ 1.73–1.80 s per iteration, alloc
 run on channels-last activations too: on an earlier 2-core AMD EPYC that gave ≈ 0.49 s against
 0.52 s for the allocator alone (plain 0.89 s), but on this one Gx's forward and backward took
 2.14 s channels-last against 1.25 s planar (all three then 1.19× plain), so the layout was
-dropped. On a busy machine two spinning OpenMP threads can make any of these 10× slower:
+dropped; on the AVX-512 Xeon below, whose oneDNN makes D3's channels-last L-CNN 1.8× faster,
+Gx's forward and backward took 0.90–0.91 s channels-last against 0.87 s planar. On a busy machine two spinning OpenMP threads can make any of these 10× slower:
 ``torch.set_num_threads(1)`` is then faster. ``torch.compile`` of Gx compiled in ~50 s (2–3 min
 under load) and was no faster than the eager path (on the AVX-512 Xeon below too: 96 s to
 compile, then 1.21 s per Gx forward + backward against 1.23 s eager; ``bench_selfdeblur.py
