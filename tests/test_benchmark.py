@@ -127,6 +127,43 @@ def test_score_forgives_a_shift_but_not_blur():
 # ------------------------------------------------------------------------------------------
 
 
+def test_selfdeblur_runs_on_a_bsd100_case_with_an_even_kernel(tmp_path, monkeypatch):
+    """The branch only the paper profile reaches (SelfDeblur on the BSD100 sets): an even true
+    kernel is estimated at the next odd size, the run is stored in the benchmark's own folder and
+    scored by the common protocol; a second call reuses the stored run."""
+    monkeypatch.setenv("REPRO_RESULTS", str(tmp_path))
+    gen = torch.Generator().manual_seed(1)
+    image = torch.nn.functional.avg_pool2d(torch.rand(1, 3, 48, 48, generator=gen), 3, 1, 1)[0]
+    case = build_cases({"img": image}, {"motion0": kernels.gaussian(8, 1.5)}, crop=32,
+                       meta={"dataset": "BSD100"})[0]
+    assert case.k.shape[-1] == 8
+    adapter = bm._selfdeblur_adapter("original", "smoke", "cpu")
+    first = adapter.run(case, 0)
+    assert all(torch.isfinite(torch.tensor(first[m])) for m in ("psnr", "ssim", "mnc"))
+    assert 0 < first["mnc"] <= 1 + 1e-9 and first["border"] == se.protocol_border(32)
+    stored = list((tmp_path / "smoke" / bm.CHAPTER / "selfdeblur" / "runs" / "benchmark-BSD100").rglob("*.pt"))
+    assert [p.relative_to(p.parents[1]).as_posix() for p in stored] == ["img_motion0/original_seed0.pt"]
+    record = torch.load(stored[0], weights_only=False)
+    assert tuple(record["k_hat"].shape) == (9, 9)
+    assert adapter.run(case, 0) == first  # read back, not run again (the same seconds too)
+
+
+def test_paper_bsd100_inputs_are_feasible_for_both_selfdeblur_variants():
+    """Every BSD100 input of the paper benchmark fits SelfDeblur's scale plans: whole 321×481
+    images (either orientation) with D3's largest mild kernel, and the Kernel-Diff crops with its
+    motion kernels at the next odd size."""
+    from repro import dil
+
+    spec = synth.data_profile("paper")
+    shapes = [((321, 481), max(dil.TEST_KERNEL_SIZES)), ((481, 321), max(dil.TEST_KERNEL_SIZES)),
+              ((spec.crop, spec.crop), spec.kernel_size | 1)]
+    assert bm.get_profile("paper").mild_crop is None and set(bm.get_profile("paper").selfdeblur_sets) == set(bm.SETS)
+    for variant in ("original", "improved"):
+        config = se.get_profile("paper").config(variant)
+        for shape, size in shapes:
+            assert sd.scale_plan(shape, size, config)[-1].image_size == shape
+
+
 def test_run_resumes_without_losing_or_duplicating(tmp_path):
     sets = {"a": _cases(2), "b": _cases(1, prefix="other")}
     calls = []
