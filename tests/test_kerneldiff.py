@@ -120,6 +120,18 @@ def test_parameter_counts():
     assert kd.parameter_count(TINY) == kd.count_parameters(kd.KernelUNet(TINY))
 
 
+def test_paper_unet_runs_at_the_paper_sizes():
+    """The ≈37 M-parameter configuration only a GPU trains: forward and backward at 64² kernels and
+    256² images, on the meta device (shapes only: no memory, no time)."""
+    with torch.device("meta"):
+        model = kd.KernelUNet(kd.PAPER_UNET)
+        k = torch.randn(2, 1, kd.PAPER_UNET.kernel_size, kd.PAPER_UNET.kernel_size, requires_grad=True)
+        out = model(k, torch.randn(2, 3, kd.PAPER_UNET.image_size, kd.PAPER_UNET.image_size), torch.tensor([0, 999]))
+        out.sum().backward()
+    assert out.shape == k.shape and k.grad.shape == k.shape
+    assert (kd.PAPER_UNET.kernel_size, kd.PAPER_UNET.image_size) == (64, 256)  # FACTS.md
+
+
 def test_unet_shapes_and_zero_initial_output():
     model = kd.new_model(TINY, seed=0)
     k, y, t = torch.randn(3, 1, 5, 5), torch.rand(3, 3, 16, 16) * 2 - 1, torch.tensor([0, 5, 999])
