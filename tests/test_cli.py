@@ -303,4 +303,23 @@ def test_reproduce_of_the_whole_book_runs_the_benchmarks(monkeypatch):
     assert calls == [("execute", "--profile", "smoke"), ("stage", "--profile", "smoke")]
     monkeypatch.setattr(chapters, "main", lambda argv: calls.append(argv[0]) or (3 if argv[0] == "bench" else 0))
     calls.clear()
-    assert run("reproduce", "--profile", "paper") == 3 and calls == ["execute", "bench"]  # a failed benchmark stops it
+    assert run("reproduce", "--profile", "paper", "--allow-cpu") == 3 and calls == ["execute", "bench"]  # a failed benchmark stops it
+
+
+def test_reproduce_refuses_the_paper_profile_of_gpu_chapters_without_cuda(monkeypatch, capsys):
+    from repro import chapters
+
+    calls = []
+    monkeypatch.setattr(chapters, "main", lambda argv: calls.append(tuple(argv)) or 0)
+    monkeypatch.setattr(cli.subprocess, "call", lambda argv, cwd: 0)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert run("reproduce", "--profile", "paper") == 2 and calls == []  # nothing ran
+    err = capsys.readouterr().err
+    assert "the paper profile of ['selfdeblur_failure_modes'," in err and "needs a CUDA GPU" in err
+    assert "--allow-cpu" in err and "d3_evaluation" in err
+    assert run("reproduce", "--profile", "paper", "--only", "d3_collapse", "d3_evaluation") == 0  # a CPU runs D3
+    assert run("reproduce", "--profile", "paper", "--only", "kerneldiff_sampling", "--allow-cpu") == 0
+    assert calls[-2] == ("execute", "--profile", "paper", "--allow-cpu", "kerneldiff_sampling")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    calls.clear()
+    assert run("reproduce", "--profile", "paper", "--only", "kerneldiff_sampling") == 0 and len(calls) == 2

@@ -8,6 +8,7 @@ from pathlib import Path
 import jupytext
 import nbformat
 import pytest
+import torch
 
 from repro import chapters
 
@@ -141,6 +142,24 @@ def test_chapter_cli_errors(tmp_path, monkeypatch, capsys):
     assert chapters.main(["stage", "--profile", "paper", "toy1d"]) == 2
     assert "execute the chapter first" in capsys.readouterr().err
     assert chapters.main(["stage", "--profile", "fast"]) == 2
+
+
+def test_the_paper_profile_of_gpu_chapters_is_refused_without_cuda(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("REPRO_RESULTS", str(tmp_path))
+    executed = []
+    monkeypatch.setattr(chapters, "execute", lambda name, profile: executed.append(name) or tmp_path / "x.ipynb")
+    monkeypatch.setattr(chapters, "load_json", lambda path: {"seconds": 1.0})
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert chapters.main(["execute", "--profile", "paper", "d3_collapse", "benchmark"]) == 2 and executed == []
+    assert "the paper profile of ['benchmark'] needs a CUDA GPU" in capsys.readouterr().err
+    assert chapters.main(["execute", "--profile", "paper", "toy1d", "d3_collapse"]) == 0
+    assert chapters.main(["execute", "--profile", "paper", "--allow-cpu", "benchmark"]) == 0
+    assert chapters.main(["execute", "--profile", "quick", "benchmark"]) == 0
+    assert executed == ["toy1d", "d3_collapse", "benchmark", "benchmark"]
+    with pytest.raises(ValueError, match="unknown chapter"):
+        chapters.check_device("paper", ["nope"], cuda_available=False)
+    chapters.check_device("paper", [], cuda_available=True)  # a GPU may run everything
+    assert set(chapters.CPU_AFFORDABLE_AT_PAPER) < set(chapters.CHAPTERS)
 
 
 def test_bench_action_runs_every_benchmark_script_in_order_and_stops_at_a_failure(monkeypatch, capsys):

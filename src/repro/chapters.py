@@ -67,6 +67,12 @@ BENCHMARKS = ("bench_ops.py", "bench_dil.py", "bench_selfdeblur.py", "bench_kern
 """The scripts of ``benchmarks/`` that ``make bench`` runs, in this order (about 4 minutes on a
 2-core machine); each records its figures in ``results/bench/<benchmark>.json``."""
 
+CPU_AFFORDABLE_AT_PAPER = ("toy1d", "d3_regularisers", "d3_collapse", "d3_evaluation")
+"""Chapters whose ``paper`` profile a CPU runs in reasonable time. The others train or run, at the
+papers' sizes, for days to years on a CPU (``scripts/step_times.py --profile paper --device cpu``
+on a 2-core machine: the learned solver 24 days, the Kernel-Diff ε_θ 441 days, one SelfDeblur
+run of a Kodak image 11.5 h; book/reproduce.md), so :func:`check_device` refuses them there."""
+
 CELL_TIMEOUT_S = {"smoke": 900, "quick": 3600, "paper": None}
 """Per-cell time limit by profile: a cell that hangs fails the run instead of blocking it forever."""
 
@@ -77,6 +83,27 @@ def _check_names(names) -> list[str]:
     if unknown:
         raise ValueError(f"unknown chapter(s) {unknown}; known: {list(CHAPTERS)}")
     return names
+
+
+def check_device(profile: str, names, allow_cpu: bool = False, cuda_available: bool | None = None) -> None:
+    """ValueError before anything runs when the ``paper`` profile is asked of chapters that need a
+    GPU (not in :data:`CPU_AFFORDABLE_AT_PAPER`) on a machine without CUDA, unless ``allow_cpu``;
+    the message names those chapters and what to do instead. ``cuda_available``: None asks torch."""
+    if check_profile(profile) != "paper" or allow_cpu:
+        return
+    heavy = [n for n in _check_names(names) if n not in CPU_AFFORDABLE_AT_PAPER]
+    if not heavy:
+        return
+    if cuda_available is None:
+        import torch
+
+        cuda_available = torch.cuda.is_available()
+    if not cuda_available:
+        raise ValueError(
+            f"the paper profile of {heavy} needs a CUDA GPU, and this machine has none: on a CPU it would "
+            f"train or run for days to years (book/reproduce.md). Run it on a GPU machine, execute only "
+            f"{list(CPU_AFFORDABLE_AT_PAPER)} here (make reproduce PROFILE=paper CHAPTERS=\"...\"), or start "
+            f"anyway with --allow-cpu (repro reproduce --profile paper --allow-cpu)")
 
 
 def executed_path(name: str, profile: str) -> Path:
@@ -303,9 +330,13 @@ def main(argv=None) -> int:
     parser.add_argument("action", choices=("execute", "stage", "bench"))
     parser.add_argument("names", nargs="*", help=f"chapters (default: all of {list(CHAPTERS)}); none for bench")
     parser.add_argument("--profile", default="quick")
+    parser.add_argument("--allow-cpu", action="store_true",
+                        help="execute the paper profile of GPU chapters even without CUDA (days to years)")
     args = parser.parse_intermixed_args(argv)
     try:
         check_profile(args.profile)
+        if args.action == "execute":
+            check_device(args.profile, args.names, args.allow_cpu)
         if args.action == "bench":
             if args.names:
                 raise ValueError(f"bench runs every benchmark and takes no chapter names, got {args.names}")

@@ -78,6 +78,8 @@ def _parser() -> argparse.ArgumentParser:
     r = commands.add_parser("reproduce", help="execute the chapters and build the book (as make reproduce)")
     r.add_argument("--profile", default="quick", choices=list(PROFILES))
     r.add_argument("--only", nargs="+", default=[], metavar="CHAPTER", help="execute and stage only these chapters")
+    r.add_argument("--allow-cpu", action="store_true",
+                   help="execute the paper profile of chapters that need a GPU even without CUDA (days to years)")
     return parser
 
 
@@ -195,7 +197,8 @@ def reproduce_command(args) -> int:
 
     chapters._check_names(args.only)  # unknown chapter names fail before anything runs
     book = _jupyter_book()
-    steps = [["execute", "--profile", args.profile, *args.only]]
+    chapters.check_device(args.profile, args.only, args.allow_cpu)  # the paper profile wants a GPU
+    steps = [["execute", "--profile", args.profile, *(["--allow-cpu"] if args.allow_cpu else []), *args.only]]
     if chapters.benchmarks_follow(args.profile, args.only):
         steps.append(["bench"])
     steps.append(["stage", "--profile", args.profile, *args.only])
