@@ -5,6 +5,7 @@ training distribution (``repro.synth.BlurPairs`` of a profile's training kernels
 
     python scripts/kerneldiff_validation.py --profile quick --pairs 24
     python scripts/kerneldiff_validation.py --profile quick --pairs 24 --scale-with-stride
+    python scripts/kerneldiff_validation.py --profile quick --pairs 24 --train-steps 5000
 
 For each step count of the profile's steps sweep, the guided sampler (Algorithm 1, the profile's
 η rule) on all pairs as one batch; with ``--scale-with-stride`` also each strided sampler with the
@@ -13,7 +14,8 @@ MAP_{x,k} baseline with the same solver; and the blurred input. Every row scores
 mean MNC and PSNR (x̂ = F(y, k̂), clamped) ± standard error over the pairs, then each guided
 row's paired differences to the alternating baseline and to the longest unscaled sampler
 (``repro.kerneldiff.paired_gap``). Uses the profile's trained ε_θ and learned solver (trained
-first if missing, as the chapters do). Prints one line per row; ``--out FILE`` also writes the
+first if missing, as the chapters do; ``--train-steps N``: ε_θ trained N steps instead,
+:func:`repro.kerneldiff.trained_model`). Prints one line per row; ``--out FILE`` also writes the
 rows and differences as JSON.
 """
 
@@ -118,6 +120,9 @@ def main(argv=None) -> None:
     parser.add_argument("--pairs", type=int, default=24, help="validation pairs (>= 2)")
     parser.add_argument("--scale-with-stride", action="store_true",
                         help="also run each strided sampler with the guidance step x T / steps")
+    parser.add_argument("--train-steps", type=int, default=None, metavar="N",
+                        help="use ε_θ trained N steps instead of the profile's (its own checkpoint, continued "
+                             "from the profile's run when N is larger)")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
     parser.add_argument("--out", default=None, help="also write the rows to this JSON file")
     args = parser.parse_args(argv)
@@ -126,12 +131,16 @@ def main(argv=None) -> None:
     torch.set_num_threads(kd.CPU_THREADS)
     settings = kd.get_profile(args.profile)
     solver = kd.chapter_solver(args.profile, args.device, progress=True)
-    model = kd.trained_model(args.profile, args.device, progress=True).ema
+    if args.train_steps is not None and args.train_steps < 1:
+        parser.error(f"--train-steps must be >= 1, got {args.train_steps}")
+    trained = kd.trained_model(args.profile, args.device, progress=True, steps=args.train_steps)
+    model = trained.ema
     device = next(model.parameters()).device
     y, x, k = (t.to(device) for t in validation_pairs(args.profile, args.pairs))
     rows = run(model, solver, y, x, k, settings, args.scale_with_stride,
                max_batch=kd.CPU_MAX_BATCH if device.type == "cpu" else None)
-    print(f"profile {args.profile}, {args.pairs} validation pairs (BlurPairs seed {VALIDATION_SEED}), device {device}:")
+    print(f"profile {args.profile}, ε_θ trained {trained.step} steps, {args.pairs} validation pairs "
+          f"(BlurPairs seed {VALIDATION_SEED}), device {device}:")
     for row in rows:
         print(format_row(row))
     differences = paired_differences(rows)
@@ -139,8 +148,8 @@ def main(argv=None) -> None:
     for entry in differences:
         print(format_difference(entry))
     if args.out:
-        save_json({"profile": args.profile, "pairs": args.pairs, "seed": VALIDATION_SEED, "rows": rows,
-                   "differences": differences}, args.out)
+        save_json({"profile": args.profile, "train_steps": trained.step, "pairs": args.pairs,
+                   "seed": VALIDATION_SEED, "rows": rows, "differences": differences}, args.out)
         print(json.dumps({"wrote": args.out}))
 
 

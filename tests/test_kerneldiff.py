@@ -547,6 +547,38 @@ def test_trained_model_loads_a_finished_run_and_retrains_a_stale_one(tmp_path, m
     assert calls == [kd.SEED] and not path.exists() and path.with_name(kd.MODEL_FILE + ".stale").exists()
 
 
+def test_a_longer_training_run_continues_the_profiles_and_equals_one_from_scratch(tmp_path, monkeypatch):
+    from repro.store import load_checkpoint, results_dir
+
+    monkeypatch.setenv("REPRO_RESULTS", str(tmp_path))
+    monkeypatch.setattr(synth, "training_images", lambda n: list(torch.rand(2, 3, 40, 40, generator=torch.Generator().manual_seed(3))))
+    short = dataclasses.replace(kd.get_profile("smoke").train, steps=6, log_every=2, checkpoint_every=3)
+    monkeypatch.setitem(kd.PROFILES, "smoke", dataclasses.replace(kd.get_profile("smoke"), train=short))
+    monkeypatch.setitem(synth.DATA_PROFILES, "smoke", dataclasses.replace(synth.data_profile("smoke"), n_train_kernels=4))
+    settings = kd.get_profile("smoke")
+    longer = settings.train.steps + 4
+    profile_run = kd.trained_model("smoke", "cpu", progress=False)
+    assert kd.model_path("smoke") == results_dir("smoke", kd.CHAPTER) / kd.MODEL_FILE
+    assert kd.model_path("smoke", settings.train.steps) == kd.model_path("smoke")
+    assert kd.model_path("smoke", longer).name == f"diffusion_{longer}steps.pt"
+    trained = []
+    original_train = kd.train
+    monkeypatch.setattr(kd, "train", lambda *a, **k: trained.append(load_checkpoint(a[4])["step"]) or original_train(*a, **k))
+    continued = kd.trained_model("smoke", "cpu", progress=False, steps=longer)
+    assert trained == [settings.train.steps] and continued.step == longer  # started from the profile's run
+    assert load_checkpoint(kd.model_path("smoke"))["step"] == settings.train.steps  # which is left as it was
+    monkeypatch.setattr(kd, "train", original_train)
+    spec = synth.data_profile("smoke")
+    data = synth.BlurPairs(spec.train_kernels(), synth.training_images(None), spec.crop, spec.noise_sigma, seed=kd.SEED)
+    scratch = kd.train(settings.unet(), dataclasses.replace(settings.train, steps=longer), data, kd.SEED, progress=False)
+    assert all(torch.equal(a, b) for a, b in zip(continued.ema.state_dict().values(), scratch.ema.state_dict().values()))
+    assert continued.history == scratch.history
+    assert not any(torch.equal(a, b) for a, b in zip(continued.ema.parameters(), profile_run.ema.parameters()))
+    assert kd.trained_model("smoke", "cpu", progress=False, steps=longer).step == longer  # now read, not trained
+    with pytest.raises(ValueError, match="steps must be a positive int"):
+        kd.trained_model("smoke", "cpu", progress=False, steps=0)
+
+
 # ------------------------------------------------------------------------------ CUDA
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
