@@ -1037,8 +1037,10 @@ def trained_model(profile: str, device=None, progress: bool = True, steps: int |
     unet, schedule = settings.unet(), Schedule()
     data_key = _jsonable(dataclasses.asdict(spec))
     path, identity = model_path(profile, steps), profile_run_identity(profile, steps)
+
     def load(file: Path) -> dict | None:
-        return load_cached(file, lambda f: load_checkpoint(f, map_location=device), is_valid=lambda s: isinstance(s, dict))
+        return load_cached(file, lambda f: load_checkpoint(f, map_location=device),
+                           is_valid=lambda s: isinstance(s, dict))
 
     state = load(path)
     if state is not None and state.get("run") != identity:
