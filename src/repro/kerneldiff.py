@@ -970,6 +970,13 @@ PROFILES = {
     # blurred input (27.91). The profile keeps 2,500 steps for its time budget: the other 2,500 took
     # 13 min on machine A and would take about 22 min on the AVX2-only EPYC, whose Kernel-Diff part
     # would then exceed its 45 minutes.
+    # Neither of two ways to get more out of the same time closed the gap (the same 24 pairs, guided
+    # MNC at 250 / 100 / 50 steps, a 2-core EPYC with AVX-512, where this profile's model trained in
+    # 718 s and scored 0.381 / 0.379 / 0.390): a learning rate decaying along a half cosine to 5 % of
+    # its start, from 2e-4 (0.421 / 0.372 / 0.390; paired +0.040 ± 0.041 at 250 steps) or from 6e-4
+    # (0.390 / 0.354 / 0.343); and 5,000 steps of 4 instead of 2,500 of 8, the same images and 1.09x
+    # the time (0.441 / 0.417 / 0.404; paired +0.060 ± 0.033 at 250 steps), against the baseline's
+    # 0.578 there. None is resolved, so the profile keeps its constant lr and batch.
     "quick": KernelDiffProfile("quick", (16, 32, 32), 32, 2, TrainConfig(steps=2500, batch_size=8, lr=2e-4,
                                                                         log_every=50, checkpoint_every=250),
                                n_test=12, sample_steps=250, batch=12, step_counts=(1000, 250, 100, 50), n_sweep=6,
