@@ -976,7 +976,9 @@ PROFILES = {
     # its start, from 2e-4 (0.421 / 0.372 / 0.390; paired +0.040 ± 0.041 at 250 steps) or from 6e-4
     # (0.390 / 0.354 / 0.343); and 5,000 steps of 4 instead of 2,500 of 8, the same images and 1.09x
     # the time (0.441 / 0.417 / 0.404; paired +0.060 ± 0.033 at 250 steps), against the baseline's
-    # 0.578 there. None is resolved, so the profile keeps its constant lr and batch.
+    # 0.578 there. None is resolved, so the profile keeps its constant lr and batch. (Measured with
+    # kerneldiff_validation.run on ε_θ trained by kerneldiff.train with the TrainConfig changed, a
+    # one-off script not kept; the decaying schedule's code was not kept either.)
     "quick": KernelDiffProfile("quick", (16, 32, 32), 32, 2, TrainConfig(steps=2500, batch_size=8, lr=2e-4,
                                                                         log_every=50, checkpoint_every=250),
                                n_test=12, sample_steps=250, batch=12, step_counts=(1000, 250, 100, 50), n_sweep=6,
