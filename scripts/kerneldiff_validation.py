@@ -6,10 +6,13 @@ training distribution (``repro.synth.BlurPairs`` of a profile's training kernels
     python scripts/kerneldiff_validation.py --profile quick --pairs 24
     python scripts/kerneldiff_validation.py --profile quick --pairs 24 --scale-with-stride
     python scripts/kerneldiff_validation.py --profile quick --pairs 24 --train-steps 5000
+    python scripts/kerneldiff_validation.py --profile quick --pairs 24 --steps 250 100 --guidance 0.25 0.5 1 2
 
-For each step count of the profile's steps sweep, the guided sampler (Algorithm 1, the profile's
-η rule) on all pairs as one batch; with ``--scale-with-stride`` also each strided sampler with the
-guidance step multiplied by T / steps (the total guidance of the T-step sampler); the alternating
+For each step count of the profile's steps sweep (``--steps``: those instead), the guided sampler
+(Algorithm 1, the profile's η rule) on all pairs as one batch, once per guidance multiplier
+(``--guidance``: the official step δ = 0.04 times each; default 1); with ``--scale-with-stride``
+also each strided sampler with the guidance step multiplied by T / steps (the total guidance of
+the T-step sampler); the alternating
 MAP_{x,k} baseline with the same solver; and the blurred input. Every row scores the same pairs:
 mean MNC and PSNR (x̂ = F(y, k̂), clamped) ± standard error over the pairs, then each guided
 row's paired differences to the alternating baseline and to the longest unscaled sampler
@@ -61,10 +64,15 @@ def _row(method: str, steps, multiplier, kernels, images, x, k, seconds: float) 
 
 def run(model: kd.KernelUNet, solver, y: torch.Tensor, x: torch.Tensor, k: torch.Tensor,
         settings: kd.KernelDiffProfile, scale_with_stride: bool = False, schedule: kd.Schedule | None = None,
-        max_batch: int | None = kd.CPU_MAX_BATCH) -> list[dict]:
+        max_batch: int | None = kd.CPU_MAX_BATCH, step_counts: tuple[int, ...] | None = None,
+        guidance_multipliers: tuple[float, ...] = (1.0,)) -> list[dict]:
     """The rows of the study on the pairs (y, x, k): blurred input, alternating baseline, then the
-    guided sampler at each of ``settings.step_counts`` (and, with ``scale_with_stride``, each
-    strided count again with the guidance step × T / steps)."""
+    guided sampler at each of ``step_counts`` (default ``settings.step_counts``) with the guidance
+    step δ × each of ``guidance_multipliers`` (and, with ``scale_with_stride``, each strided count
+    again with δ × T / steps)."""
+    if not guidance_multipliers or any(not (isinstance(m, (int, float)) and math.isfinite(m) and m > 0)
+                                       for m in guidance_multipliers):
+        raise ValueError(f"guidance_multipliers must be positive finite numbers, got {guidance_multipliers!r}")
     schedule = schedule or kd.Schedule()
     rows = [_row("blurred input", None, None, None, y.clamp(0, 1), x, k, 0.0)]
     start = time.perf_counter()
@@ -73,8 +81,10 @@ def run(model: kd.KernelUNet, solver, y: torch.Tensor, x: torch.Tensor, k: torch
     with torch.no_grad():
         restored = solver(y, kernels[:, None]).clamp(0, 1)
     rows.append(_row("alternating MAP_{x,k}", settings.alternating_iterations, None, kernels, restored, x, k, seconds))
-    for steps in settings.step_counts:
-        multipliers = [1.0] + ([schedule.T / steps] if scale_with_stride and steps < schedule.T else [])
+    for steps in settings.step_counts if step_counts is None else step_counts:
+        multipliers = [float(m) for m in guidance_multipliers]
+        if scale_with_stride and steps < schedule.T and schedule.T / steps not in multipliers:
+            multipliers.append(schedule.T / steps)
         for multiplier in multipliers:
             result = kd.sample(model, y, solver, True, steps, settings.eta(steps, schedule.T), seed=kd.SEED,
                                schedule=schedule, guidance_scale=kd.GUIDANCE_SCALE * multiplier, max_batch=max_batch)
@@ -86,10 +96,12 @@ def run(model: kd.KernelUNet, solver, y: torch.Tensor, x: torch.Tensor, k: torch
 def paired_differences(rows: list[dict]) -> list[dict]:
     """For every guided row of :func:`run`: its paired differences (mean over the pairs ± standard
     error, :func:`repro.kerneldiff.paired_gap`) to the alternating baseline in MNC and PSNR, and
-    to the guided sampler with the most steps and the official guidance step in MNC."""
+    to the guided sampler with the most steps and the official guidance step (when that was run;
+    otherwise the first multiplier) in MNC."""
     alternating = next(row for row in rows if row["method"].startswith("alternating"))
     guided = [row for row in rows if row["method"] == "Kernel-Diff, guided"]
-    longest = max((row for row in guided if row["guidance_multiplier"] == 1.0), key=lambda row: row["steps"])
+    reference = 1.0 if any(row["guidance_multiplier"] == 1.0 for row in guided) else guided[0]["guidance_multiplier"]
+    longest = max((row for row in guided if row["guidance_multiplier"] == reference), key=lambda row: row["steps"])
     return [{"steps": row["steps"], "guidance_multiplier": row["guidance_multiplier"],
              "mnc_vs_alternating": kd.paired_gap(row["mnc_per_pair"], alternating["mnc_per_pair"]),
              "psnr_vs_alternating": kd.paired_gap(row["psnr_per_pair"], alternating["psnr_per_pair"]),
@@ -120,6 +132,10 @@ def main(argv=None) -> None:
     parser.add_argument("--pairs", type=int, default=24, help="validation pairs (>= 2)")
     parser.add_argument("--scale-with-stride", action="store_true",
                         help="also run each strided sampler with the guidance step x T / steps")
+    parser.add_argument("--steps", type=int, nargs="+", default=None, metavar="N",
+                        help="sampler step counts (default: the profile's steps sweep)")
+    parser.add_argument("--guidance", type=float, nargs="+", default=[1.0], metavar="M",
+                        help="multipliers of the official guidance step 0.04 (default: 1)")
     parser.add_argument("--train-steps", type=int, default=None, metavar="N",
                         help="use ε_θ trained N steps instead of the profile's (its own checkpoint, continued "
                              "from the profile's run when N is larger)")
@@ -128,6 +144,10 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     if args.pairs < 2:
         parser.error(f"--pairs must be >= 2 (a standard error needs two), got {args.pairs}")
+    if args.steps is not None and min(args.steps) < 1:
+        parser.error(f"--steps must be >= 1, got {args.steps}")
+    if min(args.guidance) <= 0 or not all(math.isfinite(m) for m in args.guidance):
+        parser.error(f"--guidance multipliers must be positive and finite, got {args.guidance}")
     torch.set_num_threads(kd.CPU_THREADS)
     settings = kd.get_profile(args.profile)
     solver = kd.chapter_solver(args.profile, args.device, progress=True)
@@ -138,7 +158,8 @@ def main(argv=None) -> None:
     device = next(model.parameters()).device
     y, x, k = (t.to(device) for t in validation_pairs(args.profile, args.pairs))
     rows = run(model, solver, y, x, k, settings, args.scale_with_stride,
-               max_batch=kd.CPU_MAX_BATCH if device.type == "cpu" else None)
+               max_batch=kd.CPU_MAX_BATCH if device.type == "cpu" else None,
+               step_counts=None if args.steps is None else tuple(args.steps), guidance_multipliers=tuple(args.guidance))
     print(f"profile {args.profile}, ε_θ trained {trained.step} steps, {args.pairs} validation pairs "
           f"(BlurPairs seed {VALIDATION_SEED}), device {device}:")
     for row in rows:

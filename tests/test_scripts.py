@@ -165,6 +165,20 @@ def test_kerneldiff_validation_scores_every_sampler_on_the_same_pairs(capsys):
     assert differences[1]["mnc_vs_alternating"] == pytest.approx((d.mean().item(), d.std().item() / 3 ** 0.5))
     assert differences[0]["mnc_vs_longest"] == (0.0, 0.0)
     assert "against alternating: MNC" in validation.format_difference(differences[2])
+    chosen = validation.run(model, solver, y, x, k, settings, scale_with_stride=True, schedule=schedule, max_batch=2,
+                            step_counts=(4,), guidance_multipliers=(0.5, 1.0, 2.0))
+    assert [(r["steps"], r["guidance_multiplier"]) for r in chosen[2:]] == [(4, 0.5), (4, 1.0), (4, 2.0)]  # 2 = T / 4 once
+    assert chosen[3]["mnc_per_pair"] == rows[3]["mnc_per_pair"]
+    assert len({tuple(r["mnc_per_pair"]) for r in chosen[2:]}) == 3  # each multiplier samples other kernels
+    without_official = validation.run(model, solver, y, x, k, settings, schedule=schedule, max_batch=2,
+                                      step_counts=(8, 2), guidance_multipliers=(0.5,))
+    assert [d["longest_steps"] for d in validation.paired_differences(without_official)] == [8, 8]
+    for bad in ((), (0.0,), (-1.0,), (float("nan"),)):
+        with pytest.raises(ValueError, match="guidance_multipliers"):
+            validation.run(model, solver, y, x, k, settings, schedule=schedule, guidance_multipliers=bad)
     with pytest.raises(SystemExit):
         validation.main(["--pairs", "1"])
     assert "--pairs must be >= 2" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        validation.main(["--guidance", "0"])
+    assert "--guidance multipliers must be positive" in capsys.readouterr().err
