@@ -74,6 +74,7 @@ def test_killed_dil_training_resumes_to_the_uninterrupted_result(tmp_path):
 
     gallery = kernels.random_kernel_gallery(40, 11, seed=3)
     resumed = dil.train_dil(dil.DILConfig(**DIL_RUN), seed=1, checkpoint_path=path, gallery=gallery, progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.json", "run.pt"]  # the resumed saves swept them
     straight = dil.train_dil(dil.DILConfig(**DIL_RUN), seed=1, gallery=gallery, progress=False)
     assert all(torch.equal(p, q) for p, q in zip(resumed.model.parameters(), straight.model.parameters()))
     assert resumed.history == straight.history  # no log entry lost or repeated

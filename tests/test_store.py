@@ -1,5 +1,9 @@
 """Atomic writes, per-profile results, corrupt files named in errors."""
 
+import os
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -55,3 +59,22 @@ def test_load_cached_rebuilds_missing_corrupt_and_invalid_entries(tmp_path):
     with pytest.warns(UserWarning, match="model.pt is corrupt"):
         assert store.load_cached(ckpt, loader=store.load_checkpoint) is None
     assert not ckpt.exists()
+
+
+def test_a_save_removes_the_temporaries_of_killed_writers_only(tmp_path):
+    target = tmp_path / "model.pt"
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # its pid now names no process
+    host = store._host_tag()
+    killed = tmp_path / f".model.tmp.{dead.pid}.{host}.abc123.pt"
+    alive = tmp_path / f".model.tmp.{os.getpid()}.{host}.def456.pt"  # a concurrent writer in a live process
+    elsewhere = tmp_path / f".model.tmp.{dead.pid}.{'0' * 8 if host != '0' * 8 else '1' * 8}.ghi789.pt"
+    other_file = tmp_path / f".model.tmp.{dead.pid}.{host}.jkl012.json"  # another target (model.json)
+    unknown = tmp_path / ".model.tmp.oldstyle.pt"  # no pid: cannot tell whose
+    for p in (killed, alive, elsewhere, other_file, unknown):
+        p.write_bytes(b"partial")
+    store.save_checkpoint({"w": torch.ones(2)}, target)
+    assert not killed.exists()
+    assert all(p.exists() for p in (alive, elsewhere, other_file, unknown))
+    assert torch.equal(store.load_checkpoint(target)["w"], torch.ones(2))
+    assert store.remove_stale_temporaries(tmp_path / "missing" / "x.json") == []

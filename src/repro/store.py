@@ -3,14 +3,19 @@
 Every chapter that computes something heavy takes one ``profile`` (``smoke``, ``quick`` or
 ``paper``) and keeps its outputs under ``results/<profile>/<chapter>/``, so that the book can be
 rebuilt without recomputing. Files are written to a temporary name in the same folder and moved
-into place with :func:`os.replace`, so an interrupted run never leaves a half-written file.
+into place with :func:`os.replace`, so an interrupted run never leaves a half-written file. A
+process killed during a save cannot remove its temporary file; the next save of the same file
+removes it (:func:`atomic_path`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import glob
+import hashlib
 import json
 import os
+import socket
 import tempfile
 import warnings
 from pathlib import Path
@@ -43,15 +48,56 @@ def results_dir(profile: str, chapter: str) -> Path:
     return path
 
 
+def _host_tag() -> str:
+    return hashlib.sha1(socket.gethostname().encode()).hexdigest()[:8]
+
+
+def _process_is_gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return True
+    except OSError:  # it exists but belongs to someone else
+        return False
+    return False
+
+
+def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
+    """Remove the temporary files that :func:`atomic_path` left beside ``path`` in processes that
+    no longer exist (killed during a save), and return them.
+
+    A temporary file's name records the writer's host and process id; only those of this host whose
+    process is gone are removed, so a concurrent writer's file (another live process, another
+    machine sharing the folder) is never touched. Only on POSIX, where asking whether a process
+    exists is harmless (``os.kill(pid, 0)``)."""
+    path = Path(path)
+    if os.name != "posix" or not path.parent.is_dir():
+        return []
+    removed, prefix = [], f".{path.stem}.tmp."
+    for candidate in path.parent.glob(f"{glob.escape(prefix)}*{glob.escape(path.suffix)}"):
+        pid, _, rest = candidate.name[len(prefix):].partition(".")
+        host, _, _ = rest.partition(".")
+        if pid.isdigit() and host == _host_tag() and _process_is_gone(int(pid)):
+            with contextlib.suppress(FileNotFoundError):
+                candidate.unlink()
+                removed.append(candidate)
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike):
     """Yield a temporary path beside ``path``; on success move it onto ``path`` atomically.
 
-    On any exception the temporary file is removed and ``path`` is left as it was.
+    On any exception the temporary file is removed and ``path`` is left as it was. The temporary
+    file is named ``.<stem>.tmp.<pid>.<host>.<random><suffix>``; before writing, the temporary
+    files of earlier writers of ``path`` that were killed are removed
+    (:func:`remove_stale_temporaries`).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.tmp.", suffix=path.suffix, dir=path.parent)
+    remove_stale_temporaries(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.tmp.{os.getpid()}.{_host_tag()}.", suffix=path.suffix,
+                               dir=path.parent)
     os.close(fd)
     try:
         yield Path(tmp)
