@@ -979,6 +979,12 @@ PROFILES = {
     # 0.578 there. None is resolved, so the profile keeps its constant lr and batch. (Measured with
     # kerneldiff_validation.run on ε_θ trained by kerneldiff.train with the TrainConfig changed, a
     # one-off script not kept; the decaying schedule's code was not kept either.)
+    # Nor is it the guidance step, official for 64x64 kernels: scaled by 0.25 / 0.5 / 1 / 2 (the same
+    # pairs and model, the same machine; scripts/kerneldiff_validation.py --steps 250 100 50 --guidance
+    # 0.25 0.5 1 2), guided MNC 0.390 / 0.329 / 0.381 / 0.393 at 250 steps, 0.375 / 0.370 / 0.379 /
+    # 0.425 at 100 and 0.353 / 0.351 / 0.390 / 0.387 at 50; no multiplier is resolved against the
+    # official step (paired, largest +0.044 ± 0.039 at 100 steps) and every one stays 0.15-0.25 MNC
+    # behind the baseline, so the profile keeps the official step.
     "quick": KernelDiffProfile("quick", (16, 32, 32), 32, 2, TrainConfig(steps=2500, batch_size=8, lr=2e-4,
                                                                         log_every=50, checkpoint_every=250),
                                n_test=12, sample_steps=250, batch=12, step_counts=(1000, 250, 100, 50), n_sweep=6,
