@@ -33,6 +33,7 @@ import torch
 
 from repro import kerneldiff as kd
 from repro import synth
+from repro._checks import check_positive
 from repro.metrics import mnc, psnr
 from repro.store import save_json
 
@@ -62,6 +63,14 @@ def _row(method: str, steps, multiplier, kernels, images, x, k, seconds: float) 
     return row
 
 
+def check_multipliers(multipliers) -> list[float]:
+    """The guidance multipliers as floats; ValueError unless there is at least one and each is
+    finite and > 0."""
+    if not multipliers:
+        raise ValueError("guidance_multipliers must hold at least one multiplier")
+    return [check_positive(m, f"guidance_multipliers[{i}]") for i, m in enumerate(multipliers)]
+
+
 def run(model: kd.KernelUNet, solver, y: torch.Tensor, x: torch.Tensor, k: torch.Tensor,
         settings: kd.KernelDiffProfile, scale_with_stride: bool = False, schedule: kd.Schedule | None = None,
         max_batch: int | None = kd.CPU_MAX_BATCH, step_counts: tuple[int, ...] | None = None,
@@ -70,9 +79,7 @@ def run(model: kd.KernelUNet, solver, y: torch.Tensor, x: torch.Tensor, k: torch
     guided sampler at each of ``step_counts`` (default ``settings.step_counts``) with the guidance
     step δ × each of ``guidance_multipliers`` (and, with ``scale_with_stride``, each strided count
     again with δ × T / steps)."""
-    if not guidance_multipliers or any(not (isinstance(m, (int, float)) and math.isfinite(m) and m > 0)
-                                       for m in guidance_multipliers):
-        raise ValueError(f"guidance_multipliers must be positive finite numbers, got {guidance_multipliers!r}")
+    guidance_multipliers = check_multipliers(guidance_multipliers)
     schedule = schedule or kd.Schedule()
     rows = [_row("blurred input", None, None, None, y.clamp(0, 1), x, k, 0.0)]
     start = time.perf_counter()
@@ -82,7 +89,7 @@ def run(model: kd.KernelUNet, solver, y: torch.Tensor, x: torch.Tensor, k: torch
         restored = solver(y, kernels[:, None]).clamp(0, 1)
     rows.append(_row("alternating MAP_{x,k}", settings.alternating_iterations, None, kernels, restored, x, k, seconds))
     for steps in settings.step_counts if step_counts is None else step_counts:
-        multipliers = [float(m) for m in guidance_multipliers]
+        multipliers = list(guidance_multipliers)
         if scale_with_stride and steps < schedule.T and schedule.T / steps not in multipliers:
             multipliers.append(schedule.T / steps)
         for multiplier in multipliers:
@@ -146,8 +153,10 @@ def main(argv=None) -> None:
         parser.error(f"--pairs must be >= 2 (a standard error needs two), got {args.pairs}")
     if args.steps is not None and min(args.steps) < 1:
         parser.error(f"--steps must be >= 1, got {args.steps}")
-    if min(args.guidance) <= 0 or not all(math.isfinite(m) for m in args.guidance):
-        parser.error(f"--guidance multipliers must be positive and finite, got {args.guidance}")
+    try:
+        check_multipliers(args.guidance)
+    except ValueError as err:
+        parser.error(f"--guidance multipliers must be positive and finite ({err})")
     torch.set_num_threads(kd.CPU_THREADS)
     settings = kd.get_profile(args.profile)
     solver = kd.chapter_solver(args.profile, args.device, progress=True)
