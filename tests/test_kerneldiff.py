@@ -547,7 +547,7 @@ def test_trained_model_loads_a_finished_run_and_retrains_a_stale_one(tmp_path, m
     assert calls == [kd.SEED] and not path.exists() and path.with_name(kd.MODEL_FILE + ".stale").exists()
 
 
-def test_a_longer_training_run_continues_the_profiles_and_equals_one_from_scratch(tmp_path, monkeypatch):
+def test_a_longer_training_run_continues_the_longest_finished_one_and_equals_one_from_scratch(tmp_path, monkeypatch):
     from repro.store import load_checkpoint, results_dir
 
     monkeypatch.setenv("REPRO_RESULTS", str(tmp_path))
@@ -575,6 +575,15 @@ def test_a_longer_training_run_continues_the_profiles_and_equals_one_from_scratc
     assert continued.history == scratch.history
     assert not any(torch.equal(a, b) for a, b in zip(continued.ema.parameters(), profile_run.ema.parameters()))
     assert kd.trained_model("smoke", "cpu", progress=False, steps=longer).step == longer  # now read, not trained
+    # a still longer run starts from the longest finished one, the study's, and equals one from scratch
+    longest = longer + 2
+    trained.clear()
+    monkeypatch.setattr(kd, "train", lambda *a, **k: trained.append(load_checkpoint(a[4])["step"]) or original_train(*a, **k))
+    continued = kd.trained_model("smoke", "cpu", progress=False, steps=longest)
+    assert trained == [longer] and continued.step == longest
+    scratch = original_train(settings.unet(), dataclasses.replace(settings.train, steps=longest), data, kd.SEED, progress=False)
+    assert all(torch.equal(a, b) for a, b in zip(continued.ema.state_dict().values(), scratch.ema.state_dict().values()))
+    assert continued.history == scratch.history
     with pytest.raises(ValueError, match="steps must be a positive int"):
         kd.trained_model("smoke", "cpu", progress=False, steps=0)
 

@@ -1022,6 +1022,18 @@ def model_path(profile: str, steps: int | None = None) -> Path:
     return results_dir(profile, CHAPTER) / f"diffusion_{steps}steps.pt"
 
 
+def _shorter_runs(profile: str, steps: int) -> list[int]:
+    """The step counts below ``steps`` whose ε_θ checkpoints of ``profile`` exist (the profile's
+    own and each ``diffusion_<n>steps.pt``), longest first; whether each is finished is not checked."""
+    folder = results_dir(profile, CHAPTER)
+    found = {n for n in [get_profile(profile).train.steps] if model_path(profile, n).exists()}
+    for file in folder.glob("diffusion_*steps.pt"):
+        count = file.name[len("diffusion_"):-len("steps.pt")]
+        if count.isdigit():
+            found.add(int(count))
+    return sorted((n for n in found if 0 < n < steps), reverse=True)
+
+
 def profile_run_identity(profile: str, steps: int | None = None) -> dict:
     """What a finished checkpoint of ``profile`` (trained ``steps`` steps; None: the profile's)
     must record as its ``run`` (U-Net, training configuration, seed, data settings, T) for
@@ -1040,10 +1052,10 @@ def trained_model(profile: str, device=None, progress: bool = True, steps: int |
     :class:`repro.synth.BlurPairs` of the training kernels and BSDS500 train + test images.
 
     ``steps``: train that many steps instead of the profile's (a study of the training budget,
-    ``scripts/kerneldiff_validation.py --train-steps``), in a checkpoint of its own. A longer run
-    starts from the profile's finished one when there is one: the learning rate is constant and
-    each step's data and noise depend only on the step, so that is bit-identical (on the CPU) to
-    training from scratch."""
+    ``scripts/kerneldiff_validation.py --train-steps``), in a checkpoint of its own. A run starts
+    from the longest finished shorter run of the profile when there is one (the profile's, or an
+    earlier study's): the learning rate is constant and each step's data and noise depend only on
+    the step, so that is bit-identical (on the CPU) to training from scratch."""
     from . import synth
 
     settings, spec = get_profile(profile), synth.data_profile(profile)
@@ -1067,11 +1079,13 @@ def trained_model(profile: str, device=None, progress: bool = True, steps: int |
         ema.load_state_dict(state["ema"])
         return TrainRun(model=model.eval(), ema=ema.eval().requires_grad_(False), config=config,
                         seed=SEED, step=state["step"], history=state["history"])
-    if state is None and config.steps > settings.train.steps:  # continue the profile's finished run
-        shorter = load(model_path(profile))
-        if shorter is not None and shorter.get("run") == profile_run_identity(profile) \
-                and shorter.get("step") == settings.train.steps:
-            save_checkpoint(shorter | {"run": identity}, path)
+    if state is None:  # continue the longest finished shorter run of this profile, if any
+        for shorter_steps in _shorter_runs(profile, config.steps):
+            shorter = load(model_path(profile, shorter_steps))
+            if shorter is not None and shorter.get("run") == profile_run_identity(profile, shorter_steps) \
+                    and shorter.get("step") == shorter_steps:
+                save_checkpoint(shorter | {"run": identity}, path)
+                break
     data = synth.BlurPairs(spec.train_kernels(), synth.training_images(spec.max_train_images), spec.crop,
                            spec.noise_sigma, seed=SEED)
     return train(unet, config, data, SEED, path, device=device, schedule=schedule, data_key=data_key,
