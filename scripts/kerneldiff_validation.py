@@ -74,11 +74,11 @@ def check_multipliers(multipliers) -> list[float]:
 def run(model: kd.KernelUNet, solver, y: torch.Tensor, x: torch.Tensor, k: torch.Tensor,
         settings: kd.KernelDiffProfile, scale_with_stride: bool = False, schedule: kd.Schedule | None = None,
         max_batch: int | None = kd.CPU_MAX_BATCH, step_counts: tuple[int, ...] | None = None,
-        guidance_multipliers: tuple[float, ...] = (1.0,)) -> list[dict]:
+        guidance_multipliers: tuple[float, ...] = (1.0,), progress: bool = False) -> list[dict]:
     """The rows of the study on the pairs (y, x, k): blurred input, alternating baseline, then the
     guided sampler at each of ``step_counts`` (default ``settings.step_counts``) with the guidance
     step δ × each of ``guidance_multipliers`` (and, with ``scale_with_stride``, each strided count
-    again with δ × T / steps)."""
+    again with δ × T / steps). ``progress``: a progress bar over each sampler's steps."""
     guidance_multipliers = check_multipliers(guidance_multipliers)
     schedule = schedule or kd.Schedule()
     rows = [_row("blurred input", None, None, None, y.clamp(0, 1), x, k, 0.0)]
@@ -94,7 +94,8 @@ def run(model: kd.KernelUNet, solver, y: torch.Tensor, x: torch.Tensor, k: torch
             multipliers.append(schedule.T / steps)
         for multiplier in multipliers:
             result = kd.sample(model, y, solver, True, steps, settings.eta(steps, schedule.T), seed=kd.SEED,
-                               schedule=schedule, guidance_scale=kd.GUIDANCE_SCALE * multiplier, max_batch=max_batch)
+                               schedule=schedule, guidance_scale=kd.GUIDANCE_SCALE * multiplier, max_batch=max_batch,
+                               progress=progress)
             rows.append(_row("Kernel-Diff, guided", steps, multiplier, result.kernels, result.images, x, k,
                              result.seconds))
     return rows
@@ -168,7 +169,7 @@ def main(argv=None) -> None:
     y, x, k = (t.to(device) for t in validation_pairs(args.profile, args.pairs))
     rows = run(model, solver, y, x, k, settings, args.scale_with_stride,
                max_batch=kd.CPU_MAX_BATCH if device.type == "cpu" else None,
-               step_counts=None if args.steps is None else tuple(args.steps), guidance_multipliers=tuple(args.guidance))
+               step_counts=None if args.steps is None else tuple(args.steps), guidance_multipliers=tuple(args.guidance), progress=True)
     print(f"profile {args.profile}, ε_θ trained {trained.step} steps, {args.pairs} validation pairs "
           f"(BlurPairs seed {VALIDATION_SEED}), device {device}:")
     for row in rows:

@@ -170,6 +170,10 @@ def test_kerneldiff_validation_scores_every_sampler_on_the_same_pairs(capsys):
     assert [(r["steps"], r["guidance_multiplier"]) for r in chosen[2:]] == [(4, 0.5), (4, 1.0), (4, 2.0)]  # 2 = T / 4 once
     assert chosen[3]["mnc_per_pair"] == rows[3]["mnc_per_pair"]
     assert len({tuple(r["mnc_per_pair"]) for r in chosen[2:]}) == 3  # each multiplier samples other kernels
+    capsys.readouterr()
+    shown = validation.run(model, solver, y, x, k, settings, schedule=schedule, max_batch=2, step_counts=(4,),
+                           progress=True)
+    assert "Kernel-Diff sampling" in capsys.readouterr().err and shown[2]["mnc_per_pair"] == rows[3]["mnc_per_pair"]
     without_official = validation.run(model, solver, y, x, k, settings, schedule=schedule, max_batch=2,
                                       step_counts=(8, 2), guidance_multipliers=(0.5,))
     assert [d["longest_steps"] for d in validation.paired_differences(without_official)] == [8, 8]
