@@ -141,7 +141,8 @@ if profile == "quick":
     reading += (" A study on 24 validation pairs of the training distribution (not the test images; "
                 "scripts/kerneldiff_validation.py, the numbers in the quick profile's notes in repro.kerneldiff) "
                 "points the same way: the same U-Net trained 5,000 steps instead of 2,500 draws level with the baseline "
-                "in MNC with 250 steps (0.55 against 0.58, on the 2-core Xeon), while a decaying learning rate, 5,000 "
+                "in MNC with 250 steps (0.55 against 0.58, on the 2-core Xeon), 10,000 steps do no better (0.54, on a "
+                "2-core EPYC: its training loss levels off), while a decaying learning rate, 5,000 "
                 "steps of half the batch, and a guidance step 0.25 to 2 times the official one all stayed at least "
                 "0.13 MNC behind it.")
 if all(ahead.values()):

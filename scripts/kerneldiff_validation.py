@@ -146,7 +146,7 @@ def main(argv=None) -> None:
                         help="multipliers of the official guidance step 0.04 (default: 1)")
     parser.add_argument("--train-steps", type=int, default=None, metavar="N",
                         help="use ε_θ trained N steps instead of the profile's (its own checkpoint, continued "
-                             "from the profile's run when N is larger)")
+                             "from the longest finished shorter run of the profile)")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
     parser.add_argument("--out", default=None, help="also write the rows to this JSON file")
     args = parser.parse_args(argv)

@@ -970,6 +970,16 @@ PROFILES = {
     # blurred input (27.91). The profile keeps 2,500 steps for its time budget: the other 2,500 took
     # 13 min on machine A and would take about 22 min on the AVX2-only EPYC, whose Kernel-Diff part
     # would then exceed its 45 minutes.
+    # Beyond 5,000 steps the budget buys no more kernel accuracy. On a 2-core EPYC with AVX-512 (the
+    # same pairs; --train-steps 5000, then 10000 continued from it): 5,000 steps gave 0.528 / 0.565 /
+    # 0.553 / 0.476 with 1000 / 250 / 100 / 50 steps (250 steps against the baseline: MNC −0.012 ±
+    # 0.020, PSNR +1.22 ± 0.37 dB), as on machine A; 10,000 steps 0.544 / 0.559 / 0.538 with 250 /
+    # 100 / 50 (MNC −0.034 ± 0.022, PSNR +1.50 ± 0.29 dB; against 5,000 steps −0.021 ± 0.017, +0.006
+    # ± 0.010, +0.062 ± 0.023), while the training loss levels off (mean over the last 1,000 steps:
+    # 0.0275 at 2,500, 0.0218 at 5,000, 0.0203 at 10,000). So this U-Net, trained up to four times
+    # the profile's budget, draws level with the baseline in MNC and passes it in PSNR (still below
+    # the blurred input) but does not beat it in MNC. The extra 2,500 steps took 13.7 min there, the
+    # next 5,000 another 27.5.
     # Neither of two ways to get more out of the same time closed the gap (the same 24 pairs, guided
     # MNC at 250 / 100 / 50 steps, a 2-core EPYC with AVX-512, where this profile's model trained in
     # 718 s and scored 0.381 / 0.379 / 0.390): a learning rate decaying along a half cosine to 5 % of
