@@ -979,7 +979,12 @@ PROFILES = {
     # 0.0275 at 2,500, 0.0218 at 5,000, 0.0203 at 10,000). So this U-Net, trained up to four times
     # the profile's budget, draws level with the baseline in MNC and passes it in PSNR (still below
     # the blurred input) but does not beat it in MNC. The extra 2,500 steps took 13.7 min there, the
-    # next 5,000 another 27.5.
+    # next 5,000 another 27.5. Width instead of steps buys the same: the U-Net 1.5x wider (channels
+    # 24/48/48, 1.88 M parameters) trained the profile's 2,500 steps in 1,604 s, about the time of
+    # the narrow one's 5,000, and scored 0.584 / 0.535 / 0.478 with 250 / 100 / 50 steps (250 steps
+    # against the baseline: MNC +0.007 ± 0.022, PSNR +0.45 ± 0.52 dB; against the narrow 5,000-step
+    # model +0.019 ± 0.019, −0.018 ± 0.012, +0.002 ± 0.018), training loss 0.0246 over its last
+    # 1,000 steps (kerneldiff.train with that UNetConfig and validation.run, a one-off script not kept).
     # Neither of two ways to get more out of the same time closed the gap (the same 24 pairs, guided
     # MNC at 250 / 100 / 50 steps, a 2-core EPYC with AVX-512, where this profile's model trained in
     # 718 s and scored 0.381 / 0.379 / 0.390): a learning rate decaying along a half cosine to 5 % of
