@@ -561,9 +561,14 @@ def test_a_longer_training_run_continues_the_longest_finished_one_and_equals_one
     assert kd.model_path("smoke") == results_dir("smoke", kd.CHAPTER) / kd.MODEL_FILE
     assert kd.model_path("smoke", settings.train.steps) == kd.model_path("smoke")
     assert kd.model_path("smoke", longer).name == f"diffusion_{longer}steps.pt"
-    trained = []
+    trained = []  # the step of the checkpoint each training starts from
     original_train = kd.train
-    monkeypatch.setattr(kd, "train", lambda *a, **k: trained.append(load_checkpoint(a[4])["step"]) or original_train(*a, **k))
+
+    def recording_train(*args, **kwargs):
+        trained.append(load_checkpoint(args[4])["step"])
+        return original_train(*args, **kwargs)
+
+    monkeypatch.setattr(kd, "train", recording_train)
     continued = kd.trained_model("smoke", "cpu", progress=False, steps=longer)
     assert trained == [settings.train.steps] and continued.step == longer  # started from the profile's run
     assert load_checkpoint(kd.model_path("smoke"))["step"] == settings.train.steps  # which is left as it was
@@ -578,7 +583,7 @@ def test_a_longer_training_run_continues_the_longest_finished_one_and_equals_one
     # a still longer run starts from the longest finished one, the study's, and equals one from scratch
     longest = longer + 2
     trained.clear()
-    monkeypatch.setattr(kd, "train", lambda *a, **k: trained.append(load_checkpoint(a[4])["step"]) or original_train(*a, **k))
+    monkeypatch.setattr(kd, "train", recording_train)
     continued = kd.trained_model("smoke", "cpu", progress=False, steps=longest)
     assert trained == [longer] and continued.step == longest
     scratch = original_train(settings.unet(), dataclasses.replace(settings.train, steps=longest), data, kd.SEED, progress=False)

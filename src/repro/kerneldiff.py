@@ -1038,15 +1038,13 @@ def model_path(profile: str, steps: int | None = None) -> Path:
 
 
 def _shorter_runs(profile: str, steps: int) -> list[int]:
-    """The step counts below ``steps`` whose ε_θ checkpoints of ``profile`` exist (the profile's
-    own and each ``diffusion_<n>steps.pt``), longest first; whether each is finished is not checked."""
-    folder = results_dir(profile, CHAPTER)
-    found = {n for n in [get_profile(profile).train.steps] if model_path(profile, n).exists()}
-    for file in folder.glob("diffusion_*steps.pt"):
-        count = file.name[len("diffusion_"):-len("steps.pt")]
-        if count.isdigit():
-            found.add(int(count))
-    return sorted((n for n in found if 0 < n < steps), reverse=True)
+    """The step counts below ``steps`` of ``profile``'s ε_θ checkpoints, longest first: the
+    profile's own and each ``diffusion_<n>steps.pt`` found; the caller checks that each exists
+    and is finished."""
+    names = (f.name.removeprefix("diffusion_").removesuffix("steps.pt")
+             for f in results_dir(profile, CHAPTER).glob("diffusion_*steps.pt"))
+    counts = {get_profile(profile).train.steps} | {int(n) for n in names if n.isdigit()}
+    return sorted((n for n in counts if 0 < n < steps), reverse=True)
 
 
 def profile_run_identity(profile: str, steps: int | None = None) -> dict:
