@@ -357,8 +357,8 @@ glue("fig5_reading", fig5_reading, display=False)
 sweep = results["steps"]
 glue("strided_eta", f"{settings.strided_eta:g}", display=False)
 n_sweep, n_test = settings.n_sweep, len(results["cases"])
-glue("steps_images", f"all {n_test} test images" if n_sweep == n_test else f"the first {n_sweep} of the {n_test} test images",
-     display=False)
+steps_images = f"all {n_test} test images" if n_sweep == n_test else f"the first {n_sweep} of the {n_test} test images"
+glue("steps_images", steps_images, display=False)
 lines = ["| steps | η | n | MNC | PSNR (dB) | s / kernel | sampled as | device |", "|---|---|---|---|---|---|---|---|"]
 for r in sweep:
     lines.append(f"| {r['steps']} | {r['eta']:g} | {r['n']} | {r['mnc_mean']:.3f} ± {r['mnc_std']:.3f} | "
@@ -375,30 +375,30 @@ for ax, metric, label in zip(axes, ("mnc_mean", "psnr_mean", "seconds_per_kernel
     ax.set_ylabel(label)
 plt.tight_layout()
 plt.show()
+
+# %%
 comparison = kd.steps_comparison(sweep)
-if comparison is not None:
-    glue("steps_few", f"{comparison['steps']}", display=False)
-    glue("steps_full", f"{comparison['full_steps']}", display=False)
-    glue("steps_gap", f"{comparison['gap']:+.3f} ± {comparison['se']:.3f}", display=False)
-    glue("steps_speedup", f"{comparison['speedup']:.0f}", display=False)
-    glue("steps_spread", f"{max(r['mnc_std'] for r in sweep):.2f}", display=False)
-    glue("steps_verdict", {
+if comparison is None:  # e.g. the smoke profile, whose sweep has no sampler of more than 100 steps
+    display(Markdown(f"This profile's sweep ({', '.join(str(r['steps']) for r in sweep)} steps) has no sampler of "
+                     "more than 100 steps to compare the samplers of at most 100 steps with; the quick and paper "
+                     "profiles make that comparison ({func}`repro.kerneldiff.steps_comparison`)."))
+else:
+    verdict = {
         "met": f"not worse than the full sampler by more than {kd.STEPS_TOLERANCE} in mean MNC",
         "not met": f"more than {kd.STEPS_TOLERANCE} below the full sampler in mean MNC, even allowing two "
                    "standard errors: with this model the speed-up costs kernel quality",
         "not resolved": f"below the full sampler, but within two standard errors of the {kd.STEPS_TOLERANCE} "
                         "tolerance: this many images cannot tell whether the speed-up costs kernel quality",
-    }[comparison["verdict"]], display=False)
+    }[comparison["verdict"]]
+    display(Markdown(
+        f"With {comparison['steps']} steps the mean MNC differs from the {comparison['full_steps']}-step sampler's by "
+        f"{comparison['gap']:+.3f} ± {comparison['se']:.3f} (mean over the images of the per-image difference, ± its "
+        f"standard error; both rows score the same images), at {comparison['speedup']:.0f}× less time per kernel: "
+        f"the best sampler of at most 100 steps is {verdict} (on {steps_images}). The standard deviation of MNC "
+        f"over the kernels is up to {max(r['mnc_std'] for r in sweep):.2f} per row, which is why the comparison is "
+        "made image by image ({func}`repro.kerneldiff.steps_comparison`)."))
 
 # %% [markdown]
-# With {glue:text}`steps_few` steps the mean MNC differs from the {glue:text}`steps_full`-step
-# sampler's by {glue:text}`steps_gap` (mean over the images of the per-image difference, ± its
-# standard error; both rows score the same images), at {glue:text}`steps_speedup`× less time
-# per kernel: the best sampler of at most 100 steps is {glue:text}`steps_verdict` (on
-# {glue:text}`steps_images`). The standard deviation of MNC over the kernels is up to
-# {glue:text}`steps_spread` per row, which is why the comparison is made image by image
-# ({func}`repro.kerneldiff.steps_comparison`).
-#
 # **What the main table's step count costs.** The table at the top samples with
 # {glue:text}`table_steps` steps ({glue:text}`table_steps_note`). Here every row of the sweep
 # stands beside the alternating baseline and the blurred input on the same images, image by image
