@@ -87,21 +87,37 @@ def test_kernel_first_succeeds_from_every_start(table):
 def test_descent_stays_at_truth_and_in_the_box():
     y = T.observe(noise_std=0.0)
     starts = torch.tensor([T.TRUTH, (90.0, 30.0, 2.9)], dtype=D)
-    theta, history = T.joint_descent(y, starts, steps=20, lr=0.01)
-    assert bool(T.reached_truth(theta[0]))
-    assert (theta >= torch.tensor(T.LOWER, dtype=D)).all() and (theta <= torch.tensor(T.UPPER, dtype=D)).all()
-    assert history.shape == (20, 2)
-    theta_alt, history_alt = T.alternating_descent(y, starts, rounds=2, inner_steps=5)
-    assert history_alt.shape == (20, 2)
-    again, _ = T.joint_descent(y, starts, steps=20, lr=0.01)
-    assert torch.equal(theta, again)
+    run = T.joint_descent(y, starts, steps=20, lr=0.01)
+    assert bool(T.reached_truth(run.theta[0]))
+    assert (run.theta >= torch.tensor(T.LOWER, dtype=D)).all() and (run.theta <= torch.tensor(T.UPPER, dtype=D)).all()
+    assert run.loss.shape == (20, 2) and run.path.shape == (21, 2, 3)
+    assert torch.equal(run.path[0], starts) and torch.equal(run.path[-1], run.theta)
+    alt = T.alternating_descent(y, starts, rounds=2, inner_steps=5)
+    assert alt.loss.shape == (20, 2)
+    assert torch.equal(T.joint_descent(y, starts, steps=20, lr=0.01).theta, run.theta)
+
+
+def test_alternating_descent_moves_only_the_active_block():
+    """Each block is frozen exactly while the other one is optimised, in every round: the image
+    block (a, w) during the σ steps and σ during the (a, w) steps (a shared Adam state would keep
+    moving the frozen block on its momentum)."""
+    y = T.observe(noise_std=0.01)
+    starts = T.random_starts(16, seed=3)
+    inner, rounds = 7, 4
+    path = T.alternating_descent(y, starts, rounds=rounds, inner_steps=inner).path
+    for r in range(2 * rounds):
+        block = path[r * inner:(r + 1) * inner + 1]
+        frozen = [2] if r % 2 == 0 else [0, 1]
+        active = [0, 1] if r % 2 == 0 else [2]
+        assert torch.equal(block[:, :, frozen], block[:1, :, frozen].expand_as(block[:, :, frozen]))
+        assert (block[-1, :, active] != block[0, :, active]).any()
 
 
 def test_descent_from_a_far_start_gets_trapped():
     """The chapter's point: far from the pulse the data term is flat in a, and descent fails."""
     y = T.observe(noise_std=0.01)
-    theta, _ = T.joint_descent(y, torch.tensor([[5.0, 4.0, 1.0]], dtype=D), steps=200)
-    assert not bool(T.reached_truth(theta[0]))
+    run = T.joint_descent(y, torch.tensor([[5.0, 4.0, 1.0]], dtype=D), steps=200)
+    assert not bool(T.reached_truth(run.theta[0]))
 
 
 def test_failure_modes_partition_the_estimates():

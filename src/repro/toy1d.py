@@ -233,40 +233,55 @@ def random_starts(n: int, seed: int = 0) -> torch.Tensor:
     return lo + (hi - lo) * torch.rand(int(n), 3, generator=g, dtype=_DTYPE)
 
 
-def _descend(y, starts, steps: int, lr: float, blocks) -> tuple[torch.Tensor, torch.Tensor]:
+@dataclass
+class Descent:
+    """What :func:`joint_descent` and :func:`alternating_descent` return."""
+
+    theta: torch.Tensor
+    """The final estimates ``(n, 3)``."""
+    loss: torch.Tensor
+    """The data term before every step, ``(n_steps, n)``."""
+    path: torch.Tensor
+    """The parameters at the start and after every step, ``(n_steps + 1, n, 3)``."""
+
+
+def _descend(y, starts, steps: int, lr: float, blocks) -> Descent:
     """Projected Adam on the data term from every start at once, updating one block of parameters
     at a time in the cyclic order ``blocks`` (each block for ``steps`` iterations per cycle).
 
-    Parameters are optimised in units of the box widths, so one learning rate fits ``a``, ``w``, ``σ``.
-    Returns the final estimates ``(n, 3)`` and the data-term history ``(n_steps, n)``.
+    Each block has its own Adam optimiser, whose state persists from one cycle to the next: with
+    one optimiser for all parameters, the momentum of a block would keep moving it while it is
+    meant to be frozen. Parameters are optimised in units of the box widths, so one learning rate
+    fits ``a``, ``w``, ``σ``.
     """
     y = _signal(y)
     lo, hi = torch.tensor(LOWER, dtype=_DTYPE), torch.tensor(UPPER, dtype=_DTYPE)
-    u = ((project(_params(starts, "starts")) - lo) / (hi - lo)).clone().requires_grad_()
-    opt = torch.optim.Adam([u], lr=lr)
-    history = []
+    u = (project(_params(starts, "starts")) - lo) / (hi - lo)
+    columns = [u[:, i].clone().requires_grad_() for i in range(3)]
+    optimisers = {block: torch.optim.Adam([columns[i] for i in block], lr=lr)
+                  for block in dict.fromkeys(tuple(b) for b in blocks)}
+    losses, path = [], [lo + (hi - lo) * u]
     for block in blocks:
-        mask = torch.zeros(3, dtype=_DTYPE)
-        mask[list(block)] = 1
+        opt = optimisers[tuple(block)]
         for _ in range(steps):
             opt.zero_grad()
-            loss = data_term(y, lo + (hi - lo) * u)
+            loss = data_term(y, lo + (hi - lo) * torch.stack(columns, -1))
             loss.sum().backward()
-            u.grad *= mask
             opt.step()
             with torch.no_grad():
-                u.clamp_(0, 1)
-            history.append(loss.detach())
-    theta = project((lo + (hi - lo) * u).detach())
-    return theta, torch.stack(history)
+                for i in block:
+                    columns[i].clamp_(0, 1)
+                path.append(lo + (hi - lo) * torch.stack(columns, -1))
+            losses.append(loss.detach())
+    return Descent(project(path[-1]), torch.stack(losses), torch.stack(path))
 
 
-def joint_descent(y, starts, steps: int = 600, lr: float = 0.01):
+def joint_descent(y, starts, steps: int = 600, lr: float = 0.01) -> Descent:
     """Gradient descent on ``(a, w, σ)`` jointly: the MAP_{x,k} scheme of eq. (11)."""
     return _descend(y, starts, steps, lr, blocks=[(0, 1, 2)])
 
 
-def alternating_descent(y, starts, rounds: int = 30, inner_steps: int = 20, lr: float = 0.01):
+def alternating_descent(y, starts, rounds: int = 30, inner_steps: int = 20, lr: float = 0.01) -> Descent:
     """Block-coordinate descent: ``inner_steps`` on the image ``(a, w)``, then on the kernel ``σ``, repeated."""
     return _descend(y, starts, inner_steps, lr, blocks=[(0, 1), (2,)] * int(rounds))
 
@@ -326,8 +341,8 @@ def compare_strategies(y, noise_std: float, starts: torch.Tensor, steps: int, ro
     table = table or GridSearch.build(y)
     inner = max(1, int(steps) // (2 * int(rounds)))
     return {
-        "joint descent": joint_descent(y, starts, steps=steps)[0],
-        "alternating descent": alternating_descent(y, starts, rounds=rounds, inner_steps=inner)[0],
+        "joint descent": joint_descent(y, starts, steps=steps).theta,
+        "alternating descent": alternating_descent(y, starts, rounds=rounds, inner_steps=inner).theta,
         "alternating, exact blocks": alternating_exact(table, starts[:, 2]),
         "kernel first": kernel_first(table, starts[:, 2], noise_std),
     }
@@ -356,7 +371,7 @@ def failure_modes(theta, truth=TRUTH, tol=(1.0, 1.0, 0.25)) -> dict[str, int]:
 __all__ = [
     "N", "TRUTH", "LOWER", "UPPER", "SCALES", "SIGMA_MIN", "project", "pulse", "gaussian_kernel",
     "blur", "forward", "observe", "data_term", "Plane", "random_plane",
-    "GridSearch", "random_starts", "joint_descent", "alternating_descent",
+    "GridSearch", "random_starts", "Descent", "joint_descent", "alternating_descent",
     "alternating_exact", "kernel_first", "PROFILES", "compare_strategies", "failure_modes", "reached_truth",
     "success_rate",
 ]
