@@ -238,6 +238,17 @@ def test_console_script_never_shows_a_traceback(workdir):
     assert outputs(workdir) == []
 
 
+@pytest.mark.parametrize("argv", [["--help"], ["deblur", "--method", "wiener", "truncated.png", "out.png"]])
+def test_python_m_repro_is_the_console_script(workdir, argv):
+    """``python -m repro`` prints and exits exactly as ``repro`` does, help and errors alike."""
+    script, module = (subprocess.run(command + argv, capture_output=True, text=True, timeout=120, cwd=workdir)
+                      for command in ([str(REPRO)], [sys.executable, "-m", "repro"]))
+    assert module.returncode == script.returncode
+    assert (module.stdout, module.stderr) == (script.stdout, script.stderr)
+    assert "cannot be directly executed" not in module.stderr
+    assert outputs(workdir) == []
+
+
 # ------------------------------------------------------------------------------ registry
 
 
