@@ -507,6 +507,24 @@ def test_eta_is_ddpm_with_all_steps_and_the_profiles_with_fewer():
     assert settings.eta(20, T=20) == 1.0 and settings.eta(1000, T=2000) == 0.3
 
 
+def test_the_evaluation_blur_is_the_guidance_blur():
+    """Test cases blurred by ``build_cases(blur_mode="reflect")`` (what :func:`kd.test_cases` uses)
+    are reproduced by :func:`kd.reblur` with the true kernel, the border included; with the
+    symmetric boundary they are not: the guidance loss would then see a border residual even at
+    the true kernel."""
+    from repro.evaluation import build_cases
+
+    g = torch.Generator().manual_seed(0)
+    image = torch.rand(3, 40, 40, generator=g)
+    k = torch.rand(9, 9, generator=g)
+    k = k / k.sum()
+    residual = {}
+    for mode in ("reflect", "symmetric"):
+        (case,) = build_cases({"img": image}, {"k": k}, pairing="zip", blur_mode=mode)
+        residual[mode] = (kd.reblur(case.x[None], case.k[None, None]) - case.y[None]).abs().max().item()
+    assert residual["reflect"] < 1e-6 < 1e-3 < residual["symmetric"]
+
+
 @pytest.mark.skipif(not os.environ.get("REPRO_DATA_MIRROR"), reason="REPRO_DATA_MIRROR is not set: BSDS500 unavailable")
 def test_test_cases_use_held_out_kernels_and_val_images():
     from repro import data
@@ -517,11 +535,24 @@ def test_test_cases_use_held_out_kernels_and_val_images():
     held_out = spec.test_kernels()
     for i, case in enumerate(cases):
         assert torch.equal(case.k, held_out[i]) and case.x.shape == (3, spec.crop, spec.crop)
-        assert case.meta["blur_mode"] == "symmetric"
+        assert case.meta["blur_mode"] == "reflect"
+        # the true kernel explains y under the guidance loss's own blur, borders included
+        assert torch.allclose(kd.reblur(case.x[None], case.k[None, None]), case.y[None], atol=1e-6, rtol=0)
     val_names = {name.rsplit("/", 1)[-1].split(".")[0] for name in data.bsds500("val")}
     assert {c.meta["image"] for c in cases} <= val_names
     again = kd.test_cases("smoke")
     assert all(torch.equal(a.y, b.y) for a, b in zip(cases, again))
+
+
+def test_classical_rows_use_the_books_one_wiener_nsr(monkeypatch):
+    """The chapter's Wiener F takes its NSR from ``repro.dil`` (the value its selection procedure
+    chose), not from a constant of its own."""
+    from repro import dil
+
+    assert kd.classical_solver().nsr == dil.wiener_nsr(0.0) == dil.WIENER_NSR
+    monkeypatch.setattr(dil, "WIENER_NSR", 2.5e-3)
+    assert kd.classical_solver().nsr == 2.5e-3 and kd.classical_solver().key == "wiener(nsr=0.0025)"
+    assert not hasattr(kd, "WIENER_NSR")
 
 
 def test_trained_model_loads_a_finished_run_and_retrains_a_stale_one(tmp_path, monkeypatch):

@@ -19,7 +19,8 @@ Test sets (:func:`test_sets`)
                        set (:func:`repro.synth.data_profile`, ``test_kernels``: kernel i for
                        image i, the model's kernel size), but as centre crops of the model's
                        image size blurred by the *valid* model (the Kernel-Diff chapter blurs
-                       with the symmetric boundary; here every set uses the physical model).
+                       with the reflection boundary of its data model; here every set uses the
+                       physical model).
 
 Protocol, the same for every method and set
     * Blur: the physical *valid* convolution (the blurred image sees the scene beyond the

@@ -50,6 +50,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from . import dil
 from ._checks import check_positive, check_positive_int, check_tensor
 from ._threads import fixed_cpu_threads
 from .store import check_profile, load_cached, load_checkpoint, move_aside, results_dir, save_checkpoint, save_json
@@ -112,9 +113,10 @@ def reblur_loss(y: torch.Tensor, k: torch.Tensor, solver: Solver) -> tuple[torch
     return (reblur(x_hat, k) - y).square().flatten(1).mean(dim=1), x_hat
 
 
-def wiener_solver(nsr: float = 1e-3) -> Solver:
+def wiener_solver(nsr: float) -> Solver:
     """The classical differentiable F: ``repro.nonblind.wiener`` with a flat noise-to-signal
-    ratio ``nsr``, symmetric boundary, for kernels (B, 1, s, s)."""
+    ratio ``nsr``, symmetric boundary, for kernels (B, 1, s, s). The chapter's Wiener rows use
+    :func:`classical_solver`."""
     from .nonblind import wiener
 
     nsr = check_positive(nsr, "nsr")
@@ -123,7 +125,17 @@ def wiener_solver(nsr: float = 1e-3) -> Solver:
         return wiener(y, k[:, 0].to(y.dtype), nsr, mode="symmetric")
 
     solve.key = f"wiener(nsr={nsr:g})"
+    solve.nsr = nsr
     return solve
+
+
+def classical_solver() -> Solver:
+    """The Wiener F of the chapter's classical rows (the oracle and the guidance ablation), on
+    noise-free data: the NSR of ``repro.dil.wiener_nsr(0)``, the one value the book selects for
+    its Wiener baselines (``repro.dil.select_wiener_nsr`` on BSDS500 *train* crops, never test
+    images). It was selected for mild blur, not for these motion kernels, and is not re-tuned
+    here: its optimum is flat (``repro.dil.WIENER_NSR``)."""
+    return wiener_solver(dil.wiener_nsr(0.0))
 
 
 # --------------------------------------------------------------------------------------------
@@ -857,9 +869,6 @@ CHAPTER = "kerneldiff"
 ``repro.nonblind``)."""
 MODEL_FILE = "diffusion.pt"
 SEED = 0
-WIENER_NSR = 1e-4
-"""Flat noise-to-signal ratio of the classical Wiener rows (noise-free data). Not tuned on the test
-images: the value ``repro.dil.WIENER_NSR`` chose on BSDS500 train crops without noise."""
 
 
 @dataclass(frozen=True)
@@ -871,7 +880,7 @@ class KernelDiffProfile:
     * ``channels``, ``time_dim``, ``attention_heads``: the U-Net (:class:`UNetConfig`);
       ``train``: its :class:`TrainConfig`.
     * ``n_test``: BSD100 (BSDS500 ``val``) images, one random ``crop``² crop each, each blurred
-      (symmetric boundary, §4.2) by its own held-out motion kernel.
+      (:func:`reblur`'s reflection boundary, see :func:`test_cases`) by its own held-out motion kernel.
     * ``sample_steps``: reverse steps of the samplers in the main table (η = 1 with all T steps,
       otherwise ``strided_eta``); ``batch``: test images per sampler call.
     * ``step_counts``, ``n_sweep``: the steps-vs-quality sweep on the first ``n_sweep`` cases.
@@ -936,70 +945,14 @@ PROFILES = {
                                                                    checkpoint_every=30),
                                n_test=3, sample_steps=20, batch=3, step_counts=(40, 20, 10), n_sweep=2,
                                n_trials=4, n_trial_images=1, n_select=2, select_steps=10, alternating_iterations=20),
-    # this 2-core CPU: 16x16 kernels, 64x64 crops, a 0.87 M-parameter U-Net; 2,500 steps on two
-    # threads (0.23 s/step on one 2-core EPYC; 0.44-0.58 s/step, 18-24 min, on an AVX2-only one,
-    # where the convolutions already run at the GEMM peak, ~100 GFLOP/s: 38 GFLOP a step). 2,500
-    # rather than 4,000 steps so that the chapter fits its 45 minutes on the slower machine (3,000
-    # steps there: 47-52 min). Earlier runs (one sample per image) gave a guided MNC on the test set
-    # of 0.45 at 2,000 steps, 0.58 at 4,000 and 0.53 at 6,000: the noise of this small test set is
-    # as large as the differences.
-    # lr 2e-4: DDPM's value for its small models (the paper's 1e-5 suits 1 M steps, not a few thousand).
-    # Evaluation with 250 strided steps (η = 1), the 12 test images in one batch, and 4 trials in
-    # Fig. 5. The steps sweep runs on the first 6 test images (issue #5's check of a <= 100-step
-    # sampler is on them, paired): all 1000 steps and 100 steps are sampled there, its 250-step row
-    # is the main table's draw on those images and its 50-step row the selection run's. 1000 steps
-    # took 41 s per image on the AVX2-only EPYC at a batch of 12 (8 min for the whole test set)
-    # and 39 s at a batch of 6 (3.9 min). The selection row draws 4 samples per image with 50
-    # steps (about 2 min there).
-    # Is it the 250 steps that keep guided sampling below the alternating baseline here? On 24
-    # validation pairs (scripts/kerneldiff_validation.py --pairs 24 --scale-with-stride, the quick
-    # models of commit 0de07d2, machine A; its paired differences ± standard error): guided MNC 0.415
-    # with 1000 steps, 0.396 with 250, 0.363 with 100, 0.358 with 50 (250 − 1000: −0.019 ± 0.055);
-    # the alternating baseline 0.575, ahead of the 1000-step sampler by 0.160 ± 0.044 in MNC and
-    # 2.72 ± 1.29 dB in PSNR (26.01 against 23.29 dB; the blurred input 27.91). So with this
-    # training all 1000 steps stay well below the baseline; 250 costs little. Scaling the guidance step
-    # by T / steps (the 1000-step sampler's total guidance) gave 0.380 at 250 steps, 0.397 at 100
-    # and 0.417 at 50: no consistent gain, so the strided samplers keep the official step.
-    # What holds the quick model back is its training budget. The same U-Net trained 5,000 steps
-    # instead of 2,500 (scripts/kerneldiff_validation.py --pairs 24 --train-steps 5000, the same
-    # pairs, machine A), against the 2,500-step model: MNC +0.079 ± 0.036 with 1000 steps, +0.156 ±
-    # 0.041 with 250, +0.164 ± 0.036 with 100, +0.129 ± 0.042 with 50 (guided MNC 0.494 / 0.552 /
-    # 0.527 / 0.487), PSNR +2.5 to +5.4 dB (100 − 1000 steps: +0.033 ± 0.027; 50 − 1000: −0.008 ±
-    # 0.034). Its 250-step sampler then draws level with the alternating baseline in MNC (−0.023 ±
-    # 0.020) and is ahead of it in PSNR (27.31 against 26.01 dB, +1.31 ± 0.29), still below the
-    # blurred input (27.91). The profile keeps 2,500 steps for its time budget: the other 2,500 took
-    # 13 min on machine A and would take about 22 min on the AVX2-only EPYC, whose Kernel-Diff part
-    # would then exceed its 45 minutes.
-    # Beyond 5,000 steps the budget buys no more kernel accuracy. On a 2-core EPYC with AVX-512 (the
-    # same pairs; --train-steps 5000, then 10000 continued from it): 5,000 steps gave 0.528 / 0.565 /
-    # 0.553 / 0.476 with 1000 / 250 / 100 / 50 steps (250 steps against the baseline: MNC −0.012 ±
-    # 0.020, PSNR +1.22 ± 0.37 dB), as on machine A; 10,000 steps 0.544 / 0.559 / 0.538 with 250 /
-    # 100 / 50 (MNC −0.034 ± 0.022, PSNR +1.50 ± 0.29 dB; against 5,000 steps −0.021 ± 0.017, +0.006
-    # ± 0.010, +0.062 ± 0.023), while the training loss levels off (mean over the last 1,000 steps:
-    # 0.0275 at 2,500, 0.0218 at 5,000, 0.0203 at 10,000). So this U-Net, trained up to four times
-    # the profile's budget, draws level with the baseline in MNC and passes it in PSNR (still below
-    # the blurred input) but does not beat it in MNC. The extra 2,500 steps took 13.7 min there, the
-    # next 5,000 another 27.5. Width instead of steps buys the same: the U-Net 1.5x wider (channels
-    # 24/48/48, 1.88 M parameters) trained the profile's 2,500 steps in 1,604 s, about the time of
-    # the narrow one's 5,000, and scored 0.584 / 0.535 / 0.478 with 250 / 100 / 50 steps (250 steps
-    # against the baseline: MNC +0.007 ± 0.022, PSNR +0.45 ± 0.52 dB; against the narrow 5,000-step
-    # model +0.019 ± 0.019, −0.018 ± 0.012, +0.002 ± 0.018), training loss 0.0246 over its last
-    # 1,000 steps (kerneldiff.train with that UNetConfig and validation.run, a one-off script not kept).
-    # Neither of two ways to get more out of the same time closed the gap (the same 24 pairs, guided
-    # MNC at 250 / 100 / 50 steps, a 2-core EPYC with AVX-512, where this profile's model trained in
-    # 718 s and scored 0.381 / 0.379 / 0.390): a learning rate decaying along a half cosine to 5 % of
-    # its start, from 2e-4 (0.421 / 0.372 / 0.390; paired +0.040 ± 0.041 at 250 steps) or from 6e-4
-    # (0.390 / 0.354 / 0.343); and 5,000 steps of 4 instead of 2,500 of 8, the same images and 1.09x
-    # the time (0.441 / 0.417 / 0.404; paired +0.060 ± 0.033 at 250 steps), against the baseline's
-    # 0.578 there. None is resolved, so the profile keeps its constant lr and batch. (Measured with
-    # kerneldiff_validation.run on ε_θ trained by kerneldiff.train with the TrainConfig changed, a
-    # one-off script not kept; the decaying schedule's code was not kept either.)
-    # Nor is it the guidance step, official for 64x64 kernels: scaled by 0.25 / 0.5 / 1 / 2 (the same
-    # pairs and model, the same machine; scripts/kerneldiff_validation.py --steps 250 100 50 --guidance
-    # 0.25 0.5 1 2), guided MNC 0.390 / 0.329 / 0.381 / 0.393 at 250 steps, 0.375 / 0.370 / 0.379 /
-    # 0.425 at 100 and 0.353 / 0.351 / 0.390 / 0.387 at 50; no multiplier is resolved against the
-    # official step (paired, largest +0.044 ± 0.039 at 100 steps) and every one stays 0.15-0.25 MNC
-    # behind the baseline, so the profile keeps the official step.
+    # a 2-core CPU: 16x16 kernels, 64x64 crops, a 0.87 M-parameter U-Net trained 2,500 steps, so
+    # that the Kernel-Diff part fits its 45 minutes on an AVX2-only 2-core machine (its convolutions
+    # already run near the GEMM peak there). lr 2e-4: DDPM's value for its small models (the
+    # paper's 1e-5 suits 1 M steps, not a few thousand). 250 strided steps (eta = 1), the 12 test
+    # images in one batch, 4 trials in Fig. 5; the steps sweep on the first 6 test images. How the
+    # training budget, the step count and the guidance step move the result is measured on
+    # validation pairs, never the test images, by scripts/kerneldiff_validation.py (--train-steps,
+    # --steps, --guidance).
     "quick": KernelDiffProfile("quick", (16, 32, 32), 32, 2, TrainConfig(steps=2500, batch_size=8, lr=2e-4,
                                                                         log_every=50, checkpoint_every=250),
                                n_test=12, sample_steps=250, batch=12, step_counts=(1000, 250, 100, 50), n_sweep=6,
@@ -1123,9 +1076,14 @@ def chapter_solver(profile: str, device=None, progress: bool = True) -> Solver:
 
 def test_cases(profile: str) -> list:
     """The profile's test set: the first ``n_test`` BSD100 (BSDS500 ``val``) images, a random
-    crop each (position seeded by the image index), blurred with the symmetric boundary (§4.2:
-    "symmetric boundary conditions") by the held-out kernel of the same index
-    (``repro.synth.TEST_KERNEL_SEED`` stream), no noise. :class:`repro.evaluation.Case` list."""
+    crop each (position seeded by the image index), blurred by the held-out kernel of the same index
+    (``repro.synth.TEST_KERNEL_SEED`` stream), no noise. :class:`repro.evaluation.Case` list.
+
+    The blur is the model's own, :func:`reblur` (reflection padding, as the training pairs, the
+    guidance loss and the alternating baseline), so that the true kernel explains y exactly under
+    the reblurring loss. §4.2 speaks of "symmetric boundary conditions"; the official code pads by
+    reflection (FACTS.md), and one boundary for data, guidance and baseline keeps any method from
+    being favoured by a mismatch at the border."""
     from . import data, synth
     from .evaluation import build_cases
 
@@ -1142,7 +1100,7 @@ def test_cases(profile: str) -> list:
         left = int(torch.randint(image.shape[-1] - spec.crop + 1, (1,), generator=generator))
         images[Path(relpath).stem] = image[:, top : top + spec.crop, left : left + spec.crop]
         named_kernels[f"test{i}"] = kernels[i]
-    return build_cases(images, named_kernels, pairing="zip", blur_mode="symmetric", seed=SEED,
+    return build_cases(images, named_kernels, pairing="zip", blur_mode="reflect", seed=SEED,
                        meta={"dataset": "BSD100"})
 
 
@@ -1208,7 +1166,7 @@ def _score_rows(cases: list, estimates: dict[str, dict], solver: Solver, drk: to
     from .evaluation import evaluate, load_results
     from .metrics import mnc
 
-    wiener = wiener_solver(WIENER_NSR)
+    wiener = classical_solver()
     device = next(solver.model.parameters()).device
 
     def restore(kernels: dict, output: str):
@@ -1522,7 +1480,7 @@ def selection_summary(cases: list, found: dict) -> dict:
 
 WIENER_GUIDED_ROW = "Kernel-Diff, guided by Wiener F"
 """The ablation of F: guidance (Stage I and II) through the classical Wiener solver
-(:func:`wiener_solver`, :data:`WIENER_NSR`) instead of the learned one; its kernels are then
+(:func:`classical_solver`) instead of the learned one; its kernels are then
 restored by the learned F like every other row, so that only the kernel differs."""
 
 
@@ -1545,7 +1503,7 @@ def run_chapter(profile: str, device=None, progress: bool = True) -> dict:
     from .dil import train_variant
 
     solver = chapter_solver(profile, device, progress)
-    wiener = wiener_solver(WIENER_NSR)
+    wiener = classical_solver()
     run = trained_model(profile, device, progress)
     drk = train_variant(profile, "full", str(device), progress=progress).drk  # the D3 chapters' cache
     model = run.ema
