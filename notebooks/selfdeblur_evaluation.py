@@ -147,19 +147,11 @@ display(Markdown(
 #
 # The quick profile's inputs are {glue:text}`quick_crop` crops, not much smaller, because smaller
 # ones break the multiscale method rather than reduce it: on 64-pixel crops its coarsest scale is a
-# 32-pixel y, and a 40-pixel x is too small for $\mathcal{G}_x$'s five stride-2 levels (on
-# 64-pixel crops the improved method ended 3–10 dB below the blurred input in all 7 runs we
-# tried; `scripts/selfdeblur_probe.py --size N` re-runs such a case). {glue:text}`quick_levels`
-# They are not larger (earlier versions of this profile used
-# 128, 120 and 100 pixels) so that this part fits its 25-minute budget on a slow 2-core machine,
-# where it took 34–37 min at 120 pixels and 26.7 min at 100; a run's time goes with the pixels
-# of x. **The smaller crops hurt the original method more than the improved one**: with seed 0
-# (`scripts/selfdeblur_probe.py --method M --size S --case C`, on that slow machine, machine B of
-# the {doc}`../reproduce` page, whose rounding differs from other CPUs') the original reached +0.60 dB on
-# the Kodak input and +2.01 dB on the Levin input at 120 pixels, but −4.08 and −5.58 dB at 100
-# pixels, with kernels spread
-# over about 37 pixels; the improved method reached +1.20 and +2.62 dB at 120 pixels and +0.87
-# and +2.71 dB at 100. Part of the gap in Table 1 is therefore a product of this reduction.
+# 32-pixel y, and a 40-pixel x is too small for $\mathcal{G}_x$'s five stride-2 levels.
+# {glue:text}`quick_levels` They are not larger so that this part fits its 25-minute budget on a
+# slow 2-core machine; a run's time goes with the pixels of x. This reduction may well change the
+# comparison, and this chapter does not measure by how much: one run of any quick input at another
+# crop size, method or seed is `python scripts/selfdeblur_probe.py --method M --size S --case C`.
 #
 # ## Fig. 3: ISNR distributions on Kodak
 
