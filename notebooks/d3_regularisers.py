@@ -36,9 +36,11 @@
 # | R2, zero phase | $\operatorname{mean}_\omega \lvert \angle F(k) + \angle F(k^{-1}) \rvert$ | no shift, no phase distortion |
 # | R3, unit magnitude | $\operatorname{mean}_\omega \bigl\lvert \lvert F(k)\rvert\,\lvert F(k^{-1})\rvert - 1 \bigr\rvert$ | every frequency restored to its level |
 #
-# The identity term is exactly what FACTS.md describes (the 11×11 kernel is the input, a delta
-# the target): fed $k$ with 10 pixels of zero padding, the L-CNN outputs the full 21×21
-# convolution $k \circledast k^{-1}$. R1–R3 read that same product in the Fourier domain:
+# The identity term takes from FACTS.md its input (the 11×11 kernel itself) and its target (a
+# delta); FACTS.md gives no padding, and the padding is our choice: fed $k$ with 10 pixels of zero
+# padding, the L-CNN outputs the full 21×21 convolution $k \circledast k^{-1}$, so that every
+# pixel of the product is asked to match the delta. With "same" padding only its central 11×11
+# would be, and the DRK could spread energy into the product's outer ring at no cost. R1–R3 read that same product in the Fourier domain:
 # $F(k \circledast k^{-1}) = F(k)\,F(k^{-1})$, whose DC value is $\sum k^{-1}$ (since
 # $\sum k = 1$), whose phase is $\angle F(k) + \angle F(k^{-1})$ and whose modulus is
 # $\lvert F(k)\rvert\,\lvert F(k^{-1})\rvert$. The weights of the four terms are not in the text;

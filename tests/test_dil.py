@@ -167,6 +167,17 @@ def test_identity_term_is_the_network_fed_the_kernel():
     assert terms["identity"].item() == pytest.approx((output - delta(21)).abs().sum().item(), rel=1e-12)
 
 
+def test_identity_term_penalises_the_whole_product_not_only_its_centre():
+    """Our padding choice (FACTS.md gives none): the product k ⊛ DRK is compared with δ on all
+    21×21 pixels. A kernel and a DRK both shifted by (+5, +5) put the product's mass at (+10, +10),
+    outside the central 11×11 that "same" padding would see: the full term counts the missing
+    delta and the stray mass (2), a "same" crop would count only the missing delta (1)."""
+    k, drk = delta(at=(10, 10)), delta(at=(10, 10))
+    assert dil.dil_terms(k, drk)["identity"].item() == pytest.approx(2.0)
+    product = dil._full_convolution(k[None], drk)[0]
+    assert product[20, 20].item() == 1.0 and (product[5:16, 5:16] - delta()).abs().sum().item() == 1.0
+
+
 def test_loss_is_the_weighted_sum_and_has_finite_gradients():
     model = dil.LinearCNN(seed=8).double()
     kernels = torch.stack([delta(), gaussian(11, 1.5, dtype=torch.float64), delta(at=(0, 0))])

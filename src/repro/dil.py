@@ -262,10 +262,11 @@ def dil_terms(kernels: torch.Tensor, drk: torch.Tensor) -> dict[str, torch.Tenso
     frequency-grid index 0, so a centred symmetric kernel has zero phase):
 
     * ``identity``  ‖o − δ‖₁, summed over pixels: the identity relation k ⊛ k⁻¹ = δ (summary,
-      "Mechanism 1"). This is exactly the loss of the L-CNN fed the kernel itself with a delta
-      as target (FACTS.md: "Training input: the 11×11 blur kernel itself; target: a delta"):
-      ``lcnn_apply(model, k, "full") == k ⊛ collapse(model)``; computing it through the DRK gives
-      the same function and gradients at ~1/200 of the cost.
+      "Mechanism 1"). FACTS.md gives the input (the 11×11 blur kernel itself) and the target (a
+      delta) but no padding; ours is the full output, the L-CNN fed k with r − 1 pixels of zero
+      padding (``lcnn_apply(model, k, "full") == k ⊛ collapse(model)``), so that every pixel of
+      the product is penalised: with "same" padding the outer ring of o would go unpenalised.
+      Computing it through the DRK gives the same function and gradients at ~1/200 of the cost.
     * ``area``      |1 − Σ DRK| (R1, area preservation).
     * ``phase``     mean over frequencies of |∠(F(k)·F(DRK))|, i.e. ∠F(k) + ∠F(DRK) wrapped to
       (−π, π], vs 0 (R2, zero phase); frequencies with |F(o)| < :data:`PHASE_MIN_MAGNITUDE`
