@@ -186,3 +186,39 @@ def test_kerneldiff_validation_scores_every_sampler_on_the_same_pairs(capsys):
     with pytest.raises(SystemExit):
         validation.main(["--guidance", "0"])
     assert "--guidance multipliers must be positive" in capsys.readouterr().err
+
+
+def _executed_notebook(path: Path, value: str, printed: str, seconds: str) -> None:
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    glued = nbformat.v4.new_output("display_data", data={"text/plain": repr(value)},
+                                   metadata={"scrapbook": {"name": "psnr", "mime_prefix": ""}})
+    cells = [nbformat.v4.new_code_cell("glue('psnr', ...)", outputs=[glued]),
+             nbformat.v4.new_code_cell("print(...)", outputs=[
+                 nbformat.v4.new_output("stream", name="stdout", text=f"{printed}\nran in {seconds} s\n"),
+                 nbformat.v4.new_output("stream", name="stderr", text=f"progress {seconds}\n")])]
+    nb.cells = [nbformat.v4.new_markdown_cell("# A chapter")] + cells
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, path)
+
+
+def test_compare_notebooks_names_each_changed_number(tmp_path, capsys):
+    compare = _script("compare_notebooks")
+    _executed_notebook(tmp_path / "old" / "ch.ipynb", "25.08", "MNC 0.433", "12.5")
+    _executed_notebook(tmp_path / "new" / "ch.ipynb", "25.08", "MNC 0.433", "14.1")
+    # only the wall time (and the progress bar, never compared) differs: identical when ignored
+    assert compare.main([str(tmp_path / "old"), str(tmp_path / "new"), "--ignore", r"^ran in"]) == 0
+    assert compare.main([str(tmp_path / "old"), str(tmp_path / "new")]) == 1
+    assert "-ran in 12.5 s" in capsys.readouterr().out
+    _executed_notebook(tmp_path / "new" / "ch.ipynb", "25.81", "MNC 0.431", "12.5")
+    report = tmp_path / "report.md"
+    assert compare.main([str(tmp_path / "old"), str(tmp_path / "new"), "--report", str(report)]) == 1
+    text = report.read_text()
+    assert "## ch.ipynb" in text and "### code cell 0" in text and "glue `psnr`: \"'25.08'\" → \"'25.81'\"" in text
+    assert "-MNC 0.433" in text and "+MNC 0.431" in text and "1 notebook(s) differ" in text
+    (tmp_path / "new" / "ch.ipynb").unlink()
+    assert compare.main([str(tmp_path / "old"), str(tmp_path / "new")]) == 1
+    assert "missing:" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        compare.main([str(tmp_path / "absent"), str(tmp_path / "new")])
