@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from repro import nonblind, synth
-from repro.nonblind import LearnedWiener, gradient_energy, tikhonov, wiener
+from repro.nonblind import LearnedWiener, gradient_energy, sparse_deconv, tikhonov, wiener
 from repro.store import load_json
 from repro.ops import blur
 
@@ -156,6 +156,154 @@ def test_errors(call, match):
     y, k = _rand(2, 1, 4, 6), _well_conditioned_kernel(size=(3, 3))
     with pytest.raises(ValueError, match=match):
         call(y, k)
+
+
+# --------------------------------------------------------------------------------------------
+# the sparse-prior solver (Levin et al. 2007), eq. (S)
+# --------------------------------------------------------------------------------------------
+
+
+def _filters():
+    return [(torch.tensor(f, dtype=torch.float64), c)
+            for f, c in zip(nonblind.SPARSE_FILTERS, nonblind.SPARSE_FILTER_WEIGHTS)]
+
+
+def _mirrored(y):
+    """[[y, y⇆], [y⇅, y⇅⇆]]: the (2H, 2W) image of the "symmetric" mode, built by hand."""
+    top = torch.cat([y, y.flip(-1)], dim=-1)
+    return torch.cat([top, top.flip(-2)], dim=-2)
+
+
+def _sparse_energy(x, y, k, lam, alpha, eps=nonblind.SPARSE_FLOOR):
+    """E(x) of eq. (S) on the circular grid, from ops.blur and the filter taps (differentiable)."""
+    data = (blur(x, k, "circular") - y).square().sum()
+    prior = 0.0
+    for f, c in _filters():
+        d = blur(x, f, "circular", "corr").abs()
+        power = d.clamp_min(eps) ** alpha  # clamped: no infinite gradient in the branch not taken
+        rho = torch.where(d >= eps, power, alpha / 2 * eps ** (alpha - 2) * d**2 + (1 - alpha / 2) * eps**alpha)
+        prior = prior + c * rho.sum()
+    return data + lam * prior
+
+
+def _piecewise_constant(side=40):
+    i = torch.arange(side, dtype=torch.float64)
+    block = ((i[:, None] > side // 4) & (i[None, :] < side // 2)).double()
+    corner = (i[:, None] + i[None, :] > side).double()
+    return (0.2 + 0.5 * block + 0.25 * corner).expand(1, 1, side, side).clone()
+
+
+def _noisy_circular_blur(x, k, seed):
+    """k ⊛ x (circular) plus white noise of σ = 0.01."""
+    noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    return blur(x, k, "circular") + 0.01 * noise
+
+
+@pytest.mark.parametrize("mode", ("circular", "symmetric"))
+@pytest.mark.parametrize("op", ("conv", "corr"))
+def test_sparse_with_alpha_2_solves_the_quadratic_problem(mode, op):
+    # α = 2: eq. (S) is ‖k ⊛ x − y‖² + λ Σ_f c_f ‖f ⊛ x‖², solved here by dense normal
+    # equations on the grid of the mode (y mirrored by hand for "symmetric")
+    H, W = 4, 5
+    y, k = _rand(1, 1, H, W), _rand(3, 2, seed=3)
+    k = k / k.sum()
+    grid_y = y if mode == "circular" else _mirrored(y)
+    gh, gw = grid_y.shape[-2:]
+    A = _circulant(k, gh, gw, op)
+    lam = 0.05
+    prior = sum(c * _circulant(f, gh, gw, "corr").T @ _circulant(f, gh, gw, "corr") for f, c in _filters())
+    expected = torch.linalg.solve(A.T @ A + lam * prior, A.T @ grid_y.flatten()).reshape(gh, gw)[:H, :W]
+    x = sparse_deconv(y, k, lam=lam, alpha=2.0, iterations=1, cg_iterations=4, mode=mode, op=op)
+    torch.testing.assert_close(x[0, 0], expected, rtol=0, atol=1e-10)
+    # the Gaussian start (weight 4λ on every filter) is elsewhere: the conjugate gradients moved it
+    start = sparse_deconv(y, k, lam=lam, alpha=2.0, iterations=0, mode=mode, op=op)
+    assert (start[0, 0] - expected).abs().max() > 1e-3
+
+
+def test_sparse_objective_decreases_over_the_iterations():
+    x = _piecewise_constant(24)
+    k = _gaussian(5, 1.0)
+    y = _noisy_circular_blur(x, k, seed=0)
+    lam, alpha = 0.002, 0.8
+    # few conjugate-gradient steps: warm starts keep the decrease however inexact the solves
+    energies = [float(_sparse_energy(sparse_deconv(y, k, lam, alpha, iterations=t, cg_iterations=3, mode="circular"),
+                                     y, k, lam, alpha)) for t in range(7)]
+    assert all(b <= a * (1 + 1e-12) for a, b in zip(energies, energies[1:])), energies
+    assert energies[-1] < 0.9 * energies[0]
+
+
+def test_sparse_reaches_a_stationary_point_of_the_objective():
+    # α = 1.5 makes eq. (S) convex: IRLS converges to its minimiser, where the gradient
+    # 2Kᵀ(Kx − y) + λ Σ_f c_f Fᵀ ρ_ε'(F x) vanishes (computed here by autograd)
+    x = _piecewise_constant(16)
+    k = _gaussian(5, 1.0)
+    y = _noisy_circular_blur(x, k, seed=1)
+    lam, alpha = 0.01, 1.5
+
+    def gradient_norm(iterations):
+        v = sparse_deconv(y, k, lam, alpha, iterations=iterations, cg_iterations=10, mode="circular")
+        (grad,) = torch.autograd.grad(_sparse_energy(v.requires_grad_(), y, k, lam, alpha), v)
+        return float(grad.norm())
+
+    assert gradient_norm(30) < 1e-8 * gradient_norm(0)
+
+
+def test_sparse_prior_beats_tikhonov_on_a_piecewise_constant_image():
+    x = _piecewise_constant(40)
+    k = torch.zeros(7, 7, dtype=torch.float64)
+    k[3, :] = 1 / 7  # horizontal motion
+    y = blur(x, k, "circular") + 0.005 * torch.randn(x.shape, generator=torch.Generator().manual_seed(2),
+                                                       dtype=torch.float64)
+    sparse_error = (sparse_deconv(y, k, mode="circular") - x).square().mean()
+    tikhonov_error = min((tikhonov(y, k, lam, mode="circular") - x).square().mean() for lam in (1e-4, 1e-3, 1e-2, 1e-1))
+    assert sparse_error < 0.8 * tikhonov_error
+
+
+def test_sparse_is_deterministic_batched_and_keeps_the_dtype():
+    y, k = _rand(2, 2, 12, 10), _well_conditioned_kernel((2,), size=(3, 3))
+    first = sparse_deconv(y, k)
+    assert torch.equal(first, sparse_deconv(y, k))
+    for b in range(2):  # every image and channel is its own problem
+        torch.testing.assert_close(first[b:b + 1], sparse_deconv(y[b:b + 1], k[b]), rtol=0, atol=1e-12)
+    single = sparse_deconv(y.float(), k.float())
+    assert single.dtype == torch.float32 and single.shape == y.shape
+    torch.testing.assert_close(single, first.float(), rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"lam": -1e-3}, "lam must be >= 0"),
+        ({"lam": float("nan")}, "lam must be finite"),
+        ({"alpha": 0.0}, "alpha must be > 0"),
+        ({"alpha": 2.5}, r"alpha must be in \(0, 2\]"),
+        ({"alpha": float("nan")}, "alpha must be finite"),
+        ({"iterations": -1}, "iterations must be an int >= 0"),
+        ({"iterations": 1.5}, "iterations must be an int >= 0"),
+        ({"cg_iterations": 0}, "cg_iterations must be a positive int"),
+        ({"mode": "reflect"}, "mode must be one of"),
+        ({"op": "flip"}, "op must be one of"),
+    ],
+)
+def test_sparse_errors(kwargs, match):
+    y, k = _rand(2, 1, 6, 6), _well_conditioned_kernel(size=(3, 3))
+    with pytest.raises(ValueError, match=match):
+        sparse_deconv(y, k, **kwargs)
+
+
+@pytest.mark.parametrize(
+    "y, k, match",
+    [
+        (_rand(6, 6), _gaussian(3), "y must have 4 dimensions"),
+        (_rand(1, 1, 6, 6) * float("nan"), _gaussian(3), "y contains NaN or Inf"),
+        (_rand(1, 1, 6, 6), _gaussian(3).float(), "k has dtype torch.float32"),
+        (_rand(2, 1, 6, 6), _gaussian(3)[None].expand(3, 3, 3), "batch size 2"),
+        (_rand(1, 1, 3, 3), _gaussian(7), "larger than the 6x6 grid"),
+    ],
+)
+def test_sparse_input_errors(y, k, match):
+    with pytest.raises(ValueError, match=match):
+        sparse_deconv(y, k)
 
 
 # --------------------------------------------------------------------------------------------

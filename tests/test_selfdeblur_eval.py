@@ -144,6 +144,22 @@ def test_changed_config_recomputes_only_its_runs(tmp_path):
     assert se.load_run(tmp_path, second[0])["loss_curve"].shape == (4,)
 
 
+def test_changed_oracle_rescores_the_stored_runs_without_rerunning(tmp_path, monkeypatch):
+    cases = _cases()
+    first = se.evaluate_runs(cases, TINY, [0], tmp_path, device="cpu", progress=False, workers=1)
+    assert all(r["oracle"] == se.ORACLE for r in first)
+    changed = dict(se.ORACLE, lam=10 * se.ORACLE["lam"])
+    monkeypatch.setattr(se, "ORACLE", changed)
+    second = se.evaluate_runs(cases, TINY, [0], tmp_path, device="cpu", progress=False, workers=1)
+    for a, b in zip(first, second):
+        assert (b["key"], b["seconds"]) == (a["key"], a["seconds"])  # not rerun
+        assert b["oracle"] == changed and b["metrics"]["psnr"] == a["metrics"]["psnr"]
+        assert b["metrics"]["error_ratio"] != a["metrics"]["error_ratio"]
+        stored = se.load_run(tmp_path, b)
+        assert stored["metrics"] == b["metrics"] == se.score_run(cases[0], stored["x_hat"], stored["k_hat"])
+    assert se.load_records(tmp_path) == {r["id"]: r for r in second}
+
+
 def test_batched_group_stores_one_record_per_seed(tmp_path):
     cases = _cases(dtype=torch.float64)  # float64: batched = single up to rounding (test_selfdeblur)
     records = se.evaluate_runs(cases, {"original": TINY["original"]}, [3, 4], tmp_path, device="cpu",

@@ -110,6 +110,10 @@ reference a method has to beat to help at all."""
 REFERENCE = METHODS[0]
 STOCHASTIC = ("SelfDeblur, original", "SelfDeblur, improved", "Kernel-Diff, guided")
 
+TIKHONOV_ORACLE_LAMBDA = 1e-3
+"""Weight of the gradient prior of the "Tikhonov, true k (oracle)" row: ``nonblind.tikhonov``'s
+default, not tuned."""
+
 
 # --------------------------------------------------------------------------------------------
 # 1. Profiles
@@ -348,7 +352,7 @@ def _selfdeblur_adapter(variant: str, profile: str, device) -> Adapter:
 def adapters(profile: str, device=None, progress: bool = True) -> dict[str, Adapter]:
     """The benchmark's methods (:data:`METHODS`) for ``profile``, models loaded or trained by
     their own chapters (module docstring)."""
-    from . import dil, kerneldiff, methods, nonblind, selfdeblur_eval
+    from . import dil, kerneldiff, methods, nonblind
 
     settings = get_profile(profile)
     device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -367,7 +371,7 @@ def adapters(profile: str, device=None, progress: bool = True) -> dict[str, Adap
     def tikhonov_oracle(case, seed):
         y = _y(case).to(device)
         k = case.k.to(device=device, dtype=y.dtype)
-        return nonblind.tikhonov(y, k, selfdeblur_eval.ORACLE_LAMBDA).clamp(0, 1), None
+        return nonblind.tikhonov(y, k, TIKHONOV_ORACLE_LAMBDA).clamp(0, 1), None
 
     def wiener_guess(case, seed):
         return methods.deblur("wiener", _y(case), noise_sigma=0.0, **common)
@@ -382,7 +386,7 @@ def adapters(profile: str, device=None, progress: bool = True) -> dict[str, Adap
     table = [
         Adapter(REFERENCE, _timed(lambda case, seed: (_y(case), None), device), ""),
         Adapter("Wiener, true k (oracle)", _timed(wiener_oracle, device), classical, oracle=True),
-        Adapter("Tikhonov, true k (oracle)", _timed(tikhonov_oracle, device), f"lam={selfdeblur_eval.ORACLE_LAMBDA}",
+        Adapter("Tikhonov, true k (oracle)", _timed(tikhonov_oracle, device), f"lam={TIKHONOV_ORACLE_LAMBDA}",
                 oracle=True),
         Adapter("Wiener, Gaussian guess", _timed(wiener_guess, device), classical),
         Adapter("unsharp masking", _timed(lambda case, seed: (dil.unsharp_mask(_y(case).to(device)), None), device),
