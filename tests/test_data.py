@@ -212,7 +212,7 @@ def test_levin_images_and_kernels():
         np.testing.assert_allclose(
             (p / p.max()).numpy(), (oriented / oriented.max()).numpy(), atol=0.5 / 255 + 1e-9
         )
-        assert data.kernel_content_sha256(k.numpy()) == data._registry.LEVIN_KERNEL_CONTENT[
+        assert data.kernel_content_sha256(k.numpy()) == data.LEVIN_KERNEL_CONTENT[
             f"kernel{j}"
         ][1]
 
@@ -327,7 +327,7 @@ def test_fake_mirror_levin_kernels_checked_by_content(fake_mirror):
     kernels["kernel5"] = kernels["kernel5"].copy()
     kernels["kernel5"][6, 6] += 1e-12
     np.savez(target, **kernels)
-    expected = data._registry.LEVIN_KERNEL_CONTENT["kernel5"][1]
+    expected = data.LEVIN_KERNEL_CONTENT["kernel5"][1]
     with pytest.raises(data.DataError) as info:
         data.levin_kernel(1)
     message = str(info.value)

@@ -46,7 +46,6 @@ import requests
 import torch
 from PIL import Image
 
-from . import _registry
 from ._checks import check_choice
 from .store import atomic_path
 
@@ -116,7 +115,28 @@ def _make_entry(relpath: str, sha256: str) -> DataFile:
     raise DataError(f"registry entry {relpath!r} belongs to no known data set")
 
 
-_REGISTRY = {relpath: _make_entry(relpath, sha) for relpath, sha in _registry.SHA256.items()}
+def _read_registry() -> dict[str, str]:
+    """relpath → SHA-256 from ``data_registry.txt`` beside this module (pooch's registry format)."""
+    text = importlib.resources.files(__package__).joinpath("data_registry.txt").read_text()
+    return dict(line.split() for line in text.splitlines() if line.strip() and not line.startswith("#"))
+
+
+_REGISTRY = {relpath: _make_entry(relpath, sha) for relpath, sha in _read_registry().items()}
+
+LEVIN_KERNEL_CONTENT = {
+    # name: (shape, SHA-256 of the float64 C-order bytes)
+    "kernel1": ((19, 19), "790503b6f3f449eb344dbd02c892c987962b281b0e9d4242bd257345884d66b1"),
+    "kernel2": ((17, 17), "535770f6c9e43566c99c37f273f481d9adaf7db3bac278b60e8f4abfae243f30"),
+    "kernel3": ((15, 15), "e8388c216270ab4293711cc6c08cd62dfb5c727c4398a80e9e8f51b7ed5dcc80"),
+    "kernel4": ((27, 27), "79c819c0c8774b157b59684aba75a597f44ec5e65995ac59f76aabbbaf0e794d"),
+    "kernel5": ((13, 13), "11b770c03177aee0f60b6c99e194d18da4ac54e5d89be8b594a51b7e605da4f6"),
+    "kernel6": ((21, 21), "cb1f9bcda612b0d9f1b7a08056ae85eefcc5bb90640846a9cd5b1ed273647d75"),
+    "kernel7": ((23, 23), "f24d5b12ba26328cad24e5dba2bfdcb5c778e35713e7899051fb8006411a34cd"),
+    "kernel8": ((23, 23), "66c2fffff5ffd9fdf9428f7bd218c9839425137d6ff18738f058ff1f5052e172"),
+}
+"""The Levin float kernels' shapes and content hashes (:func:`kernel_content_sha256` of the
+arrays in the mirror's ``levin/levin_kernels.npz``): hashes of the values, whatever the bytes of
+the file that holds them."""
 
 _DATASETS = {
     "levin": (
@@ -220,7 +240,7 @@ def _stamp(path: Path) -> tuple[int, int, int]:
 
 def _check_kernel_content(kernels: dict, where: str) -> None:
     """Raise a DataError unless ``kernels`` holds exactly the registered Levin float kernels."""
-    expected = _registry.LEVIN_KERNEL_CONTENT
+    expected = LEVIN_KERNEL_CONTENT
     if sorted(kernels) != sorted(expected):
         raise DataError(f"{where} holds {sorted(kernels)}, expected the keys {sorted(expected)}")
     for name, (shape, sha) in expected.items():
