@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from repro import kernels, metrics, ops
+from repro._checks import count_parameters
 from repro import selfdeblur as sd
 from repro.selfdeblur import (
     ImageGenerator,
@@ -21,7 +22,6 @@ from repro.selfdeblur import (
     LossWeights,
     NonLocalBlock,
     SelfDeblurConfig,
-    count_parameters,
     crop_to_observation,
     data_loss,
     kernel_l2,

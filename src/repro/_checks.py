@@ -1,4 +1,4 @@
-"""Input validation shared by every public function.
+"""Input validation shared by every public function, and the few helpers every module needs.
 
 Each check raises ``ValueError`` naming the argument and what was expected; none uses
 ``assert`` (which disappears under ``python -O``).
@@ -6,7 +6,9 @@ Each check raises ``ValueError`` naming the argument and what was expected; none
 
 from __future__ import annotations
 
+import numpy as np
 import torch
+from torch import nn
 
 FLOAT_DTYPES = (torch.float32, torch.float64)
 
@@ -55,3 +57,32 @@ def check_positive_int(value, name: str, allow_none: bool = False) -> int | None
     if not (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
         raise ValueError(f"{name} must be {'None or ' if allow_none else ''}a positive int, got {value!r}")
     return value
+
+
+def is_int(value, minimum: int | None = None) -> bool:
+    """Whether ``value`` is an integer (Python or NumPy, not a bool), at least ``minimum`` if given."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        return False
+    return minimum is None or value >= minimum
+
+
+def check_int(value, name: str, minimum: int = 1) -> int:
+    """Check that ``value`` is an integer (not a bool) >= ``minimum``; return it as an int."""
+    if not is_int(value, minimum):
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def resolve_device(device) -> torch.device:
+    """``device`` as a ``torch.device``; None means CUDA where available, else the CPU."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device must name a torch device such as 'cpu' or 'cuda', got {device!r}") from None
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of scalar parameters of ``model`` (every module here trains all of its parameters)."""
+    return sum(p.numel() for p in model.parameters())

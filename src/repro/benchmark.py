@@ -78,7 +78,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import metrics
-from ._checks import check_choice, check_positive_int
+from ._checks import check_choice, check_positive_int, resolve_device
 from .evaluation import Case, build_cases, counted
 from .store import check_profile, load_cached, results_dir, save_json
 
@@ -355,7 +355,7 @@ def adapters(profile: str, device=None, progress: bool = True) -> dict[str, Adap
     from . import dil, kerneldiff, methods, nonblind
 
     settings = get_profile(profile)
-    device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = resolve_device(device)
     common = {"device": device, "profile": profile, "progress": False}
 
     # the other chapters' models: loaded from their caches (trained there if missing)

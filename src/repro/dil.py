@@ -50,7 +50,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import ops
-from ._checks import check_choice, check_positive, check_positive_int, check_tensor
+from ._checks import check_choice, check_positive, check_positive_int, check_tensor, count_parameters
 from ._schedule import half_cosine_lr
 from ._threads import check_workers, fixed_cpu_threads, parallel_map
 from .store import (check_profile, load_cached, load_checkpoint, load_json, move_aside, results_dir, save_checkpoint,
@@ -98,11 +98,6 @@ class LinearCNN(nn.Module):
         for layer in self.layers:
             x = layer(x)
         return x
-
-
-def count_parameters(model: nn.Module) -> int:
-    """Number of learnable weights (28,224 for the paper's L-CNN)."""
-    return sum(p.numel() for p in model.parameters())
 
 
 def multiply_adds_per_pixel(model: LinearCNN) -> int:

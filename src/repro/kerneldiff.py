@@ -51,15 +51,11 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import dil
-from ._checks import check_positive, check_positive_int, check_tensor
+from ._checks import check_positive, check_positive_int, check_tensor, count_parameters, is_int, resolve_device
 from ._threads import fixed_cpu_threads
 from .store import check_profile, load_cached, load_checkpoint, move_aside, results_dir, save_checkpoint, save_json
 
 Solver = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-
-
-def _is_int(value, minimum: int = 0) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
 
 
 # --------------------------------------------------------------------------------------------
@@ -152,7 +148,7 @@ class Schedule:
     """
 
     def __init__(self, T: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02):
-        if not _is_int(T, 2):
+        if not is_int(T, 2):
             raise ValueError(f"T must be an int >= 2, got {T!r}")
         check_positive(beta_start, "beta_start")
         check_positive(beta_end, "beta_end")
@@ -214,7 +210,7 @@ class Schedule:
 
     def timesteps(self, steps: int) -> list[int]:
         """``steps`` timesteps from T − 1 down to 0, evenly spaced (all of them for steps = T)."""
-        if not _is_int(steps, 1) or steps > self.T:
+        if not is_int(steps, 1) or steps > self.T:
             raise ValueError(f"steps must be an int in [1, {self.T}], got {steps!r}")
         if steps == 1:
             return [self.T - 1]
@@ -251,7 +247,7 @@ class UNetConfig:
     def __post_init__(self):
         for name in ("image_size", "kernel_size", "encoder_blocks", "decoder_blocks", "time_dim", "attention_heads"):
             check_positive_int(getattr(self, name), f"UNetConfig.{name}")
-        if not (isinstance(self.channels, tuple) and self.channels and all(_is_int(c, 1) for c in self.channels)):
+        if not (isinstance(self.channels, tuple) and self.channels and all(is_int(c, 1) for c in self.channels)):
             raise ValueError(f"UNetConfig.channels must be a non-empty tuple of positive ints, got {self.channels!r}")
         if self.kernel_size > self.image_size:
             raise ValueError(f"UNetConfig: kernel_size {self.kernel_size} exceeds image_size {self.image_size}")
@@ -446,11 +442,6 @@ class KernelUNet(nn.Module):
         return F.adaptive_avg_pool2d(out, cfg.kernel_size)
 
 
-def count_parameters(model: nn.Module) -> int:
-    """Number of learnable weights."""
-    return sum(p.numel() for p in model.parameters())
-
-
 def parameter_count(config: UNetConfig) -> int:
     """Parameters of ``KernelUNet(config)``, built on the meta device (no memory, no time)."""
     with torch.device("meta"):
@@ -561,9 +552,9 @@ def train(unet: UNetConfig, config: TrainConfig, data, seed: int = 0, checkpoint
     """
     if not isinstance(unet, UNetConfig) or not isinstance(config, TrainConfig):
         raise ValueError("unet must be a UNetConfig and config a TrainConfig")
-    if not _is_int(seed):
+    if not is_int(seed, 0):
         raise ValueError(f"seed must be an int >= 0, got {seed!r}")
-    if stop_at is not None and not _is_int(stop_at):
+    if stop_at is not None and not is_int(stop_at, 0):
         raise ValueError(f"stop_at must be None or an int >= 0, got {stop_at!r}")
     if not callable(getattr(data, "batch", None)):
         raise ValueError("data must have a method batch(step, batch_size, device) (repro.synth.BlurPairs)")
@@ -688,7 +679,7 @@ def _in_chunks(fn, max_batch: int | None, *tensors: torch.Tensor):
 
 
 def _check_max_batch(max_batch) -> None:
-    if max_batch is not None and not _is_int(max_batch, 1):
+    if max_batch is not None and not is_int(max_batch, 1):
         raise ValueError(f"max_batch must be None or an int >= 1, got {max_batch!r}")
 
 
@@ -770,19 +761,19 @@ def sample(model: KernelUNet, y: torch.Tensor, solver: Solver | None = None, gui
         raise ValueError(f"y must be (B, 3, {cfg.image_size}, {cfg.image_size}) for this model, got {tuple(y.shape)}")
     if guided and solver is None:
         raise ValueError("guided sampling needs a non-blind solver (solver=...)")
-    if not _is_int(n_samples, 1) or not _is_int(seed):
+    if not is_int(n_samples, 1) or not is_int(seed, 0):
         raise ValueError(f"n_samples must be an int >= 1 and seed an int >= 0, got {n_samples!r}, {seed!r}")
     eta = check_positive(eta, "eta", allow_zero=True)
     schedule = schedule or Schedule()
     steps = schedule.T if steps is None else steps
     timesteps = schedule.timesteps(steps)
     refine_steps = (REFINE_STEPS if guided else 0) if refine_steps is None else refine_steps
-    if not _is_int(refine_steps):
+    if not is_int(refine_steps, 0):
         raise ValueError(f"refine_steps must be an int >= 0, got {refine_steps!r}")
     if refine_steps > 0 and solver is None:
         raise ValueError("the Stage II refinement needs a non-blind solver (solver=...)")
     trace_every = max(1, len(timesteps) // 50) if trace_every is None else trace_every
-    if not _is_int(trace_every, 1):
+    if not is_int(trace_every, 1):
         raise ValueError(f"trace_every must be an int >= 1, got {trace_every!r}")
     _check_max_batch(max_batch)
 
@@ -851,7 +842,7 @@ def choose_by_residual(result: SampleResult, n_samples: int) -> tuple[torch.Tens
     apart (the identity kernel explains y almost perfectly: the Kernel-Diff sampling chapter)."""
     if result.final_residual is None:
         raise ValueError("choosing by residual needs samples drawn with a solver (sample(..., solver=...))")
-    if not _is_int(n_samples, 1) or result.kernels.shape[0] % n_samples:
+    if not is_int(n_samples, 1) or result.kernels.shape[0] % n_samples:
         raise ValueError(f"n_samples must be an int >= 1 that divides the {result.kernels.shape[0]} samples, "
                          f"got {n_samples!r}")
     residual = result.final_residual.view(-1, n_samples)
@@ -925,7 +916,7 @@ class KernelDiffProfile:
             if not 1 <= getattr(self, name) <= self.n_test:
                 raise ValueError(f"KernelDiffProfile {self.name!r}: {name} must be in 1..n_test = {self.n_test}, "
                                  f"got {getattr(self, name)}")
-        if not _is_int(self.n_select, 1):
+        if not is_int(self.n_select, 1):
             raise ValueError(f"KernelDiffProfile {self.name!r}: n_select must be an int >= 1, got {self.n_select!r}")
         if self.select_steps not in self.step_counts or self.select_steps == self.sample_steps:
             raise ValueError(f"KernelDiffProfile {self.name!r}: select_steps must be one of step_counts "
@@ -968,10 +959,6 @@ PROFILES = {
 def get_profile(profile: str) -> KernelDiffProfile:
     """The :class:`KernelDiffProfile` of ``profile``; ValueError for an unknown one."""
     return PROFILES[check_profile(profile)]
-
-
-def _device(device) -> torch.device:
-    return torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
 
 
 def _train_config(profile: str, steps: int | None) -> TrainConfig:
@@ -1026,7 +1013,7 @@ def trained_model(profile: str, device=None, progress: bool = True, steps: int |
 
     settings, spec = get_profile(profile), synth.data_profile(profile)
     config = _train_config(profile, steps)
-    device = _device(device)
+    device = resolve_device(device)
     unet, schedule = settings.unet(), Schedule()
     data_key = _jsonable(dataclasses.asdict(spec))
     path, identity = model_path(profile, steps), profile_run_identity(profile, steps)
@@ -1063,7 +1050,7 @@ def chapter_solver(profile: str, device=None, progress: bool = True) -> Solver:
     read from its cache or trained), frozen, as a :data:`Solver` with a ``key``."""
     from . import nonblind
 
-    model = nonblind.train_learned_wiener(profile, device=_device(device), progress=progress).eval()
+    model = nonblind.train_learned_wiener(profile, device=resolve_device(device), progress=progress).eval()
     model.requires_grad_(False)
 
     def solve(y: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
@@ -1497,7 +1484,7 @@ def run_chapter(profile: str, device=None, progress: bool = True) -> dict:
     and resumable.
     """
     settings = get_profile(profile)
-    device = _device(device)
+    device = resolve_device(device)
     folder = results_dir(profile, CHAPTER)
     schedule = Schedule()
     from .dil import train_variant

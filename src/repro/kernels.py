@@ -38,7 +38,7 @@ from scipy import ndimage
 from skimage.draw import line as draw_line
 from skimage.transform import downscale_local_mean
 
-from repro._checks import FLOAT_DTYPES, check_positive, check_tensor
+from ._checks import FLOAT_DTYPES, check_int, check_positive, check_tensor, is_int
 
 #: Variance bins of the D3 "mild blur" test set (FACTS.md, NSD-DIL / D3, *unverified* protocol):
 #: each bin bounds the covariance eigenvalues (px^2) of the test kernels.
@@ -54,15 +54,11 @@ _BORODENKO_EPS = 0.1
 # ---------------------------------------------------------------------------------------------
 
 
-def _is_int(value) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-
-
 def _shape(size, name: str = "size") -> tuple[int, int]:
     """``size`` as ``(h, w)``: an int (square) or a pair of ints, each >= 1."""
-    if _is_int(size):
+    if is_int(size):
         dims = (int(size), int(size))
-    elif isinstance(size, (tuple, list)) and len(size) == 2 and all(_is_int(s) for s in size):
+    elif isinstance(size, (tuple, list)) and len(size) == 2 and all(is_int(s) for s in size):
         dims = (int(size[0]), int(size[1]))
     else:
         raise ValueError(f"{name} must be an int or a pair of ints (h, w), got {size!r}")
@@ -74,7 +70,7 @@ def _shape(size, name: str = "size") -> tuple[int, int]:
 def _rng(seed) -> np.random.Generator:
     if isinstance(seed, np.random.Generator):
         return seed
-    if _is_int(seed) and seed >= 0:
+    if is_int(seed) and seed >= 0:
         return np.random.default_rng(int(seed))
     raise ValueError(f"seed must be an int >= 0 or a numpy.random.Generator, got {seed!r}")
 
@@ -103,12 +99,6 @@ def _check_range(value, name: str) -> tuple[float, float]:
     if hi < lo:
         raise ValueError(f"{name} must satisfy low <= high, got {value!r}")
     return lo, hi
-
-
-def _check_count(value, name: str) -> int:
-    if not _is_int(value) or value < 1:
-        raise ValueError(f"{name} must be an int >= 1, got {value!r}")
-    return int(value)
 
 
 def _check_finite(value, name: str) -> float:
@@ -344,7 +334,7 @@ def random_kernel_gallery(
     params)`` where ``params`` holds float64 numpy arrays ``"lambda1"``, ``"lambda2"``,
     ``"theta"`` of length n (e.g. to make a held-out split or variance bins).
     """
-    n = _check_count(n, "n")
+    n = check_int(n, "n")
     shape = _shape(size)
     lo, hi = _check_range(eigenvalue_range, "eigenvalue_range")
     noise = check_positive(noise, "noise", allow_zero=True)
@@ -552,7 +542,7 @@ def motion_kernel_boracchi_foi(
     """
     h, w = _shape(size)
     exposure = _check_fraction(exposure, "exposure", allow_zero=False)
-    num_samples = _check_count(num_samples, "num_samples")
+    num_samples = check_int(num_samples, "num_samples")
     if num_samples < 2:
         raise ValueError(f"num_samples must be >= 2, got {num_samples!r}")
     if anxiety is not None:

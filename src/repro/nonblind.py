@@ -79,7 +79,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import synth
-from ._checks import check_choice, check_positive, check_positive_int, check_tensor
+from ._checks import check_choice, check_positive, check_positive_int, check_tensor, count_parameters, resolve_device
 from ._schedule import half_cosine_lr
 from ._threads import fixed_cpu_threads
 from .ops import OPS, check_image_kernel, pad, psf2otf
@@ -496,11 +496,6 @@ def multiscale_l1(outputs: list[torch.Tensor], x: torch.Tensor) -> torch.Tensor:
     return loss
 
 
-def count_parameters(model: nn.Module) -> int:
-    """Number of trainable parameters."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
-
-
 # --------------------------------------------------------------------------------------------
 # Training, profiles, cache
 # --------------------------------------------------------------------------------------------
@@ -593,12 +588,6 @@ def _psnr(x_hat: torch.Tensor, x: torch.Tensor) -> float:
     return float((10 * torch.log10(1 / mse)).mean())
 
 
-def _resolve_device(device) -> torch.device:
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
 def train_learned_wiener(profile: str, device=None, progress: bool = True, seed: int = 0,
                          stop_at: int | None = None, images=None, config: SolverProfile | None = None,
                          ) -> LearnedWiener:
@@ -627,7 +616,7 @@ def train_learned_wiener(profile: str, device=None, progress: bool = True, seed:
         raise ValueError(f"seed must be an int >= 0, got {seed!r}")
     if stop_at is not None and not (isinstance(stop_at, int) and stop_at >= 0):
         raise ValueError(f"stop_at must be None or an int >= 0, got {stop_at!r}")
-    device = _resolve_device(device)
+    device = resolve_device(device)
     spec = synth.data_profile(profile)
     identity = {"profile": profile, "config": config.to_dict(), "seed": seed, "data": dataclasses.asdict(spec)}
     identity = _jsonable(identity)
@@ -709,7 +698,7 @@ def _jsonable(obj):
 def _model_from_state(state: dict, device) -> LearnedWiener:
     model = LearnedWiener(**state["config"])
     model.load_state_dict(state["model"])
-    return model.to(_resolve_device(device)).eval()
+    return model.to(resolve_device(device)).eval()
 
 
 def load_learned_wiener(profile: str, device=None) -> LearnedWiener:

@@ -95,7 +95,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import kernels, metrics, ops
-from ._checks import check_choice, check_positive, check_tensor
+from ._checks import check_choice, check_int, check_positive, check_tensor
 
 # --------------------------------------------------------------------------------------------
 # 1. Building blocks with a leading restart axis
@@ -275,8 +275,8 @@ def level_sizes(size: int, levels: int = 5) -> list[int]:
     """The height (or width) of each of Gx's ``levels`` stride-2 levels for an input of ``size``
     pixels, outermost first: a 3×3 stride-2 convolution with padding 1 turns n into ⌈n/2⌉, so
     level i has ⌈size / 2^i⌉."""
-    _check_count(size, "size", 1)
-    _check_count(levels, "levels", 1)
+    check_int(size, "size", 1)
+    check_int(levels, "levels", 1)
     return [-(-size // 2**i) for i in range(1, levels + 1)]
 
 
@@ -308,7 +308,7 @@ class ImageGenerator(nn.Module):
         super().__init__()
         for name, value in (("in_channels", in_channels), ("out_channels", out_channels), ("channels", channels),
                             ("skip_channels", skip_channels), ("levels", levels), ("restarts", restarts)):
-            _check_count(value, name, 1)
+            check_int(value, name, 1)
         _check_generators(generators, restarts)
         self.restarts, self.in_channels, self.out_channels = restarts, in_channels, out_channels
         chain = [SkipLevel(restarts, in_channels if i == 0 else channels, channels, skip_channels,
@@ -356,7 +356,7 @@ class KernelGenerator(nn.Module):
         super().__init__()
         self.kernel_size = _kernel_pair(kernel_size)
         for name, value in (("in_features", in_features), ("hidden", hidden), ("restarts", restarts)):
-            _check_count(value, name, 1)
+            check_int(value, name, 1)
         _check_generators(generators, restarts)
         taps = self.kernel_size[0] * self.kernel_size[1]
         self.weight1 = nn.Parameter(torch.empty(restarts, hidden, in_features))
@@ -376,11 +376,6 @@ class KernelGenerator(nn.Module):
         return torch.softmax(logits, dim=-1).reshape(-1, *self.kernel_size)
 
 
-def count_parameters(module: nn.Module) -> int:
-    """Number of scalar parameters of ``module`` (all restarts)."""
-    return sum(p.numel() for p in module.parameters())
-
-
 # --------------------------------------------------------------------------------------------
 # 3. Configuration
 # --------------------------------------------------------------------------------------------
@@ -390,12 +385,6 @@ SELFDEBLUR_LEVIN_KERNEL_SIZES = (17, 15, 13, 27, 11, 19, 21, 21)
 COLORS = ("luma", "rgb")
 INITIAL_IMAGES = ("random", "observation")
 DATA_TERMS = ("mse", "ssim")
-
-
-def _check_count(value, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-    return value
 
 
 def _check_flag(value, name: str) -> bool:
@@ -493,9 +482,9 @@ class SelfDeblurConfig:
     def __post_init__(self):
         for name in ("iterations", "coarse_iterations", "scales", "input_channels", "kernel_input_size",
                      "kernel_hidden"):
-            _check_count(getattr(self, name), name, 1)
+            check_int(getattr(self, name), name, 1)
         for name in ("ssim_switch", "regularisation_switch", "init_max_iterations"):
-            _check_count(getattr(self, name), name, 0)
+            check_int(getattr(self, name), name, 0)
         for name in ("lr_image", "lr_kernel", "init_lr_image", "init_lr_kernel", "input_scale", "init_rmse"):
             check_positive(getattr(self, name), name)
         for name in ("input_noise_std", "kernel_l2_weight", "tv_weight", "tv_initial_weight"):
@@ -673,7 +662,7 @@ def loss_schedule(iteration: int, config: SelfDeblurConfig, last_scale: bool = T
     paper's strict inequalities). ``tv_initial_weight`` (§4.1 over-regularisation) adds
     ``tv_initial_weight`` · (1 − iteration / ``regularisation_switch``) to αx before the switch.
     """
-    _check_count(iteration, "iteration", 0)
+    check_int(iteration, "iteration", 0)
     if not isinstance(config, SelfDeblurConfig):
         raise ValueError(f"config must be a SelfDeblurConfig, got {type(config).__name__}")
     switch = config.regularisation_switch
@@ -1005,8 +994,8 @@ def _check_run_arguments(y, kernel_size, config, seed, restarts, batched, progre
         config = SelfDeblurConfig()
     if not isinstance(config, SelfDeblurConfig):
         raise ValueError(f"config must be a SelfDeblurConfig, got {type(config).__name__}")
-    _check_count(seed, "seed", 0)
-    _check_count(restarts, "restarts", 1)
+    check_int(seed, "seed", 0)
+    check_int(restarts, "restarts", 1)
     _check_flag(batched, "batched")
     _check_flag(progress, "progress")
     if callback is not None and not callable(callback):

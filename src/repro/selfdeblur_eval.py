@@ -72,7 +72,7 @@ from tqdm.auto import tqdm
 
 from . import data, kernels, metrics, nonblind
 from . import selfdeblur as sd
-from ._checks import check_choice, check_positive, check_positive_int, check_tensor
+from ._checks import check_choice, check_positive, check_positive_int, check_tensor, is_int, resolve_device
 from ._threads import check_workers, fixed_cpu_threads, parallel_map
 from .evaluation import Case, _centre_crop, build_cases, counted
 from .selfdeblur import SelfDeblurConfig
@@ -187,9 +187,9 @@ class SelfDeblurProfile:
         check_positive(self.explore_scale, "explore_scale")
         for name in ("kodak_size", "levin_size"):
             value = getattr(self, name)
-            if value is not None and not (_is_int(value) and value >= 2 * metrics.SSIM_RADIUS + 1):
+            if value is not None and not (is_int(value) and value >= 2 * metrics.SSIM_RADIUS + 1):
                 raise ValueError(f"{name} must be None or an int >= 11, got {value!r}")
-        if not (_is_int(self.runs) and self.runs >= 2):
+        if not (is_int(self.runs) and self.runs >= 2):
             raise ValueError(f"runs must be an int >= 2 (Table 1 needs a standard deviation per input), got {self.runs!r}")
         for name in ("fit_iterations", "fit_inputs", "spread_runs", "variant_runs", "explore_size"):
             check_positive_int(getattr(self, name), name)
@@ -240,12 +240,8 @@ class SelfDeblurProfile:
         )
 
 
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def _check_indices(values, name: str, count: int, unique: bool = True) -> None:
-    if not (isinstance(values, tuple) and values and all(_is_int(v) and 1 <= v <= count for v in values)):
+    if not (isinstance(values, tuple) and values and all(is_int(v) and 1 <= v <= count for v in values)):
         raise ValueError(f"{name} must be a non-empty tuple of ints in 1..{count}, got {values!r}")
     if unique and len(set(values)) != len(values):
         raise ValueError(f"{name} must not repeat an index, got {values!r}")
@@ -416,15 +412,6 @@ def load_run(folder: str | Path, record: dict) -> dict:
     return load_checkpoint(Path(folder) / "runs" / f"{record['id']}.pt")
 
 
-def _default_device(device):
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        return torch.device(device)
-    except (RuntimeError, TypeError):
-        raise ValueError(f"device must name a torch device such as 'cpu' or 'cuda', got {device!r}") from None
-
-
 RUN_THREADS = 1
 """Intra-op CPU threads of one SelfDeblur run (and one Gx fit) of the chapters. Fixed, because a
 run's result depends on it (PyTorch splits a convolution's sums by the thread count, and the
@@ -496,11 +483,11 @@ def evaluate_plan(plan: Sequence[tuple], folder: str | Path, device=None, batche
         if not isinstance(configs, dict) or not configs or not all(isinstance(c, SelfDeblurConfig) for c in configs.values()):
             raise ValueError("configs must be a non-empty dict method name -> SelfDeblurConfig")
         seeds = list(seeds)
-        if not seeds or not all(_is_int(s) and s >= 0 for s in seeds) or len(set(seeds)) != len(seeds):
+        if not seeds or not all(is_int(s) and s >= 0 for s in seeds) or len(set(seeds)) != len(seeds):
             raise ValueError(f"seeds must be distinct ints >= 0, got {seeds!r}")
-    if stop_after is not None and not (_is_int(stop_after) and stop_after >= 0):
+    if stop_after is not None and not (is_int(stop_after) and stop_after >= 0):
         raise ValueError(f"stop_after must be None or an int >= 0, got {stop_after!r}")
-    device = _default_device(device)
+    device = resolve_device(device)
     batched = device.type == "cuda" if batched is None else batched
     if not isinstance(batched, bool):
         raise ValueError(f"batched must be None, True or False, got {batched!r}")
@@ -638,10 +625,10 @@ def fit_curves(targets: torch.Tensor, iterations: int, seed: int = 0, config: Se
     depend on ``workers``); on CUDA all targets are one batched computation.
     """
     check_tensor(targets, "targets", (4,))
-    if not (_is_int(iterations) and iterations >= 1):
+    if not (is_int(iterations) and iterations >= 1):
         raise ValueError(f"iterations must be a positive int, got {iterations!r}")
     config = SelfDeblurConfig() if config is None else config
-    device = _default_device(device)
+    device = resolve_device(device)
     workers = check_workers(workers, device)
     groups = [list(range(targets.shape[0]))] if device.type == "cuda" else [[r] for r in range(targets.shape[0])]
     curves = torch.empty(targets.shape[0], iterations, dtype=torch.float64)
@@ -739,7 +726,7 @@ def explore_run(settings: SelfDeblurProfile, image: int, kernel: int, seed: int,
                               regularisation=regularisation).scaled(settings.explore_scale)
     check_feasible([case], {"explore": config})
     result = sd.run_selfdeblur(case.y[None], case.meta["kernel_size"], config, seed=seed,
-                               device=_default_device(device), progress=False)
+                               device=resolve_device(device), progress=False)
     return {"case": case, "result": result, "scores": score_run(case, result.x_hat[0], result.k_hat[0])}
 
 
