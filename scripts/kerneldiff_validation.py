@@ -1,7 +1,7 @@
 """Guided Kernel-Diff against the alternating baseline on *validation* pairs: blurred crops of the
 training distribution (``repro.synth.BlurPairs`` of a profile's training kernels and images, seed
 777), never the test images. The study behind the Kernel-Diff profiles' sampler choices
-(``repro.kerneldiff.KernelDiffProfile``'s notes) and the session notes.
+(``repro.kerneldiff.KernelDiffProfile``).
 
     python scripts/kerneldiff_validation.py --profile quick --pairs 24
     python scripts/kerneldiff_validation.py --profile quick --pairs 24 --scale-with-stride

@@ -1,6 +1,6 @@
 """One SelfDeblur run on one input of the quick profile, with any configuration field changed:
-the probe behind the quick profile's choices (crop size, Gk's learning rate) and the ablations
-quoted in the SelfDeblur evaluation chapter and the session notes.
+the probe behind the quick profile's choices (crop size, Gk's learning rate): any run of the
+SelfDeblur evaluation chapter's inputs at another setting.
 
     python scripts/selfdeblur_probe.py --method improved --size 64 --case 1          # the 64-px crop
     python scripts/selfdeblur_probe.py --method improved --size 128 --case 1         # the 128-px crop
