@@ -32,8 +32,10 @@ def cell_view(cell: dict, ignore: list[re.Pattern]) -> dict:
             if output.get("name") == "stdout":
                 lines += "".join(output.get("text", "")).splitlines()
             continue
-        data = output.get("data", {})
-        name = output.get("metadata", {}).get("scrapbook", {}).get("name")
+        scrapbook = output.get("metadata", {}).get("scrapbook", {})
+        name, prefix = scrapbook.get("name"), scrapbook.get("mime_prefix", "")
+        # glued values are stored under prefixed MIME types (myst-nb: application/papermill.record/)
+        data = {key.removeprefix(prefix): value for key, value in output.get("data", {}).items()}
         text = next(("".join(data[t]) for t in TEXT_TYPES if t in data), None)
         if name is not None:
             glue[name] = text

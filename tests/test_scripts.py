@@ -192,8 +192,9 @@ def _executed_notebook(path: Path, value: str, printed: str, seconds: str) -> No
     import nbformat
 
     nb = nbformat.v4.new_notebook()
-    glued = nbformat.v4.new_output("display_data", data={"text/plain": repr(value)},
-                                   metadata={"scrapbook": {"name": "psnr", "mime_prefix": ""}})
+    prefix = "application/papermill.record/"  # how myst-nb stores a glued value
+    glued = nbformat.v4.new_output("display_data", data={prefix + "text/plain": repr(value)},
+                                   metadata={"scrapbook": {"name": "psnr", "mime_prefix": prefix}})
     cells = [nbformat.v4.new_code_cell("glue('psnr', ...)", outputs=[glued]),
              nbformat.v4.new_code_cell("print(...)", outputs=[
                  nbformat.v4.new_output("stream", name="stdout", text=f"{printed}\nran in {seconds} s\n"),
