@@ -6,7 +6,7 @@ One module per concept:
 - :mod:`repro.kernels`   Gaussian, gallery and motion blur kernels
 - :mod:`repro.metrics`   PSNR, SSIM, ISNR, MNC, error ratio, comparison up to shift
 - :mod:`repro.data`      registry of the public test data (upstream URL + SHA-256), image files
-- :mod:`repro.nonblind`  non-blind solvers: Wiener, Tikhonov, the learned DWDN-style solver
+- :mod:`repro.nonblind`  non-blind solvers: Wiener, Tikhonov, Levin's sparse prior, the learned DWDN-style solver
 - :mod:`repro.toy1d`     the 1D toy problem of Kernel-Diff §3.1
 - :mod:`repro.dil`       D3 / NSD-DIL: linear CNN, Deep Identity Learning, DRK collapse
 - :mod:`repro.selfdeblur` SelfDeblur (Ren et al. 2020) with Kotera et al.'s modifications
