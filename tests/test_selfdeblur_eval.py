@@ -160,6 +160,18 @@ def test_changed_oracle_rescores_the_stored_runs_without_rerunning(tmp_path, mon
     assert se.load_records(tmp_path) == {r["id"]: r for r in second}
 
 
+def test_the_error_ratio_reference_is_computed_once_per_input(tmp_path, monkeypatch):
+    cases = _cases()
+    calls = []
+    compute = se.error_ratio_reference
+    monkeypatch.setattr(se, "error_ratio_reference", lambda case: calls.append(case.name) or compute(case))
+    records = se.evaluate_runs(cases, TINY, range(2), tmp_path, device="cpu", progress=False, workers=1)
+    assert len(records) == 2 * len(TINY) * len(cases) and sorted(calls) == sorted(c.name for c in cases)
+    # a given reference scores exactly as one computed by score_run itself
+    run = se.load_run(tmp_path, records[0])
+    assert se.score_run(cases[0], run["x_hat"], run["k_hat"], compute(cases[0])) == records[0]["metrics"]
+
+
 def test_batched_group_stores_one_record_per_seed(tmp_path):
     cases = _cases(dtype=torch.float64)  # float64: batched = single up to rounding (test_selfdeblur)
     records = se.evaluate_runs(cases, {"original": TINY["original"]}, [3, 4], tmp_path, device="cpu",
