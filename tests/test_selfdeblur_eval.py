@@ -161,7 +161,7 @@ def test_changed_oracle_rescores_the_stored_runs_without_rerunning(tmp_path, mon
 
 
 def test_the_error_ratio_reference_is_computed_once_per_input(tmp_path, monkeypatch):
-    cases = _cases()
+    cases = _cases(n=2)
     calls = []
     compute = se.error_ratio_reference
     monkeypatch.setattr(se, "error_ratio_reference", lambda case: calls.append(case.name) or compute(case))
