@@ -1056,7 +1056,7 @@ def chapter_solver(profile: str, device=None, progress: bool = True) -> Solver:
     def solve(y: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
         return model(y, k)
 
-    solve.key = "learned:" + nonblind.solver_path(profile).name + f":{nonblind.count_parameters(model)}"
+    solve.key = "learned:" + nonblind.solver_path(profile).name + f":{count_parameters(model)}"
     solve.model = model
     return solve
 
@@ -1561,7 +1561,7 @@ def run_chapter(profile: str, device=None, progress: bool = True) -> dict:
         "data": dataclasses.asdict(data_profile(profile)),
         "unet_parameters": count_parameters(model),
         "paper_unet_parameters": parameter_count(PAPER_UNET),
-        "solver_parameters": sum(p.numel() for p in solver.model.parameters()),
+        "solver_parameters": count_parameters(solver.model),
         "history": run.history,
         "cases": cases,
         "kernels": {output: {name: entry[output] for name, entry in found.items()}
