@@ -79,7 +79,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import synth
-from ._checks import check_choice, check_positive, check_positive_int, check_tensor, count_parameters, resolve_device
+from ._checks import (check_choice, check_int, check_positive, check_positive_int, check_tensor, count_parameters, is_int,
+                      resolve_device)
 from ._schedule import half_cosine_lr
 from ._threads import fixed_cpu_threads
 from .ops import OPS, check_image_kernel, pad, psf2otf
@@ -289,8 +290,7 @@ def sparse_deconv(
     alpha = check_positive(alpha, "alpha")
     if alpha > 2:
         raise ValueError(f"alpha must be in (0, 2], got {alpha!r}")
-    if not (isinstance(iterations, int) and not isinstance(iterations, bool) and iterations >= 0):
-        raise ValueError(f"iterations must be an int >= 0, got {iterations!r}")
+    check_int(iterations, "iterations", 0)
     check_positive_int(cg_iterations, "cg_iterations")
     _check_options(mode, op)
     H, W = y.shape[-2:]
@@ -398,10 +398,9 @@ class LearnedWiener(nn.Module):
         super().__init__()
         for name, value, low in (("features", features, 1), ("blocks", blocks, 0),
                                  ("level_blocks", level_blocks, 0), ("seed", seed, 0)):
-            if not (isinstance(value, int) and not isinstance(value, bool) and value >= low):
-                raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+            check_int(value, name, low)
         widths = tuple(widths)
-        if not widths or not all(isinstance(w, int) and not isinstance(w, bool) and w >= 1 for w in widths):
+        if not widths or not all(is_int(w, 1) for w in widths):
             raise ValueError(f"widths must be a non-empty sequence of positive ints, got {widths!r}")
         self.config = {"features": features, "blocks": blocks, "widths": list(widths),
                        "level_blocks": level_blocks, "seed": seed}
