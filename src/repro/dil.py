@@ -439,7 +439,7 @@ def train_dil(
       replays exactly what an uninterrupted run would have computed, because the mini-batch of
       step t and the learning rate are pure functions of (seed, t).
     * ``stop_at``: stop after this step (saving a checkpoint) instead of ``config.steps``: a long
-      run can be split across sessions.
+      run can be split into several shorter calls.
 
     The loss curves (``history``): every ``config.log_every`` steps, the DIL terms of the
     current mini-batch ("train") and of the whole validation split ("val").

@@ -53,7 +53,7 @@ plain formulation in float64):
 
 Measured with ``benchmarks/bench_selfdeblur.py`` (255×255 grey, kernel 17, original iteration,
 2 threads of a shared 2-core AMD EPYC with AVX2 and no AVX-512, torch 2.13 CPU; best of 2
-rounds, approximate; two sessions): plain ≈ 1.73–1.80 s per iteration, allocator alone
+rounds, approximate; two runs): plain ≈ 1.73–1.80 s per iteration, allocator alone
 ≈ 1.25–1.28 s, all three ≈ 1.22–1.31 s (≈ 0.68–0.76× plain, no better than the allocator alone); peak resident memory ≈ 1.1 GB plain, ≈ 1.35 GB fast. The path used to
 run on channels-last activations too: on an earlier 2-core AMD EPYC that gave ≈ 0.49 s against
 0.52 s for the allocator alone (plain 0.89 s), but on this one Gx's forward and backward took

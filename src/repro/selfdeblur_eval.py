@@ -481,7 +481,7 @@ def evaluate_plan(plan: Sequence[tuple], folder: str | Path, device=None, batche
     ``workers``: on the CPU, runs at a time in worker processes (default one per core);
     each run uses :data:`RUN_THREADS` threads, so the results do not depend on ``workers``. A
     finished run is stored at once, whatever the others do. ``stop_after``: stop after this many
-    *new* runs (to bound a session; a later call goes on).
+    *new* runs (to bound one call's time; a later call goes on).
     """
     if not isinstance(plan, Sequence) or not plan or not all(isinstance(part, tuple) and len(part) == 3 for part in plan):
         raise ValueError("plan must be a non-empty list of (cases, configs, seeds)")
