@@ -50,7 +50,6 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from . import dil
 from ._checks import check_positive, check_positive_int, check_tensor, count_parameters, is_int, resolve_device
 from ._threads import fixed_cpu_threads
 from .store import check_profile, load_cached, load_checkpoint, move_aside, results_dir, save_checkpoint, save_json
@@ -123,15 +122,6 @@ def wiener_solver(nsr: float) -> Solver:
     solve.key = f"wiener(nsr={nsr:g})"
     solve.nsr = nsr
     return solve
-
-
-def classical_solver() -> Solver:
-    """The Wiener F of the chapter's classical rows (the oracle and the guidance ablation), on
-    noise-free data: the NSR of ``repro.dil.wiener_nsr(0)``, the one value the book selects for
-    its Wiener baselines (``repro.dil.select_wiener_nsr`` on BSDS500 *train* crops, never test
-    images). It was selected for mild blur, not for these motion kernels, and is not re-tuned
-    here: its optimum is flat (``repro.dil.WIENER_NSR``)."""
-    return wiener_solver(dil.wiener_nsr(0.0))
 
 
 # --------------------------------------------------------------------------------------------
@@ -1463,6 +1453,17 @@ def selection_summary(cases: list, found: dict) -> dict:
             "sample_mnc": fmean(fmean(c["mnc"]) for c in per_case),
             "chosen_is_best": sum(c["chosen"] == c["best"] for c in per_case),
             "draw_spread": max(max(c["mnc"]) - min(c["mnc"]) for c in per_case)}
+
+
+def classical_solver() -> Solver:
+    """The Wiener F of the chapter's classical rows (the oracle and the guidance ablation), on
+    noise-free data: the NSR of ``repro.dil.wiener_nsr(0)``, the one value the book selects for
+    its Wiener baselines (``repro.dil.select_wiener_nsr`` on BSDS500 *train* crops, never test
+    images). It was selected for mild blur, not for these motion kernels, and is not re-tuned
+    here: its optimum is flat (``repro.dil.WIENER_NSR``)."""
+    from .dil import wiener_nsr  # the chapter's link to D3's selection; the sampler needs none
+
+    return wiener_solver(wiener_nsr(0.0))
 
 
 WIENER_GUIDED_ROW = "Kernel-Diff, guided by Wiener F"
