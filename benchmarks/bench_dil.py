@@ -8,7 +8,7 @@ On one (1, 3, size, size) float32 RGB image (default 1024×1024), with symmetric
 - the DRK applied by ``repro.dil.deblur_drk``, directly and by FFT (the DRK's spectrum is
   prepared on the first call and cached, like the reference's precomputed spectrum);
 - the reference "single float32 FFT convolution of the same size"
-  (``repro.dil.fft_convolution_reference``): ``rfft2`` of the whole 3-channel image, the product
+  (``repro.experiments.d3.fft_convolution_reference``): ``rfft2`` of the whole 3-channel image, the product
   with a precomputed (size, size//2 + 1) spectrum, ``irfft2``; no padding, no validation, no
   clamping.
 
@@ -35,8 +35,9 @@ import statistics
 import torch
 
 from repro import dil
-from repro.store import load_checkpoint, save_json
+from repro._io import load_checkpoint, save_json
 from repro.timing import record_targets, time_call
+from repro.experiments import d3
 
 
 def bench_round(model, image: torch.Tensor, drk: torch.Tensor, device: torch.device, repeats: int,
@@ -44,7 +45,7 @@ def bench_round(model, image: torch.Tensor, drk: torch.Tensor, device: torch.dev
     """Milliseconds of every method, measured back to back."""
     model_cl = copy.deepcopy(model).to(memory_format=torch.channels_last)  # .to() would change model itself
     fns = {
-        "FFT convolution (reference)": (dil.fft_convolution_reference(image), repeats, 1),
+        "FFT convolution (reference)": (d3.fft_convolution_reference(image), repeats, 1),
         "DRK, FFT": (lambda: dil.deblur_drk(image, drk, method="fft"), repeats, 1),
         "DRK, direct": (lambda: dil.deblur_drk(image, drk, method="direct"), repeats, 1),
         "L-CNN": (lambda: dil.lcnn_apply(model, image), 1, lcnn_warmup),
@@ -99,20 +100,20 @@ def report(result: dict) -> None:
         print(f"  {name:30s} {value:10.1f} ms (best round)")
     med = result["median_ratios"]
     print(f"  faster L-CNN / DRK FFT      = {med['best_lcnn_over_drk_fft']:7.1f}x  "
-          f"(target >= {dil.SPEEDUP_TARGET:g}: {'met' if med['best_lcnn_over_drk_fft'] >= dil.SPEEDUP_TARGET else 'NOT met'}; "
+          f"(target >= {d3.SPEEDUP_TARGET:g}: {'met' if med['best_lcnn_over_drk_fft'] >= d3.SPEEDUP_TARGET else 'NOT met'}; "
           f"rounds: {_each(result, 'best_lcnn_over_drk_fft', '.0f')})")
     print(f"  faster L-CNN / DRK direct   = {med['best_lcnn_over_drk_direct']:7.1f}x")
     print(f"  planar L-CNN / DRK FFT      = {med['planar_lcnn_over_drk_fft']:7.1f}x")
     print(f"  DRK FFT / FFT convolution   = {med['drk_fft_over_reference']:7.2f}   "
-          f"(target <= {dil.FFT_RATIO_TARGET:g}: {'met' if med['drk_fft_over_reference'] <= dil.FFT_RATIO_TARGET else 'NOT met'}; "
+          f"(target <= {d3.FFT_RATIO_TARGET:g}: {'met' if med['drk_fft_over_reference'] <= d3.FFT_RATIO_TARGET else 'NOT met'}; "
           f"rounds: {_each(result, 'drk_fft_over_reference', '.2f')})")
     print(f"  DRK direct / FFT convolution= {med['drk_direct_over_reference']:7.2f}")
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--size", type=int, default=dil.SPEED_TARGET_SIZE,
-                        help=f"side of the RGB test image (default {dil.SPEED_TARGET_SIZE}, the targets' size)")
+    parser.add_argument("--size", type=int, default=d3.SPEED_TARGET_SIZE,
+                        help=f"side of the RGB test image (default {d3.SPEED_TARGET_SIZE}, the targets' size)")
     parser.add_argument("--repeats", type=int, default=5, help="timed calls per method and round (best kept)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of back-to-back timings")
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="torch CPU thread counts")
@@ -147,23 +148,23 @@ def main(argv=None) -> int:
 
 def record(results: list[dict], args) -> str:
     """The ratios against the issue's targets, for the book's Performance page."""
-    speedup, fft_ratio = f"≥ {dil.SPEEDUP_TARGET:g}×", f"≤ {dil.FFT_RATIO_TARGET:g}×"
+    speedup, fft_ratio = f"≥ {d3.SPEEDUP_TARGET:g}×", f"≤ {d3.FFT_RATIO_TARGET:g}×"
     rows = []
     for result in results:
         where = f"{result['device']}" + (f", {result['threads']} thread(s)" if result["threads"] else "")
         med = result["median_ratios"]
         rows += [
             {"part": "D3", "measure": f"faster L-CNN / DRK by FFT ({where})", "value": round(med["best_lcnn_over_drk_fft"], 1),
-             "target": speedup, "met": med["best_lcnn_over_drk_fft"] >= dil.SPEEDUP_TARGET},
+             "target": speedup, "met": med["best_lcnn_over_drk_fft"] >= d3.SPEEDUP_TARGET},
             {"part": "D3", "measure": f"faster L-CNN / DRK direct ({where})",
              "value": round(med["best_lcnn_over_drk_direct"], 1), "target": speedup,
-             "met": med["best_lcnn_over_drk_direct"] >= dil.SPEEDUP_TARGET},
+             "met": med["best_lcnn_over_drk_direct"] >= d3.SPEEDUP_TARGET},
             {"part": "D3", "measure": f"DRK by FFT / one FFT convolution ({where})",
              "value": round(med["drk_fft_over_reference"], 2), "target": fft_ratio,
-             "met": med["drk_fft_over_reference"] <= dil.FFT_RATIO_TARGET},
+             "met": med["drk_fft_over_reference"] <= d3.FFT_RATIO_TARGET},
             {"part": "D3", "measure": f"DRK direct / one FFT convolution ({where})",
              "value": round(med["drk_direct_over_reference"], 2), "target": fft_ratio,
-             "met": med["drk_direct_over_reference"] <= dil.FFT_RATIO_TARGET},
+             "met": med["drk_direct_over_reference"] <= d3.FFT_RATIO_TARGET},
         ]
     loads = ", ".join(f"{r['load_average_before']:.1f}" for r in results if r["load_average_before"] is not None)
     conditions = (f"{args.size}x{args.size} RGB float32; median over {args.rounds} rounds of back-to-back timings, "

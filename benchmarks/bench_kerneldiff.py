@@ -16,10 +16,10 @@ decoder's "nearest ×2 upsampling, then 3×3 convolution" computed at the low re
 in the same run (best of several alternating rounds).
 
 It then reads the steps-vs-quality sweep of the evaluation chapter of every profile that has
-one (``results/<profile>/kerneldiff/steps.json``, written by ``repro.kerneldiff.run_chapter``;
+one (``results/<profile>/kerneldiff/steps.json``, written by ``repro.experiments.kerneldiff.run_chapter``;
 the quick one, and the paper one after a GPU run) and says, for each, whether a sampler with at
 most 100 steps has a mean MNC within 0.02 of the 1000-step one, compared image by image
-(``repro.kerneldiff.steps_comparison``: met, not met, or not resolved).
+(``repro.experiments.kerneldiff.steps_comparison``: met, not met, or not resolved).
 Timings on a CPU shared with other jobs move with the load; ``--threads 1`` gives steadier ones.
 
     python benchmarks/bench_kerneldiff.py --profile quick --out results/bench_kerneldiff.json
@@ -31,32 +31,34 @@ import argparse
 
 import torch
 
+from repro import profiles
 from repro import kerneldiff as kd
-from repro import nonblind, synth
-from repro.store import PROFILES, load_json, results_dir, save_json
+from repro import nonblind
+from repro._io import load_json, save_json
+from repro.store import PROFILES, results_dir
+from repro.experiments import kerneldiff as kdx
+from repro.experiments import solver as learned_solver
 
 
-def cpu_models(profile: str):
+def cpu_models(profile: profiles.Profile):
     """The profile's ε_θ (EMA) and solver: trained if cached, else newly initialised (and say which)."""
-    settings = kd.get_profile(profile)
     try:
-        solver_model = nonblind.load_learned_wiener(profile, device="cpu")
+        solver_model = learned_solver.load_learned_wiener(profile, device="cpu")
         solver_state = "trained"
     except FileNotFoundError:
-        solver_model = nonblind.LearnedWiener(**nonblind.solver_profile(profile).model).eval()
+        solver_model = nonblind.LearnedWiener(**profile.solver.model).eval()
         solver_state = "untrained"
-    path = results_dir(profile, kd.CHAPTER) / kd.MODEL_FILE
-    if path.exists():
-        model, model_state = kd.trained_model(profile, device="cpu", progress=False).ema, "trained"
+    if kdx.model_path(profile).exists():
+        model, model_state = kdx.trained_model(profile, device="cpu", progress=False).ema, "trained"
     else:
-        model, model_state = kd.new_model(settings.unet()).eval(), "untrained"
+        model, model_state = kd.new_model(kdx.unet_config(profile)).eval(), "untrained"
     return model, solver_model.requires_grad_(False), f"ε_θ {model_state}, solver {solver_state}"
 
 
-def time_steps(model, solver_model, image_size: int, step_counts, settings: kd.KernelDiffProfile,
+def time_steps(model, solver_model, image_size: int, step_counts, settings: kdx.KernelDiffProfile,
                device: torch.device) -> list[dict]:
     """Seconds per image of guided sampling (one 3×image_size² image) for each step count, with
-    the η of ``settings`` (:meth:`repro.kerneldiff.KernelDiffProfile.eta`)."""
+    the η of ``settings`` (:meth:`repro.experiments.kerneldiff.KernelDiffProfile.eta`)."""
     generator = torch.Generator().manual_seed(0)
     y = torch.rand(1, 3, image_size, image_size, generator=generator).to(device)
     rows = []
@@ -114,12 +116,12 @@ def upsample_conv_ratio(unet: kd.UNetConfig, batch: int = 8, rounds: int = 5, re
 def mnc_checks() -> list[dict]:
     """For every profile whose evaluation chapter has run its steps sweep, whether a ≤ 100-step
     sampler's mean MNC is within ``kd.STEPS_TOLERANCE`` of the 1000-step one, per image
-    (:func:`repro.kerneldiff.steps_comparison`, with the profile added). The smoke sweep has
+    (:func:`repro.experiments.kerneldiff.steps_comparison`, with the profile added). The smoke sweep has
     no row above 100 steps, so it gives none."""
     checks = []
     for profile in PROFILES:
-        path = results_dir(profile, kd.CHAPTER) / "steps.json"
-        comparison = kd.steps_comparison(load_json(path)["rows"]) if path.exists() else None
+        path = results_dir(profile, kdx.CHAPTER) / "steps.json"
+        comparison = kdx.steps_comparison(load_json(path)["rows"]) if path.exists() else None
         if comparison is None:
             continue
         checks.append({"profile": profile, **comparison})
@@ -128,7 +130,7 @@ def mnc_checks() -> list[dict]:
               f"{comparison['verdict']} (tolerance {comparison['tolerance']})")
     if not checks:
         print("no steps sweep with more than 100 steps in results/<profile>/kerneldiff/steps.json: run the "
-              "evaluation chapter (repro.kerneldiff.run_chapter) with the quick or paper profile first")
+              "evaluation chapter (repro.experiments.kerneldiff.run_chapter) with the quick or paper profile first")
     return checks
 
 
@@ -143,25 +145,26 @@ def main(argv=None) -> dict:
     parser.add_argument("--out", default=None, help="write the results as JSON here")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    settings = kd.get_profile(args.profile)
+    chosen = profiles.get(args.profile)
+    settings = chosen.kerneldiff
     out = {"profile": args.profile, "threads": args.threads, "models": "—", "cpu": []}
     if not args.skip_cpu:
-        model, solver_model, out["models"] = cpu_models(args.profile)
-        size = synth.data_profile(args.profile).crop
+        model, solver_model, out["models"] = cpu_models(chosen)
+        size = chosen.kerneldiff_data.crop
         print(f"CPU, profile {args.profile} ({kd.count_parameters(model):,}-parameter ε_θ, {size}² image, "
               f"{args.threads} thread(s); {out['models']}):")
         out["cpu"] = time_steps(model, solver_model, size, args.steps, settings, torch.device("cpu"))
     if torch.cuda.is_available() and not args.no_cuda:
         device = torch.device("cuda")
         paper = kd.new_model(kd.PAPER_UNET).to(device).eval()
-        paper_solver = nonblind.LearnedWiener(**nonblind.solver_profile("paper").model).to(device).eval()
+        paper_solver = nonblind.LearnedWiener(**profiles.get("paper").solver.model).to(device).eval()
         print(f"CUDA ({torch.cuda.get_device_name(device)}), paper configuration "
               f"({kd.count_parameters(paper):,} parameters, {kd.PAPER_UNET.image_size}² image), untrained weights:")
         out["cuda"] = time_steps(paper, paper_solver.requires_grad_(False), kd.PAPER_UNET.image_size, args.steps,
-                                 kd.get_profile("paper"), device)
+                                 profiles.get("paper").kerneldiff, device)
         out["cuda_device"] = torch.cuda.get_device_name(device)
     if not args.skip_cpu:
-        out["upsample_conv"] = upsample_conv_ratio(settings.unet())
+        out["upsample_conv"] = upsample_conv_ratio(kdx.unet_config(chosen))
     out["mnc_checks"] = mnc_checks()
     if args.out:
         save_json(out, args.out)

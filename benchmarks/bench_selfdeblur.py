@@ -241,7 +241,7 @@ def main(argv=None) -> int:
         print("CUDA: SKIPPED, no CUDA device (the batched-restart comparison runs only on a GPU)")
     results["load_average_after"] = os.getloadavg()
     if args.out:
-        from repro.store import save_json
+        from repro._io import save_json
 
         save_json(results, args.out)
     print(f"targets recorded in {record(results, args)}")

@@ -48,7 +48,7 @@
 # (`results/<profile>/d3/`), the Kernel-Diff ε-network and solver from the Kernel-Diff chapters
 # (`results/<profile>/kerneldiff/`), the Levin and Kodak SelfDeblur runs from the SelfDeblur
 # chapters (`results/<profile>/selfdeblur/`). Where a cache is missing, the chapter's own function
-# trains or runs it. Everything is computed by {func}`repro.benchmark.run_chapter` and stored,
+# trains or runs it. Everything is computed by {func}`repro.experiments.benchmark.run_chapter` and stored,
 # resumably, in `results/<profile>/benchmark/`.
 
 # %% tags=["parameters"]
@@ -61,10 +61,11 @@ import matplotlib.pyplot as plt
 from IPython.display import Markdown, display
 from myst_nb import glue
 
-from repro import benchmark, methods
-from repro.evaluation import counted
+from repro import methods, profiles
+from repro.experiments import benchmark
+from repro.experiments.evaluation import counted
 
-results = benchmark.run_chapter(profile, progress=False)
+results = benchmark.run_chapter(profiles.get(profile), progress=False)
 rows, best = results["rows"], results["winners"]["psnr"]
 glue("profile", profile, display=False)
 glue("scope", results["description"], display=False)
@@ -131,7 +132,7 @@ for name in benchmark.SETS:
                  f"{w['margin']:.2f} dB ahead of {w['runner_up']}, {agree} the best by SSIM.{reference}{oracle} "
                  f"The fastest blind method here is {w['fastest']}.")
 display(Markdown("\n".join(lines)))
-image_size, kernel_size = methods.kerneldiff_sizes(profile)
+image_size, kernel_size = methods.kerneldiff_sizes(profiles.get(profile))
 glue("kd_kernel", f"{kernel_size}×{kernel_size}", display=False)
 
 # %% [markdown]

@@ -54,10 +54,12 @@ import torch.nn.functional as F
 from IPython.display import Markdown, display
 from myst_nb import glue
 
-from repro import data, dil, ops
+from repro import data, dil, ops, profiles
+from repro.experiments import d3
 
-settings = dil.get_profile(profile)
-run = dil.train_variant(profile, "full", progress=False)
+P = profiles.get(profile)
+settings = P.d3
+run = d3.train_variant(P, "full", progress=False)
 model = run.model.cpu().float()
 print(f"profile {profile}: L-CNN trained on {run.config.gallery_size} RKG kernels for {run.step} steps")
 
@@ -149,8 +151,8 @@ plt.show()
 # the three channels, a product with a precomputed spectrum, `irfft2`.
 
 # %%
-table = dil.compute_table(model, settings.timing_size)
-display(Markdown(dil.format_compute_table(table)))
+table = d3.compute_table(model, settings.timing_size)
+display(Markdown(d3.format_compute_table(table)))
 mac_ratio = dil.count_parameters(model) / drk.numel()
 by_name = {row["method"]: row for row in table}
 best_drk = max(row["speedup_vs_lcnn"] for row in table if row["method"].startswith("DRK"))
@@ -163,7 +165,7 @@ glue("timing_size", f"{settings.timing_size}", display=False)
 glue("timing_threads", f"{table[0]['threads']}", display=False)
 glue("fft_ratio", f"{fft_ratio:.2f}", display=False)
 glue("direct_ratio", f"{by_name['DRK, direct']['time_vs_fft_reference']:.2f}", display=False)
-glue("speed_verdict", dil.speed_verdict(settings.timing_size, best_drk, fft_ratio), display=False)
+glue("speed_verdict", d3.speed_verdict(settings.timing_size, best_drk, fft_ratio), display=False)
 
 # %% [markdown]
 # On paper the collapse divides the work by {glue:text}`mac_ratio`; measured here on a

@@ -38,7 +38,7 @@
 # guess (variance = the RKG's mean, σ ≈ 1.78 px) and unsharp masking (scikit-image's defaults);
 # and the DRKs learned by DIL: the identity term alone, the full objective, and the ablations.
 # All parameters are fixed in {mod}`repro.dil` (section 7), none is tuned on the test images.
-# Everything is computed by {func}`repro.dil.run_chapter` and cached in `results/<profile>/d3/`.
+# Everything is computed by {func}`repro.experiments.d3.run_chapter` and cached in `results/<profile>/d3/`.
 
 # %% tags=["parameters"]
 import os
@@ -51,16 +51,18 @@ import numpy as np
 from IPython.display import Markdown, display
 from myst_nb import glue
 
-from repro import dil, evaluation, metrics
+from repro import metrics, profiles
+from repro.experiments import d3, evaluation
 
-results = dil.run_chapter(profile, progress=False)
-settings = dil.get_profile(profile)
+P = profiles.get(profile)
+results = d3.run_chapter(P, progress=False)
+settings = P.d3
 scope = settings.describe()
 print(f"profile {profile}: {scope}")
 glue("scope", scope, display=False)
 glue("profile", profile, display=False)
-glue("paper_psnr", f"{dil.PAPER_RESULT['psnr']:.2f}", display=False)
-glue("paper_ssim", f"{dil.PAPER_RESULT['ssim']:.4f}", display=False)
+glue("paper_psnr", f"{d3.PAPER_RESULT['psnr']:.2f}", display=False)
+glue("paper_ssim", f"{d3.PAPER_RESULT['ssim']:.4f}", display=False)
 
 
 def rows_for(table, methods):
@@ -161,12 +163,12 @@ plt.show()
 # One test case per variance bin (the first of each), without noise.
 
 # %% mystnb={"figure": {"caption": "One noise-free test case per variance bin (rows, the first case of each bin): the sharp image with its kernel size and bin, then the blurred input, Wiener with the true kernel, unsharp masking and the full DIL DRK, each titled with its PSNR against the sharp image."}}
-cases = dil.mild_blur_cases(settings, 0.0)
+cases = d3.mild_blur_cases(settings, 0.0)
 examples = [next(c for c in cases if c.meta["variance_bin"] == group) for group in bins]
-methods = dil.classical_methods()
+methods = d3.classical_methods()
 drk_full = results["runs"]["full"].drk.cpu()
 shown = {"blurred": methods["blurred input"], "Wiener, true k": methods["Wiener, true k (oracle)"],
-         "unsharp": methods["unsharp masking"], "DRK full": dil.drk_method(drk_full)}
+         "unsharp": methods["unsharp masking"], "DRK full": d3.drk_method(drk_full)}
 fig, axes = plt.subplots(len(examples), len(shown) + 1, figsize=(15, 3.2 * len(examples)), squeeze=False)
 for row, case in zip(axes, examples):
     row[0].imshow(case.x.permute(1, 2, 0).numpy())
@@ -272,8 +274,8 @@ glue("outside_reading", "; ".join(readings), display=False)
 # ## The Wiener baselines' noise-to-signal ratio
 #
 # Wiener deconvolution needs a noise-to-signal ratio (NSR). Ours is a rule, NSR(σ) = floor +
-# factor · σ² ({func}`repro.dil.wiener_nsr`), chosen on *training* images only by
-# {func}`repro.dil.select_wiener_nsr`: BSDS500 `train` crops blurred by kernels of the same
+# factor · σ² ({func}`repro.experiments.d3.wiener_nsr`), chosen on *training* images only by
+# {func}`repro.experiments.d3.select_wiener_nsr`: BSDS500 `train` crops blurred by kernels of the same
 # mild-blur family with their own seeds, at σ = 0, 0.01 and 0.02; for each σ the NSR with the
 # best mean PSNR of Wiener with the true kernel, then the floor (σ = 0) and the median slope of
 # the noisy levels, rounded to one digit. It is rerun here on {glue:text}`nsr_scope`; the
@@ -285,8 +287,8 @@ fig, ax = plt.subplots(figsize=(6, 3.4))
 lines = ["| noise σ | best NSR (train crops) | its mean PSNR | NSR used by the baselines |", "|---|---|---|---|"]
 for sigma, row, best in zip(selection["noise_levels"], selection["psnr"], selection["best"]):
     line, = ax.semilogx(selection["candidates"], row, label=f"σ = {sigma:g}")
-    ax.axvline(dil.wiener_nsr(sigma), color=line.get_color(), ls=":", lw=1)
-    lines.append(f"| {sigma:g} | {best:.2g} | {max(row):.2f} | {dil.wiener_nsr(sigma):.2g} |")
+    ax.axvline(d3.wiener_nsr(sigma), color=line.get_color(), ls=":", lw=1)
+    lines.append(f"| {sigma:g} | {best:.2g} | {max(row):.2f} | {d3.wiener_nsr(sigma):.2g} |")
 ax.set_xlabel("NSR")
 ax.set_ylabel("mean PSNR (dB), Wiener with true k")
 ax.set_ylim(max(min(min(r) for r in selection["psnr"]), max(max(r) for r in selection["psnr"]) - 12), None)
@@ -299,8 +301,8 @@ display(Markdown("\n".join(lines)))
 settings_nsr = selection["settings"]
 glue("nsr_scope", f"{settings_nsr['n_images']} crops of {settings_nsr['crop']}² pixels (profile {profile})", display=False)
 glue("nsr_selected", f"{selection['floor']:g} + {selection['noise_factor']:g} σ²", display=False)
-glue("nsr_used", f"{dil.WIENER_NSR:g} + {dil.WIENER_NOISE_FACTOR:g} σ²", display=False)
-agree = (selection["floor"], selection["noise_factor"]) == (dil.WIENER_NSR, dil.WIENER_NOISE_FACTOR)
+glue("nsr_used", f"{d3.WIENER_NSR:g} + {d3.WIENER_NOISE_FACTOR:g} σ²", display=False)
+agree = (selection["floor"], selection["noise_factor"]) == (d3.WIENER_NSR, d3.WIENER_NOISE_FACTOR)
 glue("nsr_agreement", "the same rule" if agree else "a different rule (this profile selects on fewer, smaller crops)",
      display=False)
 
@@ -335,10 +337,10 @@ display(Markdown(evaluation.format_table(noise)))
 # ## Compute
 #
 # Parameters, multiply-adds per pixel and channel, and measured time per RGB megapixel
-# (float32, best of a few runs, this machine; {func}`repro.dil.compute_table`).
+# (float32, best of a few runs, this machine; {func}`repro.experiments.d3.compute_table`).
 
 # %%
-display(Markdown(dil.format_compute_table(results["compute"])))
+display(Markdown(d3.format_compute_table(results["compute"])))
 cpu = [row for row in results["compute"] if row["device"] == "cpu"]
 fastest = max(row["speedup_vs_lcnn"] for row in cpu if row["method"].startswith("DRK"))
 glue("compute_speedup", f"{fastest:.0f}", display=False)

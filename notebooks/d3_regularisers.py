@@ -61,11 +61,13 @@ import numpy as np
 import torch
 from myst_nb import glue
 
-from repro import data, dil, interactive, kernels, metrics, ops
-from repro.evaluation import build_cases
+from repro import data, dil, interactive, kernels, metrics, ops, profiles
+from repro.experiments import d3
+from repro.experiments.evaluation import build_cases
 
-settings = dil.get_profile(profile)
-run = dil.train_variant(profile, "full", progress=False)
+P = profiles.get(profile)
+settings = P.d3
+run = d3.train_variant(P, "full", progress=False)
 drk = run.drk.double()
 print(f"profile {profile}: L-CNN trained on {run.config.gallery_size} RKG kernels for {run.step} steps")
 
@@ -207,7 +209,7 @@ plt.show()
 # (a black image); the area term R1 is what prevents it.
 
 # %%
-identity_run = dil.train_variant(profile, "identity", progress=False)
+identity_run = d3.train_variant(P, "identity", progress=False)
 validation = dil.split_gallery(kernels.random_kernel_gallery(settings.gallery_size, 11, 0), 0.1)[1].double()
 rows = {"zero filter": torch.zeros(11, 11, dtype=torch.float64), "δ (no deblurring)": identity_drk,
         "DRK, identity term only": identity_run.drk.double(), "DRK, full DIL": drk}

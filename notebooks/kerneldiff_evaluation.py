@@ -34,7 +34,7 @@
 #
 # - *blurred input*; *Wiener, true k* and *learned F, true k*: non-blind oracles (the paper's
 #   DWDN row is the latter; the Wiener solver's noise-to-signal ratio is the one the D3 chapters
-#   select on BSDS500 train crops, {func}`repro.kerneldiff.classical_solver`);
+#   select on BSDS500 train crops, {func}`repro.experiments.kerneldiff.classical_solver`);
 # - *alternating MAP_{x,k}*: the conventional strategy, alternating image and kernel updates
 #   with the same F ({func}`repro.alternating.alternating_map`); the paper's alternating
 #   representative is Blind-DPS, a different algorithm with the same structure;
@@ -47,7 +47,7 @@
 # shifts (Hu & Yang; {func}`repro.metrics.mnc`). **LPIPS and FID are omitted**: both need a
 # network pretrained on ImageNet (AlexNet/VGG for LPIPS, Inception for FID) whose weights this project
 # cannot use (it trains every model itself and fetches none at run time), and FID over 100 small crops would be dominated by its estimation
-# noise anyway. Everything is computed by {func}`repro.kerneldiff.run_chapter` and cached in
+# noise anyway. Everything is computed by {func}`repro.experiments.kerneldiff.run_chapter` and cached in
 # `results/<profile>/kerneldiff/`.
 
 # %% tags=["parameters"]
@@ -63,11 +63,13 @@ from IPython.display import Markdown, display
 from myst_nb import glue
 
 from repro import kerneldiff as kd
-from repro import metrics
+from repro import metrics, profiles
+from repro.experiments import kerneldiff as kdx
 
 torch.set_num_threads(kd.CPU_THREADS)  # fixed, so that the samples do not depend on the core count
-results = kd.run_chapter(profile, progress=False)
-settings, spec = kd.get_profile(profile), results["data"]
+P = profiles.get(profile)
+results = kdx.run_chapter(P, progress=False)
+settings, spec = P.kerneldiff, results["data"]
 train = settings.train
 reductions = [
     f"{len(results['cases'])} BSD100 images (paper: 100), one {spec['crop']}² crop each (paper: 256²)",
@@ -103,23 +105,23 @@ def row(method):
 # protocol (the list above); it is a reference, not a target.
 
 # %%
-order = ["blurred input", "Wiener, true k (oracle)", "learned F, true k (oracle)", kd.DRK_ROW, "alternating MAP_{x,k}",
-         "Kernel-Diff, unguided", kd.WIENER_GUIDED_ROW, "Kernel-Diff, guided, Stage I only", "Kernel-Diff, guided",
-         kd.SELECT_ROW]
+order = ["blurred input", "Wiener, true k (oracle)", "learned F, true k (oracle)", kdx.DRK_ROW, "alternating MAP_{x,k}",
+         "Kernel-Diff, unguided", kdx.WIENER_GUIDED_ROW, "Kernel-Diff, guided, Stage I only", "Kernel-Diff, guided",
+         kdx.SELECT_ROW]
 table = [row(m) for m in order if any(r["method"] == m for r in results["table"])]
-display(Markdown(kd.format_rows(table)))
+display(Markdown(kdx.format_rows(table)))
 same = [f"{r['method']} ({metric.upper()} {r[metric + '_mean']:.{digits}f})" for r in table
         for metric, digits in (("psnr", 2), ("ssim", 3), ("mnc", 3))
-        if metric in kd.PAPER_TABLE.get(r["method"], {}) and f"{metric}_mean" in r
-        and f"{r[metric + '_mean']:.{digits}f}" == f"{kd.PAPER_TABLE[r['method']][metric]:.{digits}f}"]
+        if metric in kdx.PAPER_TABLE.get(r["method"], {}) and f"{metric}_mean" in r
+        and f"{r[metric + '_mean']:.{digits}f}" == f"{kdx.PAPER_TABLE[r['method']][metric]:.{digits}f}"]
 if same:
     display(Markdown(f"*Equal to the paper's value to the printed digit:* {', '.join(same)}. A coincidence of two "
                      "different protocols (other images, kernel sizes, models and solver), not a reproduction of "
                      "that number."))
 for name, method in (("guided", "Kernel-Diff, guided"), ("unguided", "Kernel-Diff, unguided"),
                      ("stage1", "Kernel-Diff, guided, Stage I only"), ("alt", "alternating MAP_{x,k}"),
-                     ("oracle", "learned F, true k (oracle)"), ("blurred", "blurred input"), ("drk", kd.DRK_ROW),
-                     ("wiener_guided", kd.WIENER_GUIDED_ROW), ("select", kd.SELECT_ROW)):
+                     ("oracle", "learned F, true k (oracle)"), ("blurred", "blurred input"), ("drk", kdx.DRK_ROW),
+                     ("wiener_guided", kdx.WIENER_GUIDED_ROW), ("select", kdx.SELECT_ROW)):
     glue(f"psnr_{name}", f"{row(method)['psnr_mean']:.2f}", display=False)
     if "mnc_mean" in row(method):
         glue(f"mnc_{name}", f"{row(method)['mnc_mean']:.3f}", display=False)
@@ -131,7 +133,7 @@ glue("mnc_wins", f"{wins} of {len(guided['mnc_per_case'])}", display=False)
 glue("guidance_verdict", "raises" if guidance_helps else "does not raise", display=False)
 glue("kernel_first_verdict", f"{'above' if ahead['MNC'] else 'below'} the alternating baseline in kernel MNC and "
      f"{'above' if ahead['PSNR'] else 'below'} it in PSNR", display=False)
-paper = kd.PAPER_TABLE
+paper = kdx.PAPER_TABLE
 paper_numbers = (f"Table 2: MNC {paper['Kernel-Diff, guided']['mnc']:.3f} against Blind-DPS "
                  f"{paper['alternating MAP_{x,k}']['mnc']:.3f}; Table 1: PSNR {paper['Kernel-Diff, guided']['psnr']:.2f} "
                  f"against {paper['alternating MAP_{x,k}']['psnr']:.2f} dB")
@@ -247,9 +249,9 @@ ax.set_title(f"{settings.n_select} samples per image, {settings.select_steps} st
              fontsize=9)
 plt.tight_layout()
 plt.show()
-chosen = row(kd.SELECT_ROW)
+chosen = row(kdx.SELECT_ROW)
 select_wins = sum(c > a for c, a in zip(chosen["mnc_per_case"], alt["mnc_per_case"]))
-for name, text in {"select_row": kd.SELECT_ROW, "n_select": settings.n_select, "select_steps": settings.select_steps,
+for name, text in {"select_row": kdx.SELECT_ROW, "n_select": settings.n_select, "select_steps": settings.select_steps,
                    "select_cost": f"{chosen['seconds']:.1f}", "select_sample_mnc": f"{selection['sample_mnc']:.3f}",
                    "select_chosen_mnc": f"{selection['chosen_mnc']:.3f}",
                    "select_best_mnc": f"{selection['best_mnc']:.3f}",
@@ -374,17 +376,17 @@ plt.tight_layout()
 plt.show()
 
 # %%
-comparison = kd.steps_comparison(sweep)
+comparison = kdx.steps_comparison(sweep)
 if comparison is None:  # e.g. the smoke profile, whose sweep has no sampler of more than 100 steps
     display(Markdown(f"This profile's sweep ({', '.join(str(r['steps']) for r in sweep)} steps) has no sampler of "
                      "more than 100 steps to compare the samplers of at most 100 steps with; the quick and paper "
-                     "profiles make that comparison ({func}`repro.kerneldiff.steps_comparison`)."))
+                     "profiles make that comparison ({func}`repro.experiments.kerneldiff.steps_comparison`)."))
 else:
     verdict = {
-        "met": f"not worse than the full sampler by more than {kd.STEPS_TOLERANCE} in mean MNC",
-        "not met": f"more than {kd.STEPS_TOLERANCE} below the full sampler in mean MNC, even allowing two "
+        "met": f"not worse than the full sampler by more than {kdx.STEPS_TOLERANCE} in mean MNC",
+        "not met": f"more than {kdx.STEPS_TOLERANCE} below the full sampler in mean MNC, even allowing two "
                    "standard errors: with this model the speed-up costs kernel quality",
-        "not resolved": f"below the full sampler, but within two standard errors of the {kd.STEPS_TOLERANCE} "
+        "not resolved": f"below the full sampler, but within two standard errors of the {kdx.STEPS_TOLERANCE} "
                         "tolerance: this many images cannot tell whether the speed-up costs kernel quality",
     }[comparison["verdict"]]
     display(Markdown(
@@ -393,19 +395,19 @@ else:
         f"standard error; both rows score the same images), at {comparison['speedup']:.0f}× less time per kernel: "
         f"the best sampler of at most 100 steps is {verdict} (on {steps_images}). The standard deviation of MNC "
         f"over the kernels is up to {max(r['mnc_std'] for r in sweep):.2f} per row, which is why the comparison is "
-        "made image by image ({func}`repro.kerneldiff.steps_comparison`)."))
+        "made image by image ({func}`repro.experiments.kerneldiff.steps_comparison`)."))
 
 # %% [markdown]
 # **What the main table's step count costs.** The table at the top samples with
 # {glue:text}`table_steps` steps ({glue:text}`table_steps_note`). Here every row of the sweep
 # stands beside the alternating baseline and the blurred input on the same images, image by image
 # (the mean of the per-image differences ± its standard error; "ahead" or "behind" only beyond two
-# standard errors, {func}`repro.kerneldiff.sweep_against`):
+# standard errors, {func}`repro.experiments.kerneldiff.sweep_against`):
 
 # %%
 against = ("alternating MAP_{x,k}", "blurred input")
-display(Markdown(kd.format_sweep_against(sweep, results["table"], against)))
-sweep_vs_alt = kd.sweep_against(sweep, results["table"], against[0])
+display(Markdown(kdx.format_sweep_against(sweep, results["table"], against)))
+sweep_vs_alt = kdx.sweep_against(sweep, results["table"], against[0])
 paired = {r["steps"]: r for r in sweep_vs_alt}
 longest, table_steps = paired[max(paired)], paired[settings.sample_steps]
 glue("table_steps", f"{settings.sample_steps}", display=False)
@@ -414,11 +416,11 @@ glue("table_steps_note", "the paper's sampler" if settings.sample_steps == kd.Sc
 glue("sweep_longest", f"{longest['steps']}", display=False)
 for name, entry in (("longest", longest), ("table", table_steps)):
     glue(f"sweep_{name}_scores", f"MNC {entry['mnc']:.3f} and {entry['psnr']:.2f} dB", display=False)
-    glue(f"sweep_{name}_vs_alt", f"{kd.describe_gap(entry['mnc_gap'], entry['mnc_se'], 3)} in MNC and "
-         f"{kd.describe_gap(entry['psnr_gap'], entry['psnr_se'], 2, 'dB')} in PSNR", display=False)
+    glue(f"sweep_{name}_vs_alt", f"{kdx.describe_gap(entry['mnc_gap'], entry['mnc_se'], 3)} in MNC and "
+         f"{kdx.describe_gap(entry['psnr_gap'], entry['psnr_se'], 2, 'dB')} in PSNR", display=False)
 glue("sweep_alt_scores", f"MNC {longest['method_mnc']:.3f} and {longest['method_psnr']:.2f} dB", display=False)
 changed = [f"{metric}: {before} → {after}" for metric, before, after in
-           kd.verdict_changes(sweep_vs_alt, settings.sample_steps)]
+           kdx.verdict_changes(sweep_vs_alt, settings.sample_steps)]
 glue("sweep_verdict", f"On these images the step count changes the verdict against the alternating baseline "
      f"({'; '.join(changed)}). With one draw per image on {longest['images']} images, the step count and the luck "
      f"of the draw are mixed (in the selection run above, the {settings.n_select} draws of one image differ in MNC "

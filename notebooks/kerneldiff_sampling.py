@@ -33,8 +33,8 @@
 # (Stage II). This chapter runs the sampler on one blurred test image and watches the kernel
 # estimate $\tilde k_0$ take shape, with guidance and without, together with the reblurring residual.
 #
-# The models are ours, trained by {func}`repro.kerneldiff.trained_model` and
-# {func}`repro.nonblind.train_learned_wiener` (the paper's pretrained weights are not available to this project): a
+# The models are ours, trained by {func}`repro.experiments.kerneldiff.trained_model` and
+# {func}`repro.experiments.solver.train_learned_wiener` (the paper's pretrained weights are not available to this project): a
 # conditional U-Net with two encoders ({class}`repro.kerneldiff.KernelUNet`) and a small
 # DWDN-style learned Wiener solver as $F$. Their sizes depend on the profile and are printed below;
 # {doc}`kerneldiff_evaluation` states every reduction against the paper.
@@ -51,14 +51,15 @@ import torch
 from myst_nb import glue
 
 from repro import kerneldiff as kd
-from repro import metrics, synth
+from repro import metrics, profiles
+from repro.experiments import kerneldiff as kdx
 
 torch.set_num_threads(kd.CPU_THREADS)  # fixed, so that the samples do not depend on the core count
-settings = kd.get_profile(profile)
-spec = synth.data_profile(profile)
-run = kd.trained_model(profile, device="cpu", progress=False)
-solver = kd.chapter_solver(profile, device="cpu", progress=False)
-cases = kd.test_cases(profile)
+P = profiles.get(profile)
+settings, spec = P.kerneldiff, P.kerneldiff_data
+run = kdx.trained_model(P, device="cpu", progress=False)
+solver = kdx.chapter_solver(P, device="cpu", progress=False)
+cases = kdx.test_cases(P)
 model = run.ema
 steps = settings.sample_steps
 eta = settings.eta(steps, kd.Schedule().T)

@@ -21,7 +21,7 @@
 # initialisation of both generators by fitting, kernel ℓ² and late TV regularisation, eqs. (8)–(9))
 # on synthetic and real blur, and report the mean ISNR and its spread over repeated runs (their
 # Table 1). This chapter runs the same comparison with this project's implementation
-# ({mod}`repro.selfdeblur`) and protocol ({mod}`repro.selfdeblur_eval`).
+# ({mod}`repro.selfdeblur`) and protocol ({mod}`repro.experiments.selfdeblur`).
 #
 # **Protocol.**
 # *Kodak*: Kodak images blurred by the eight ground-truth kernels of Levin et al. (the paper
@@ -51,17 +51,18 @@ import numpy as np
 from IPython.display import Markdown, display
 from myst_nb import glue
 
+from repro import profiles
 from repro import selfdeblur as sd
-from repro import selfdeblur_eval as se
-from repro.evaluation import counted
+from repro.experiments import selfdeblur as se
+from repro.experiments.evaluation import counted
 
-out = se.run_evaluation(profile, progress=False)
+out = se.run_evaluation(profiles.get(profile), progress=False)
 settings, records, table = out["settings"], out["records"], out["table"]
 cases = {c.meta["input"]: c for c in out["cases"]}
 scope = settings.describe()
 glue("profile", profile, display=False)
 glue("scope", scope, display=False)
-quick = se.get_profile("quick")
+quick = profiles.get("quick").selfdeblur
 glue("quick_crop", f"{quick.levin_size}-pixel", display=False)
 coarsest = sd.scale_plan((quick.levin_size,) * 2, (13, 13), quick.config("improved"))[0]
 coarsest_x = coarsest.image_size[0] + coarsest.kernel_size[0] - 1
@@ -262,7 +263,7 @@ def iterations(p):
     return inputs * p.runs * (orig.iterations + imp.iterations + (imp.scales - 1) * imp.coarse_iterations)
 
 
-paper_iterations, our_iterations = iterations(se.get_profile("paper")), iterations(settings)
+paper_iterations, our_iterations = iterations(profiles.get("paper").selfdeblur), iterations(settings)
 glue("paper_iterations", f"{paper_iterations / 1e6:.1f} million", display=False)
 glue("our_iterations", f"{our_iterations:,}", display=False)
 # this run's cost of one original iteration per pixel of y, scaled to the paper's image sizes
@@ -270,7 +271,7 @@ original = [r for r in records if r["method"] == "original"]
 per_pixel = np.median([r["seconds"] / settings.config("original").iterations / cases[r["input"]].y[0].numel()
                        for r in original])
 at_once = original[0].get("workers", 1)
-paper = se.get_profile("paper")
+paper = profiles.get("paper").selfdeblur
 paper_inputs = len(paper.kodak_images) * len(paper.kodak_kernels) + len(paper.levin_inputs)
 mean_pixels = (len(paper.kodak_images) * len(paper.kodak_kernels) * 768 * 512 + len(paper.levin_inputs) * 255 * 255) / paper_inputs
 glue("levin_iteration_seconds", f"{per_pixel * 255 * 255:.2f}", display=False)

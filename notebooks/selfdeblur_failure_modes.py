@@ -33,7 +33,7 @@
 #    quality (their Fig. 2).
 #
 # The implementation is {mod}`repro.selfdeblur` (architectures, schedule and the three
-# modifications); the experiments are in {mod}`repro.selfdeblur_eval`. Every run is stored with
+# modifications); the experiments are in {mod}`repro.experiments.selfdeblur`. Every run is stored with
 # its seed, estimates and loss curve in `results/<profile>/selfdeblur/` and reused by
 # {doc}`selfdeblur_evaluation`.
 
@@ -49,11 +49,11 @@ import numpy as np
 from IPython.display import Markdown, display
 from myst_nb import glue
 
-from repro import interactive
+from repro import interactive, profiles
 from repro import selfdeblur as sd
-from repro import selfdeblur_eval as se
+from repro.experiments import selfdeblur as se
 
-out = se.run_failure_modes(profile, progress=False)
+out = se.run_failure_modes(profiles.get(profile), progress=False)
 settings, case = out["settings"], out["case"]
 original, improved = settings.config("original"), settings.config("improved")
 glue("profile", profile, display=False)
@@ -75,7 +75,7 @@ print(f"profile {profile}: {settings.describe()}")
 # 1e-2) is fitted to one image alone, problem (8), $\min_{\theta_x} \|\mathcal{G}_x(\theta_x) - y\|_2^2$,
 # once with the sharp image and once with its blurred version, for
 # {glue:text}`fit_iterations` iterations, averaged over {glue:text}`fit_inputs`
-# of the profile ({func}`repro.selfdeblur_eval.fit_curves`).
+# of the profile ({func}`repro.experiments.selfdeblur.fit_curves`).
 
 # %% mystnb={"figure": {"caption": "Analogue of Kotera et al.'s Fig. 1: the RMSE (grey levels of 255, log scale) of a fresh image generator $\\mathcal{G}_x$ fitted alone to the sharp image (blue) and to its blurred version (red), problem (8), against the iteration, averaged over the profile's Kodak inputs."}}
 curves = out["curves"]
@@ -134,7 +134,7 @@ glue("l2_true", f"{true_pair['kernel_l2']:.3f}", display=False)
 # ### Runs that fall into it
 #
 # A run counts as a no-blur run when its kernel's effective support $1/\|\hat k\|_2^2$ is at most
-# {glue:text}`no_blur_support` pixels ({data}`repro.selfdeblur_eval.NO_BLUR_SUPPORT`; Levin's
+# {glue:text}`no_blur_support` pixels ({data}`repro.experiments.selfdeblur.NO_BLUR_SUPPORT`; Levin's
 # kernels have 20–60). The kernels estimated by the runs of Fig. 2 below:
 
 # %% mystnb={"figure": {"caption": "The kernels $\\hat k$ estimated by the runs of Fig. 2 on the chapter's Kodak input, original method in the top row and improved method in the bottom row, each row starting with the true kernel $k$. Each panel's title gives the method, the seed (s0, s1, ...) and the effective support $1/\\|\\hat k\\|_2^2$ in pixels, with 'no-blur' added where the run meets the criterion above; every kernel has its own grey scale."}}

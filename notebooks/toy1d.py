@@ -51,10 +51,9 @@ import numpy as np
 import torch
 from myst_nb import glue
 
-from repro import toy1d
-from repro.store import check_profile
+from repro import profiles, toy1d
 
-settings = toy1d.PROFILES[check_profile(profile)]
+settings = profiles.get(profile).toy1d
 noise_std = 0.01
 y = toy1d.observe(toy1d.TRUTH, noise_std=noise_std, seed=0)
 table = toy1d.GridSearch.build(y)
@@ -96,7 +95,7 @@ plt.show()
 
 # %% mystnb={"figure": {"caption": "The data term $\\lVert y - k_\\sigma \\circledast x_{a,w} \\rVert^2$ of the joint loss, on a $\\log_{10}$ colour scale, on two random planes $\\theta^\\ast + \\alpha t_1 + \\beta t_2$ through the truth (plane seeds 0 and 1, eqs. 21 and 22 of supplement A). The red star marks the truth; white areas lie outside the feasible box."}}
 def show_plane(ax, y, seed=0):
-    plane = toy1d.random_plane(y, seed=seed, resolution=settings["resolution"])
+    plane = toy1d.random_plane(y, seed=seed, resolution=settings.resolution)
     im = ax.pcolormesh(plane.alpha, plane.beta, np.log10(plane.loss.T.numpy() + 1e-6), shading="auto", cmap="viridis")
     ax.plot(0, 0, "r*", ms=12, label="truth")
     ax.set_xlabel(r"$\alpha$ (along $t_1$)")
@@ -166,8 +165,8 @@ print(f"argmax of eq. (12): σ = {sigma_marginal:.3f}; of eq. (16): σ = {sigma_
 # A run reaches the truth when $|a - 64| \le 1$, $|w - 10| \le 1$ and $|\sigma - 1.5| \le 0.25$.
 
 # %%
-starts = toy1d.random_starts(settings["starts"], seed=1)
-estimates = toy1d.compare_strategies(y, noise_std, starts, settings["steps"], settings["rounds"], table)
+starts = toy1d.random_starts(settings.starts, seed=1)
+estimates = toy1d.compare_strategies(y, noise_std, starts, settings.steps, settings.rounds, table)
 rates = {name: toy1d.success_rate(theta) for name, theta in estimates.items()}
 for name, theta in estimates.items():
     key = name.replace(" ", "_").replace(",", "")

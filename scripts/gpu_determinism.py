@@ -23,9 +23,11 @@ import argparse
 
 import torch
 
+from repro import profiles
 from repro import dil, kerneldiff, selfdeblur, synth
 from repro.kernels import random_kernel_gallery
-from repro.store import save_json
+from repro._io import save_json
+from repro.experiments import kerneldiff as kdx
 
 
 def compare(name: str, a: torch.Tensor, b: torch.Tensor) -> dict:
@@ -63,7 +65,7 @@ def main(argv=None) -> list[dict]:
     rows.append(compare("SelfDeblur: x̂", a.x_hat, b.x_hat))
     rows.append(compare("SelfDeblur: k̂", a.k_hat, b.k_hat))
 
-    unet = kerneldiff.get_profile("smoke").unet()
+    unet = kdx.unet_config(profiles.get("smoke"))
     data = synth.BlurPairs(synth.motion_kernels(16, unet.kernel_size, synth.TRAIN_KERNEL_SEED),
                            [torch.rand(3, 2 * unet.image_size, 2 * unet.image_size,
                                        generator=torch.Generator().manual_seed(i)) for i in range(4)],

@@ -1,7 +1,7 @@
 """Guided Kernel-Diff against the alternating baseline on *validation* pairs: blurred crops of the
 training distribution (``repro.synth.BlurPairs`` of a profile's training kernels and images, seed
 777), never the test images. The study behind the Kernel-Diff profiles' sampler choices
-(``repro.kerneldiff.KernelDiffProfile``).
+(``repro.experiments.kerneldiff.KernelDiffProfile``).
 
     python scripts/kerneldiff_validation.py --profile quick --pairs 24
     python scripts/kerneldiff_validation.py --profile quick --pairs 24 --scale-with-stride
@@ -16,9 +16,9 @@ the T-step sampler); the alternating
 MAP_{x,k} baseline with the same solver; and the blurred input. Every row scores the same pairs:
 mean MNC and PSNR (x̂ = F(y, k̂), clamped) ± standard error over the pairs, then each guided
 row's paired differences to the alternating baseline and to the longest unscaled sampler
-(``repro.kerneldiff.paired_gap``). Uses the profile's trained ε_θ and learned solver (trained
+(``repro.experiments.kerneldiff.paired_gap``). Uses the profile's trained ε_θ and learned solver (trained
 first if missing, as the chapters do; ``--train-steps N``: ε_θ trained N steps instead,
-:func:`repro.kerneldiff.trained_model`). Prints one line per row; ``--out FILE`` also writes the
+:func:`repro.experiments.kerneldiff.trained_model`). Prints one line per row; ``--out FILE`` also writes the
 rows and differences as JSON.
 """
 
@@ -31,20 +31,22 @@ import time
 
 import torch
 
+from repro import profiles
 from repro import kerneldiff as kd
 from repro import synth
 from repro._checks import check_positive
 from repro.metrics import mnc, psnr
-from repro.store import save_json
+from repro._io import save_json
+from repro.experiments import kerneldiff as kdx
 
 VALIDATION_SEED = 777
 """The stream of :class:`repro.synth.BlurPairs` the validation pairs come from (training uses
-``repro.kerneldiff.SEED``)."""
+``repro.experiments.kerneldiff.SEED``)."""
 
 
-def validation_pairs(profile: str, n: int, seed: int = VALIDATION_SEED):
+def validation_pairs(profile: profiles.Profile, n: int, seed: int = VALIDATION_SEED):
     """``n`` validation pairs of ``profile``: (y, x, k) as :meth:`repro.synth.BlurPairs.batch` returns them."""
-    spec = synth.data_profile(profile)
+    spec = profile.kerneldiff_data
     pairs = synth.BlurPairs(spec.train_kernels(), synth.training_images(spec.max_train_images), spec.crop,
                             spec.noise_sigma, seed=seed)
     return pairs.batch(0, n)
@@ -72,7 +74,7 @@ def check_multipliers(multipliers) -> list[float]:
 
 
 def run(model: kd.KernelUNet, solver, y: torch.Tensor, x: torch.Tensor, k: torch.Tensor,
-        settings: kd.KernelDiffProfile, scale_with_stride: bool = False, schedule: kd.Schedule | None = None,
+        settings: kdx.KernelDiffProfile, scale_with_stride: bool = False, schedule: kd.Schedule | None = None,
         max_batch: int | None = kd.CPU_MAX_BATCH, step_counts: tuple[int, ...] | None = None,
         guidance_multipliers: tuple[float, ...] = (1.0,), progress: bool = False) -> list[dict]:
     """The rows of the study on the pairs (y, x, k): blurred input, alternating baseline, then the
@@ -83,7 +85,7 @@ def run(model: kd.KernelUNet, solver, y: torch.Tensor, x: torch.Tensor, k: torch
     schedule = schedule or kd.Schedule()
     rows = [_row("blurred input", None, None, None, y.clamp(0, 1), x, k, 0.0)]
     start = time.perf_counter()
-    kernels, _ = kd._alternating(y, model.config.kernel_size, solver, settings.alternating_iterations, kd.SEED)
+    kernels, _ = kdx._alternating(y, model.config.kernel_size, solver, settings.alternating_iterations, kdx.SEED)
     seconds = time.perf_counter() - start
     with torch.no_grad():
         restored = solver(y, kernels[:, None]).clamp(0, 1)
@@ -93,7 +95,7 @@ def run(model: kd.KernelUNet, solver, y: torch.Tensor, x: torch.Tensor, k: torch
         if scale_with_stride and steps < schedule.T and schedule.T / steps not in multipliers:
             multipliers.append(schedule.T / steps)
         for multiplier in multipliers:
-            result = kd.sample(model, y, solver, True, steps, settings.eta(steps, schedule.T), seed=kd.SEED,
+            result = kd.sample(model, y, solver, True, steps, settings.eta(steps, schedule.T), seed=kdx.SEED,
                                schedule=schedule, guidance_scale=kd.GUIDANCE_SCALE * multiplier, max_batch=max_batch,
                                progress=progress)
             rows.append(_row("Kernel-Diff, guided", steps, multiplier, result.kernels, result.images, x, k,
@@ -103,7 +105,7 @@ def run(model: kd.KernelUNet, solver, y: torch.Tensor, x: torch.Tensor, k: torch
 
 def paired_differences(rows: list[dict]) -> list[dict]:
     """For every guided row of :func:`run`: its paired differences (mean over the pairs ± standard
-    error, :func:`repro.kerneldiff.paired_gap`) to the alternating baseline in MNC and PSNR, and
+    error, :func:`repro.experiments.kerneldiff.paired_gap`) to the alternating baseline in MNC and PSNR, and
     to the guided sampler with the most steps and the official guidance step (when that was run;
     otherwise the first multiplier) in MNC."""
     alternating = next(row for row in rows if row["method"].startswith("alternating"))
@@ -111,18 +113,18 @@ def paired_differences(rows: list[dict]) -> list[dict]:
     reference = 1.0 if any(row["guidance_multiplier"] == 1.0 for row in guided) else guided[0]["guidance_multiplier"]
     longest = max((row for row in guided if row["guidance_multiplier"] == reference), key=lambda row: row["steps"])
     return [{"steps": row["steps"], "guidance_multiplier": row["guidance_multiplier"],
-             "mnc_vs_alternating": kd.paired_gap(row["mnc_per_pair"], alternating["mnc_per_pair"]),
-             "psnr_vs_alternating": kd.paired_gap(row["psnr_per_pair"], alternating["psnr_per_pair"]),
+             "mnc_vs_alternating": kdx.paired_gap(row["mnc_per_pair"], alternating["mnc_per_pair"]),
+             "psnr_vs_alternating": kdx.paired_gap(row["psnr_per_pair"], alternating["psnr_per_pair"]),
              "longest_steps": longest["steps"],
-             "mnc_vs_longest": kd.paired_gap(row["mnc_per_pair"], longest["mnc_per_pair"])} for row in guided]
+             "mnc_vs_longest": kdx.paired_gap(row["mnc_per_pair"], longest["mnc_per_pair"])} for row in guided]
 
 
 def format_difference(entry: dict) -> str:
-    """One printed line of :func:`paired_differences` (:func:`repro.kerneldiff.describe_gap`)."""
+    """One printed line of :func:`paired_differences` (:func:`repro.experiments.kerneldiff.describe_gap`)."""
     multiplier = "" if entry["guidance_multiplier"] == 1.0 else f", guidance ×{entry['guidance_multiplier']:g}"
     return (f"{str(entry['steps']) + ' steps' + multiplier:28s} against alternating: MNC "
-            f"{kd.describe_gap(*entry['mnc_vs_alternating'], 3)}, PSNR {kd.describe_gap(*entry['psnr_vs_alternating'], 2, 'dB')}; "
-            f"against {entry['longest_steps']} steps: MNC {kd.describe_gap(*entry['mnc_vs_longest'], 3)}")
+            f"{kdx.describe_gap(*entry['mnc_vs_alternating'], 3)}, PSNR {kdx.describe_gap(*entry['psnr_vs_alternating'], 2, 'dB')}; "
+            f"against {entry['longest_steps']} steps: MNC {kdx.describe_gap(*entry['mnc_vs_longest'], 3)}")
 
 
 def format_row(row: dict) -> str:
@@ -136,7 +138,7 @@ def format_row(row: dict) -> str:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--profile", default="quick", choices=list(kd.PROFILES))
+    parser.add_argument("--profile", default="quick", choices=list(kdx.PROFILES))
     parser.add_argument("--pairs", type=int, default=24, help="validation pairs (>= 2)")
     parser.add_argument("--scale-with-stride", action="store_true",
                         help="also run each strided sampler with the guidance step x T / steps")
@@ -159,14 +161,15 @@ def main(argv=None) -> None:
     except ValueError as err:
         parser.error(f"--guidance multipliers must be positive and finite ({err})")
     torch.set_num_threads(kd.CPU_THREADS)
-    settings = kd.get_profile(args.profile)
-    solver = kd.chapter_solver(args.profile, args.device, progress=True)
+    chosen = profiles.get(args.profile)
+    settings = chosen.kerneldiff
+    solver = kdx.chapter_solver(chosen, args.device, progress=True)
     if args.train_steps is not None and args.train_steps < 1:
         parser.error(f"--train-steps must be >= 1, got {args.train_steps}")
-    trained = kd.trained_model(args.profile, args.device, progress=True, steps=args.train_steps)
+    trained = kdx.trained_model(chosen, args.device, progress=True, steps=args.train_steps)
     model = trained.ema
     device = next(model.parameters()).device
-    y, x, k = (t.to(device) for t in validation_pairs(args.profile, args.pairs))
+    y, x, k = (t.to(device) for t in validation_pairs(chosen, args.pairs))
     rows = run(model, solver, y, x, k, settings, args.scale_with_stride,
                max_batch=kd.CPU_MAX_BATCH if device.type == "cpu" else None,
                step_counts=None if args.steps is None else tuple(args.steps), guidance_multipliers=tuple(args.guidance), progress=True)

@@ -10,8 +10,8 @@ SelfDeblur evaluation chapter's inputs at another setting.
 
 ``--case``: index into the quick profile's Kodak inputs followed by its Levin inputs (0 =
 kodim01 × Levin kernel 5, 1 = Levin im1_kernel3). Prints one JSON line: ISNR, kernel MNC and
-effective support (``repro.selfdeblur_eval.score_run``) and the seconds taken. ``--threads``
-defaults to the chapters' ``repro.selfdeblur_eval.RUN_THREADS`` (one): SelfDeblur's result
+effective support (``repro.experiments.selfdeblur.score_run``) and the seconds taken. ``--threads``
+defaults to the chapters' ``repro.experiments.selfdeblur.RUN_THREADS`` (one): SelfDeblur's result
 depends on the thread count (the book's Reproduce page, "Determinism").
 """
 
@@ -24,8 +24,9 @@ import time
 
 import torch
 
+from repro import profiles
 from repro import selfdeblur as sd
-from repro import selfdeblur_eval as se
+from repro.experiments import selfdeblur as se
 
 
 def parse_field(config: sd.SelfDeblurConfig, assignment: str) -> tuple[str, object]:
@@ -52,7 +53,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--threads", type=int, default=se.RUN_THREADS)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    settings = se.get_profile("quick")
+    settings = profiles.get("quick").selfdeblur
     if args.size is not None:
         settings = dataclasses.replace(settings, kodak_size=args.size, levin_size=args.size)
     if args.kodak_kernel is not None:

@@ -4,12 +4,12 @@ Before committing a GPU to the `paper` profile (or a laptop to `quick`), this ti
 of each long run of the profile with the real code at the profile's configuration, and scales it
 to the profile's length:
 
-- D3: one DIL training run (``dil.get_profile(profile)``; the chapter trains one run per variant
-  of ``dil.variant_configs(profile)``);
-- Kernel-Diff's learned Wiener solver (``nonblind.solver_profile(profile)``);
-- Kernel-Diff's ε_θ (``kerneldiff.get_profile(profile)``: its U-Net and training schedule; for
+- D3: one DIL training run (``Profile.d3``; the chapter trains one run per variant of
+  ``repro.experiments.d3.variant_configs``);
+- Kernel-Diff's learned Wiener solver (``Profile.solver``);
+- Kernel-Diff's ε_θ (``Profile.kerneldiff``: its U-Net and training schedule; for
   `paper` the ≈36 M-parameter U-Net and 1,000,000 steps of 8);
-- one SelfDeblur run of the original method (``selfdeblur_eval.get_profile(profile)``: its
+- one SelfDeblur run of the original method (``Profile.selfdeblur``: its
   iterations) on a Levin-sized input (grey) and a Kodak-sized one (grey or RGB as the profile
   says), with the largest Levin kernel the profile uses.
 
@@ -34,8 +34,13 @@ import time
 
 import torch
 
-from repro import dil, kerneldiff, nonblind, selfdeblur, selfdeblur_eval, synth
-from repro.store import PROFILES, save_json
+from repro import profiles
+from repro import dil, kerneldiff, selfdeblur, synth
+from repro._io import save_json
+from repro.store import PROFILES
+from repro.experiments import d3
+from repro.experiments import kerneldiff as kdx
+from repro.experiments import solver as learned_solver
 
 KODAK_SIZE = (512, 768)  # Kodak's landscape images, height × width
 LEVIN_SIZE = 255
@@ -76,9 +81,9 @@ def random_images(n: int, side: int) -> list[torch.Tensor]:
     return [torch.rand(3, side, side, generator=torch.Generator().manual_seed(i)) for i in range(n)]
 
 
-def selfdeblur_inputs(profile: str) -> tuple[list[tuple[str, tuple[int, ...]]], int]:
+def selfdeblur_inputs(profile: profiles.Profile) -> tuple[list[tuple[str, tuple[int, ...]]], int]:
     """The shapes (1, C, H, W) of the profile's Levin and Kodak inputs and its largest kernel."""
-    settings = selfdeblur_eval.get_profile(profile)
+    settings = profile.selfdeblur
     levin = settings.levin_size or LEVIN_SIZE
     height, width = (round(side * settings.kodak_downscale) for side in KODAK_SIZE)
     if settings.kodak_size is not None:
@@ -113,39 +118,39 @@ def main(argv=None) -> list[dict]:
                     else f"not resolved ({per_step * 1e3:.2f} ms/step): raise --long")
         print(f"  {part:60s} {estimate} ({runs})", flush=True)
 
-    d3 = dil.get_profile(profile)
+    chosen = profiles.get(profile)
+    settings = chosen.d3
 
     def train_dil(steps):
-        config = dataclasses.replace(d3.config(), steps=steps, log_every=steps, checkpoint_every=steps)
+        config = dataclasses.replace(settings.config(), steps=steps, log_every=steps, checkpoint_every=steps)
         dil.train_dil(config, seed=0, device=device, progress=False)
 
-    report("D3: DIL training", seconds_per_step(train_dil, short, long, device), d3.steps,
-           f"{len(dil.variant_configs(profile))} variants")
+    report("D3: DIL training", seconds_per_step(train_dil, short, long, device), settings.steps,
+           f"{len(d3.variant_configs(chosen))} variants")
 
-    spec = synth.data_profile(profile)
-    solver = nonblind.solver_profile(profile)
+    spec, solver = chosen.kerneldiff_data, chosen.solver
     images = random_images(4, spec.crop + 64)
 
     def train_solver(steps):
         config = dataclasses.replace(solver, steps=steps, log_every=steps, checkpoint_every=steps)
-        nonblind.train_learned_wiener(profile, device=device, progress=False, images=images, config=config)
+        learned_solver.train_learned_wiener(chosen, device=device, progress=False, images=images, config=config)
 
     report("Kernel-Diff: learned Wiener solver training", seconds_per_step(train_solver, short, long, device),
            solver.steps, "one")
 
-    settings = kerneldiff.get_profile(profile)
+    settings, unet = chosen.kerneldiff, kdx.unet_config(chosen)
     pairs = synth.BlurPairs(synth.motion_kernels(64, spec.kernel_size, synth.TRAIN_KERNEL_SEED), images,
                             crop=spec.crop, seed=0)
 
     def train_unet(steps):
         config = dataclasses.replace(settings.train, steps=steps, log_every=steps, checkpoint_every=steps)
-        kerneldiff.train(settings.unet(), config, pairs, seed=0, device=device, progress=False)
+        kerneldiff.train(unet, config, pairs, seed=0, device=device, progress=False)
 
-    report(f"Kernel-Diff: ε_θ training ({kerneldiff.count_parameters(kerneldiff.new_model(settings.unet())):,} "
+    report(f"Kernel-Diff: ε_θ training ({kerneldiff.count_parameters(kerneldiff.new_model(unet)):,} "
            "parameters)", seconds_per_step(train_unet, short, long, device), settings.train.steps, "one")
 
-    iterations = selfdeblur.SelfDeblurConfig().scaled(selfdeblur_eval.get_profile(profile).iteration_scale).iterations
-    inputs, kernel_size = selfdeblur_inputs(profile)
+    iterations = selfdeblur.SelfDeblurConfig().scaled(chosen.selfdeblur.iteration_scale).iterations
+    inputs, kernel_size = selfdeblur_inputs(chosen)
     for label, shape in inputs:
         y = torch.rand(*shape, generator=torch.Generator().manual_seed(0))
 

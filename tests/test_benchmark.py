@@ -1,4 +1,4 @@
-"""Tests of repro.benchmark: test sets, the common protocol, resumable records, the summary and
+"""Tests of repro.experiments.benchmark: test sets, the common protocol, resumable records, the summary and
 its spread, validation. Synthetic cases and fake adapters; the real sets only with the data mirror."""
 
 import dataclasses
@@ -8,12 +8,13 @@ import statistics
 import pytest
 import torch
 
-from repro import benchmark as bm
+from repro import profiles
+from repro.experiments import benchmark as bm
 from repro import kernels, metrics
 from repro import selfdeblur as sd
-from repro import selfdeblur_eval as se
-from repro import synth
-from repro.evaluation import build_cases
+from repro.experiments import selfdeblur as se
+from repro.experiments.evaluation import build_cases
+from repro.experiments import d3
 
 needs_data = pytest.mark.skipif(not os.environ.get("REPRO_DATA_MIRROR"),
                                 reason="REPRO_DATA_MIRROR is not set: Levin, Kodak and BSDS500 unavailable")
@@ -43,22 +44,22 @@ def _fake(name, calls, stochastic=False, oracle=False, key="", value=20.0):
 
 
 def test_profiles_reduce_only_what_they_say():
-    paper = bm.get_profile("paper")
+    paper = profiles.get("paper").benchmark
     assert paper.selfdeblur_sets == bm.SETS and paper.kerneldiff_steps is None and paper.mild_crop is None
     assert (paper.n_mild, paper.n_motion) == (100, 100)
     # Levin and Kodak come from the SelfDeblur profile: all 32 Levin images and 8 x 8 Kodak inputs there
-    assert len(se.get_profile("paper").levin_inputs) == 32
-    assert len(se.get_profile("paper").kodak_images) * len(se.get_profile("paper").kodak_kernels) == 64
-    quick = bm.get_profile("quick")
-    assert "not run on" in quick.describe() and "50 reverse steps" in quick.describe()
-    assert "not run on" not in paper.describe()
+    assert len(profiles.get("paper").selfdeblur.levin_inputs) == 32
+    assert len(profiles.get("paper").selfdeblur.kodak_images) * len(profiles.get("paper").selfdeblur.kodak_kernels) == 64
+    quick = bm.describe(profiles.get("quick"))
+    assert "not run on" in quick and "50 reverse steps" in quick
+    assert "not run on" not in bm.describe(profiles.get("paper"))
     # each skipped set has its reason; the motion set's 64² crops are also below the 92² inputs
     # the quick SelfDeblur profile is sized for
-    assert "mild Gaussian blur (too slow for this profile)" in quick.describe()
-    assert "motion blur (too slow for this profile, and its 64² crops are smaller than the 92² inputs" in quick.describe()
+    assert "mild Gaussian blur (too slow for this profile)" in quick
+    assert "motion blur (too slow for this profile, and its 64² crops are smaller than the 92² inputs" in quick
     # crops as large as the SelfDeblur inputs drop the second reason
-    roomy = dataclasses.replace(synth.data_profile("quick"), crop=96)
-    assert bm.BenchmarkProfile._selfdeblur_skip_reason("bsd100-motion", se.get_profile("quick"), roomy) == \
+    roomy = dataclasses.replace(profiles.get("quick").kerneldiff_data, crop=96)
+    assert bm._selfdeblur_skip_reason("bsd100-motion", profiles.get("quick").selfdeblur, roomy) == \
         "too slow for this profile"
 
 
@@ -71,26 +72,26 @@ def test_profiles_reduce_only_what_they_say():
 ])
 def test_profile_validation(change, match):
     with pytest.raises(ValueError, match=match):
-        dataclasses.replace(bm.get_profile("smoke"), **change)
+        dataclasses.replace(profiles.get("smoke").benchmark, **change)
     with pytest.raises(ValueError, match="profile must be one of"):
-        bm.get_profile("fast")
+        profiles.get("fast").benchmark
 
 
 @needs_data
 def test_test_sets_are_deterministic_and_follow_their_sources():
-    first, second = bm.test_sets("smoke"), bm.test_sets("smoke")
+    first, second = bm.test_sets(profiles.get("smoke")), bm.test_sets(profiles.get("smoke"))
     assert list(first) == list(bm.SETS)
     for name in bm.SETS:
         assert [c.fingerprint() for c in first[name]] == [c.fingerprint() for c in second[name]]
-    sd_settings = se.get_profile("smoke")
+    sd_settings = profiles.get("smoke").selfdeblur
     assert [c.fingerprint() for c in first["levin"]] == [c.fingerprint() for c in se.levin_cases(sd_settings)]
     assert [c.fingerprint() for c in first["kodak"]] == [c.fingerprint() for c in se.kodak_cases(sd_settings)]
-    spec = synth.data_profile("smoke")
+    spec = profiles.get("smoke").kerneldiff_data
     motion = first["bsd100-motion"][0]
     assert torch.equal(motion.k, spec.test_kernels()[0]) and motion.y.shape[-1] == spec.crop
     assert all(c.meta["blur_mode"] == "valid" and c.meta["noise_sigma"] == 0 for s in bm.SETS[1:] for c in first[s])
     mild = first["bsd100-mild"][0]
-    assert mild.k.shape[-1] in range(11, 22, 2) and mild.x.shape[-1] == bm.get_profile("smoke").mild_crop
+    assert mild.k.shape[-1] in range(11, 22, 2) and mild.x.shape[-1] == profiles.get("smoke").benchmark.mild_crop
 
 
 # ------------------------------------------------------------------------------------------
@@ -137,7 +138,7 @@ def test_selfdeblur_runs_on_a_bsd100_case_with_an_even_kernel(tmp_path, monkeypa
     case = build_cases({"img": image}, {"motion0": kernels.gaussian(8, 1.5)}, crop=32,
                        meta={"dataset": "BSD100"})[0]
     assert case.k.shape[-1] == 8
-    adapter = bm._selfdeblur_adapter("original", "smoke", "cpu")
+    adapter = bm._selfdeblur_adapter("original", profiles.get("smoke"), "cpu")
     first = adapter.run(case, 0)
     assert all(torch.isfinite(torch.tensor(first[m])) for m in ("psnr", "ssim", "mnc"))
     assert 0 < first["mnc"] <= 1 + 1e-9 and first["border"] == se.protocol_border(32)
@@ -152,14 +153,12 @@ def test_paper_bsd100_inputs_are_feasible_for_both_selfdeblur_variants():
     """Every BSD100 input of the paper benchmark fits SelfDeblur's scale plans: whole 321×481
     images (either orientation) with D3's largest mild kernel, and the Kernel-Diff crops with its
     motion kernels at the next odd size."""
-    from repro import dil
-
-    spec = synth.data_profile("paper")
-    shapes = [((321, 481), max(dil.TEST_KERNEL_SIZES)), ((481, 321), max(dil.TEST_KERNEL_SIZES)),
+    spec = profiles.get("paper").kerneldiff_data
+    shapes = [((321, 481), max(d3.TEST_KERNEL_SIZES)), ((481, 321), max(d3.TEST_KERNEL_SIZES)),
               ((spec.crop, spec.crop), spec.kernel_size | 1)]
-    assert bm.get_profile("paper").mild_crop is None and set(bm.get_profile("paper").selfdeblur_sets) == set(bm.SETS)
+    assert profiles.get("paper").benchmark.mild_crop is None and set(profiles.get("paper").benchmark.selfdeblur_sets) == set(bm.SETS)
     for variant in ("original", "improved"):
-        config = se.get_profile("paper").config(variant)
+        config = profiles.get("paper").selfdeblur.config(variant)
         for shape, size in shapes:
             assert sd.scale_plan(shape, size, config)[-1].image_size == shape
 

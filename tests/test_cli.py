@@ -9,10 +9,15 @@ import pytest
 import torch
 from PIL import Image
 
+from repro import profiles
 from repro import cli, dil, methods
 from repro.data import read_image
 from repro.nonblind import wiener
-from repro.store import results_dir, save_checkpoint
+from repro._io import save_checkpoint
+from repro.store import results_dir
+from repro.experiments import d3
+from repro.experiments import kerneldiff as kdx
+from repro.experiments import solver as learned_solver
 
 REPRO = Path(sys.executable).parent / "repro"
 
@@ -44,9 +49,9 @@ def outputs(folder: Path, stem: str = "out") -> list[str]:
 
 def place_drk(profile: str, seed: int = 3, step: int | None = None) -> torch.Tensor:
     """A DRK checkpoint where the D3 chapter would write it; returns its DRK."""
-    config = dil.variant_configs(profile)["full"]
+    config = d3.variant_configs(profiles.get(profile))["full"]
     model = dil.LinearCNN(seed=seed)
-    save_checkpoint({"run": {"config": config.to_dict(), "seed": dil.SEED, "gallery": "test"},
+    save_checkpoint({"run": {"config": config.to_dict(), "seed": d3.SEED, "gallery": "test"},
                      "step": config.steps if step is None else step, "model": model.state_dict(),
                      "optimizer": {}, "history": []}, results_dir(profile, "d3") / "dil_full.pt")
     with torch.no_grad():
@@ -59,14 +64,15 @@ def place_kerneldiff(profile: str, step: int | None = None) -> None:
     from repro import kerneldiff as kd
     from repro import nonblind
 
-    settings = kd.get_profile(profile)
-    model = kd.new_model(settings.unet(), seed=1)
-    save_checkpoint({"run": kd.profile_run_identity(profile), "step": settings.train.steps if step is None else step,
+    chosen = profiles.get(profile)
+    model = kd.new_model(kdx.unet_config(chosen), seed=1)
+    steps = chosen.kerneldiff.train.steps
+    save_checkpoint({"run": kdx.profile_run_identity(chosen), "step": steps if step is None else step,
                      "model": model.state_dict(), "ema": model.state_dict(), "optimizer": {}, "history": [],
-                     "pending": []}, results_dir(profile, kd.CHAPTER) / kd.MODEL_FILE)
-    solver = nonblind.LearnedWiener(**nonblind.solver_profile(profile).model)
+                     "pending": []}, results_dir(profile, kdx.CHAPTER) / kdx.MODEL_FILE)
+    solver = nonblind.LearnedWiener(**chosen.solver.model)
     save_checkpoint({"run": {}, "step": 0, "model": solver.state_dict(), "config": solver.config},
-                    nonblind.solver_path(profile))
+                    learned_solver.solver_path(chosen))
 
 
 def as_8bit(x: torch.Tensor) -> torch.Tensor:
@@ -104,7 +110,7 @@ def test_wiener_blind_and_with_a_known_kernel(workdir):
     assert run("deblur", "--method", "wiener", "--kernel", workdir / "box.npy", "--noise-sigma", "0",
                workdir / "rgb.png", workdir / "known.png") == 0
     image = read_image(workdir / "rgb.png")[None]
-    expected = as_8bit(wiener(image, torch.full((5, 5), 1 / 25), dil.wiener_nsr(0.0))[0])
+    expected = as_8bit(wiener(image, torch.full((5, 5), 1 / 25), d3.wiener_nsr(0.0))[0])
     assert (read_image(workdir / "known.png") - expected).abs().max() <= 1 / 255 + 1e-6
     blind = read_image(workdir / "out.png")
     assert blind.shape == (3, 40, 48) and not torch.equal(blind, read_image(workdir / "known.png"))
@@ -138,14 +144,14 @@ def test_kerneldiff_samples_a_kernel_of_the_models_size(workdir, capsys, monkeyp
     assert run("deblur", "--method", "kerneldiff", "--profile", "smoke", "--quiet", workdir / "rgb.png",
                workdir / "out.png") == 2
     err = capsys.readouterr().err
-    assert "no trained Kernel-Diff" in err and "python -m repro.kerneldiff --profile smoke" in err
-    assert "python -m repro.nonblind --profile smoke" in err and outputs(workdir) == []
+    assert "no trained Kernel-Diff" in err and "python -m repro.experiments.kerneldiff --profile smoke" in err
+    assert "python -m repro.experiments.solver --profile smoke" in err and outputs(workdir) == []
     place_kerneldiff("smoke", step=3)
     assert run("deblur", "--method", "kerneldiff", "--profile", "smoke", workdir / "rgb.png", workdir / "out.png") == 2
     assert "only partly trained" in capsys.readouterr().err
 
     place_kerneldiff("smoke")
-    image_size, size = methods.kerneldiff_sizes("smoke")
+    image_size, size = methods.kerneldiff_sizes(profiles.get("smoke"))
     assert (image_size, size) == (32, 9)
     assert run("deblur", "--method", "kerneldiff", "--profile", "smoke", "--quiet", "--steps", "5",
                workdir / "rgb.png", workdir / "out.png") == 0

@@ -9,8 +9,10 @@ import scipy.ndimage
 import torch
 import torch.nn.functional as F
 
+from repro import profiles
 from repro import dil, ops
 from repro.kernels import anisotropic_gaussian, gaussian
+from repro.experiments import d3
 
 
 def delta(size=11, at=None, dtype=torch.float64):
@@ -353,7 +355,7 @@ def test_prepared_drk_is_cached_by_value():
 
 def test_compute_table_rows_and_reference():
     threads = torch.get_num_threads()
-    rows = dil.compute_table(dil.LinearCNN(seed=0), 16, repeats=1)
+    rows = d3.compute_table(dil.LinearCNN(seed=0), 16, repeats=1)
     assert torch.get_num_threads() == threads  # restored
     names = [row["method"] for row in rows]
     assert names == ["L-CNN", "L-CNN, channels-last", "DRK, direct", "DRK, FFT", "Wiener, known k",
@@ -362,7 +364,7 @@ def test_compute_table_rows_and_reference():
     assert max(rows[0]["speedup_vs_lcnn"], rows[1]["speedup_vs_lcnn"]) == 1  # the faster L-CNN is the reference
     assert rows[-1]["time_vs_fft_reference"] == 1
     assert all(row["threads"] == 1 for row in rows)
-    table = dil.format_compute_table(rows)
+    table = d3.format_compute_table(rows)
     assert table.count("\n") == len(rows) + 1 and "FFT convolution (reference) | cpu" in table
 
 
@@ -395,12 +397,12 @@ def test_deblur_errors():
 
 
 def test_profiles():
-    assert set(dil.PROFILES) == {"smoke", "quick", "paper"}
-    assert dil.get_profile("paper").gallery_size == 2400  # FACTS.md
-    assert dil.get_profile("quick").config().gallery_size == 2400
-    assert dil.get_profile("smoke").config(gallery_size=128).gallery_size == 128
+    assert set(d3.PROFILES) == {"smoke", "quick", "paper"}
+    assert profiles.get("paper").d3.gallery_size == 2400  # FACTS.md
+    assert profiles.get("quick").d3.config().gallery_size == 2400
+    assert profiles.get("smoke").d3.config(gallery_size=128).gallery_size == 128
     with pytest.raises(ValueError, match="profile must be one of"):
-        dil.get_profile("fast")
+        profiles.get("fast").d3
 
 
 # ------------------------------------------------------------------------------ Wiener NSR selection
@@ -419,18 +421,18 @@ def _smooth_images(n, size=48, seed=0):
 def test_nsr_selection_picks_the_best_candidate_and_fits_the_rule():
     images = _smooth_images(3)
     candidates = (1e-5, 1e-3, 1e-1)
-    result = dil.select_wiener_nsr(images=images, crop=24, noise_levels=(0.0, 0.05), candidates=candidates)
+    result = d3.select_wiener_nsr(images=images, crop=24, noise_levels=(0.0, 0.05), candidates=candidates)
     assert result["images"] == list(images) and result["candidates"] == list(candidates)
     for row, best in zip(result["psnr"], result["best"]):
         assert len(row) == 3 and best == candidates[int(np.argmax(row))]
     assert result["best"][1] >= result["best"][0]  # noise never asks for less regularisation
     floor, factor = result["best"][0], (result["best"][1] - result["best"][0]) / 0.05**2
     assert result["floor"] == float(f"{floor:.0e}") and result["noise_factor"] == float(f"{factor:.0e}")
-    assert dil.select_wiener_nsr(images=images, crop=24, noise_levels=(0.0, 0.05), candidates=candidates) == result
+    assert d3.select_wiener_nsr(images=images, crop=24, noise_levels=(0.0, 0.05), candidates=candidates) == result
     with pytest.raises(ValueError, match="must contain 0"):
-        dil.select_wiener_nsr(images=images, noise_levels=(0.01, 0.02))
+        d3.select_wiener_nsr(images=images, noise_levels=(0.01, 0.02))
     with pytest.raises(ValueError, match="images must be a non-empty dict"):
-        dil.select_wiener_nsr(images={})
+        d3.select_wiener_nsr(images={})
 
 
 def _mirror():
@@ -446,30 +448,31 @@ def test_nsr_selection_on_train_crops_reproduces_the_constants():
     from repro import data
 
     torch.set_num_threads(1)
-    result = dil.select_wiener_nsr()
+    result = d3.select_wiener_nsr()
     train = {Path(r).stem for r in data.bsds500("train")}
     held_out = {Path(r).stem for split in ("val", "test") for r in data.bsds500(split)}
     assert set(result["images"]) <= train and not set(result["images"]) & held_out
-    assert (result["floor"], result["noise_factor"]) == (dil.WIENER_NSR, dil.WIENER_NOISE_FACTOR)
-    assert dil.wiener_nsr(0.01) == pytest.approx(dil.WIENER_NSR + dil.WIENER_NOISE_FACTOR * 1e-4)
+    assert (result["floor"], result["noise_factor"]) == (d3.WIENER_NSR, d3.WIENER_NOISE_FACTOR)
+    assert d3.wiener_nsr(0.01) == pytest.approx(d3.WIENER_NSR + d3.WIENER_NOISE_FACTOR * 1e-4)
 
 
 def test_train_variant_moves_a_stale_checkpoint_aside(tmp_path, monkeypatch):
-    from repro.store import results_dir, save_checkpoint
+    from repro._io import save_checkpoint
+    from repro.store import results_dir
 
     monkeypatch.setenv("REPRO_RESULTS", str(tmp_path))
     path = results_dir("smoke", "d3") / "dil_full.pt"
     path.parent.mkdir(parents=True, exist_ok=True)
-    config = dil.variant_configs("smoke")["full"]
-    current = {"run": {"config": config.to_dict(), "seed": dil.SEED}, "model": {}}
+    config = d3.variant_configs(profiles.get("smoke"))["full"]
+    current = {"run": {"config": config.to_dict(), "seed": d3.SEED}, "model": {}}
     calls = []
-    monkeypatch.setattr(dil, "train_dil", lambda *a, **k: calls.append(a[2]) or "trained")
+    monkeypatch.setattr(d3, "train_dil", lambda *a, **k: calls.append(a[2]) or "trained")
     save_checkpoint(current, path)
-    assert dil.train_variant("smoke", "full", "cpu", progress=False) == "trained"
+    assert d3.train_variant(profiles.get("smoke"), "full", "cpu", progress=False) == "trained"
     assert path.exists()  # the same settings: resumed or loaded by train_dil, not moved
-    save_checkpoint(current | {"run": {"config": {**config.to_dict(), "steps": 1}, "seed": dil.SEED}}, path)
+    save_checkpoint(current | {"run": {"config": {**config.to_dict(), "steps": 1}, "seed": d3.SEED}}, path)
     with pytest.warns(UserWarning, match="other settings"):
-        dil.train_variant("smoke", "full", "cpu", progress=False)
+        d3.train_variant(profiles.get("smoke"), "full", "cpu", progress=False)
     assert not path.exists() and path.with_name("dil_full.pt.stale").exists() and calls == [path, path]
 
 
@@ -477,14 +480,14 @@ def test_unsharp_mask_matches_scikit_image_away_from_the_border():
     from skimage.filters import unsharp_mask as reference
 
     image = torch.rand(3, 40, 36, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 0.6 + 0.2
-    ours = dil.unsharp_mask(image)
-    theirs = torch.stack([torch.from_numpy(reference(channel.numpy(), radius=dil.UNSHARP_SIGMA, amount=dil.UNSHARP_AMOUNT))
+    ours = d3.unsharp_mask(image)
+    theirs = torch.stack([torch.from_numpy(reference(channel.numpy(), radius=d3.UNSHARP_SIGMA, amount=d3.UNSHARP_AMOUNT))
                           for channel in image])  # per channel, clipped to [0, 1] as ours
     inner = (slice(None), slice(5, -5), slice(5, -5))  # the two differ only in the boundary rule
     torch.testing.assert_close(ours[inner], theirs[inner], rtol=0, atol=1e-12)
-    assert torch.equal(dil.unsharp_mask(image[None])[0], ours)  # a batch: image by image
+    assert torch.equal(d3.unsharp_mask(image[None])[0], ours)  # a batch: image by image
     flat = torch.full((1, 12, 12), 0.4, dtype=torch.float64)
-    torch.testing.assert_close(dil.unsharp_mask(flat), flat)  # nothing to sharpen
+    torch.testing.assert_close(d3.unsharp_mask(flat), flat)  # nothing to sharpen
 
 
 # ------------------------------------------------------------------------------ CUDA
@@ -509,15 +512,15 @@ def test_cuda_training_and_collapse():
 
 
 def test_speed_verdict_judges_both_targets_only_at_their_image_size():
-    assert dil.speed_verdict(1024, 112.0, 1.25) == ("in this run the speed-up target (≥ 100×) is met and the FFT "
+    assert d3.speed_verdict(1024, 112.0, 1.25) == ("in this run the speed-up target (≥ 100×) is met and the FFT "
                                                    "target (≤ 1.5×) is met")
-    assert "speed-up target (≥ 100×) is not met and the FFT target (≤ 1.5×) is met" in dil.speed_verdict(1024, 62.0, 1.5)
-    assert "FFT target (≤ 1.5×) is not met" in dil.speed_verdict(1024, 100.0, 1.51)
-    assert dil.speed_verdict(64, 500.0, 1.0) == ("the targets are set for 1024² images, so this 64² timing does not "
+    assert "speed-up target (≥ 100×) is not met and the FFT target (≤ 1.5×) is met" in d3.speed_verdict(1024, 62.0, 1.5)
+    assert "FFT target (≤ 1.5×) is not met" in d3.speed_verdict(1024, 100.0, 1.51)
+    assert d3.speed_verdict(64, 500.0, 1.0) == ("the targets are set for 1024² images, so this 64² timing does not "
                                                 "test them")
 
 
 def test_profile_describes_its_evaluation_and_training():
-    assert dil.get_profile("quick").describe() == ("20 BSD100 + 8 Kodak24 images, 256² centre crops, 1 kernel per image; "
+    assert profiles.get("quick").d3.describe() == ("20 BSD100 + 8 Kodak24 images, 256² centre crops, 1 kernel per image; "
                                                   "DRKs trained on 2400 RKG kernels for 1000 steps")
-    assert dil.get_profile("paper").describe().startswith("100 BSD100 + 24 Kodak24 images, whole images, 3 kernels per image")
+    assert profiles.get("paper").d3.describe().startswith("100 BSD100 + 24 Kodak24 images, whole images, 3 kernels per image")

@@ -1,4 +1,4 @@
-"""Tests of repro.evaluation: deterministic test cases, resumable scoring, summaries."""
+"""Tests of repro.experiments.evaluation: deterministic test cases, resumable scoring, summaries."""
 
 import json
 import warnings
@@ -9,7 +9,8 @@ import pytest
 import scipy.signal
 import torch
 
-from repro import evaluation, metrics, ops
+from repro import metrics, ops
+from repro.experiments import evaluation
 from repro.kernels import anisotropic_gaussian, gaussian
 
 

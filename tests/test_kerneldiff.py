@@ -7,8 +7,11 @@ import os
 import pytest
 import torch
 
+from repro import profiles
 from repro import kerneldiff as kd
 from repro import synth
+from repro.experiments import d3
+from repro.experiments import kerneldiff as kdx
 
 TINY = kd.UNetConfig(image_size=16, kernel_size=5, channels=(4, 8), time_dim=8, attention_heads=1)
 
@@ -115,8 +118,8 @@ def test_schedule_rejects_bad_input():
 def test_parameter_counts():
     paper = kd.parameter_count(kd.PAPER_UNET)
     assert abs(paper - 37e6) / 37e6 < 0.05  # FACTS.md: ≈ 37 M
-    assert kd.parameter_count(kd.get_profile("quick").unet()) < 1_000_000
-    assert kd.parameter_count(kd.get_profile("smoke").unet()) < 200_000
+    assert kd.parameter_count(kdx.unet_config(profiles.get("quick"))) < 1_000_000
+    assert kd.parameter_count(kdx.unet_config(profiles.get("smoke"))) < 200_000
     assert kd.parameter_count(TINY) == kd.count_parameters(kd.KernelUNet(TINY))
 
 
@@ -340,7 +343,7 @@ def test_selection_summary_compares_the_residuals_choice_with_the_best_sample():
     flat = torch.full((5, 5), 1 / 25)
     case = type("Case", (), {"name": "a", "k": k})()
     found = {"a": {"samples": torch.stack([flat, k]), "residuals": torch.tensor([1e-4, 2e-4])}}
-    summary = kd.selection_summary([case], found)
+    summary = kdx.selection_summary([case], found)
     assert summary["cases"][0]["chosen"] == 0 and summary["cases"][0]["best"] == 1
     assert summary["chosen_is_best"] == 0 and summary["best_mnc"] == pytest.approx(1.0)
     assert summary["chosen_mnc"] == pytest.approx(mnc(flat.double(), k.double()).item())
@@ -363,16 +366,16 @@ def test_steps_sweep_reuses_the_runs_the_chapter_already_drew(trained, tmp_path,
         x = torch.rand(3, 16, 16, generator=torch.Generator().manual_seed(i))
         cases.append(SimpleNamespace(name=f"case{i}", x=x, y=y[0], k=k[0, 0]))
     flat = torch.full((5, 5), 1 / 25)
-    settings = dataclasses.replace(kd.get_profile("smoke"), n_test=3, batch=3, n_sweep=2, sample_steps=3,
+    settings = dataclasses.replace(profiles.get("smoke").kerneldiff, n_test=3, batch=3, n_sweep=2, sample_steps=3,
                                    step_counts=(6, 3, 2), select_steps=2, n_select=2)
     main = {c.name: {"Kernel-Diff, guided": flat if i else c.k, "seconds": 1.5 + i} for i, c in enumerate(cases)}
     several = {c.name: {"samples": torch.stack([c.k, flat]), "seconds": 4.0} for c in cases}
-    drawn = {3: kd._drawn(main, "Kernel-Diff, guided", 1, "main table"),
-             2: kd._drawn(several, "samples", 2, "selection run")}
+    drawn = {3: kdx._drawn(main, "Kernel-Diff, guided", 1, "main table"),
+             2: kdx._drawn(several, "samples", 2, "selection run")}
     calls = []
     real_sample = kd.sample
-    monkeypatch.setattr(kd, "sample", lambda *a, **k: calls.append(a[4]) or real_sample(*a, **k))
-    rows = kd._steps_sweep(cases, trained.ema, kd.wiener_solver(1e-3), settings, kd.Schedule(), tmp_path, "key",
+    monkeypatch.setattr(kdx, "sample", lambda *a, **k: calls.append(a[4]) or real_sample(*a, **k))
+    rows = kdx._steps_sweep(cases, trained.ema, kd.wiener_solver(1e-3), settings, kd.Schedule(), tmp_path, "key",
                            drawn, progress=False)
     assert calls == [6] and [r["steps"] for r in rows] == [6, 3, 2]
     reused = rows[1]
@@ -408,26 +411,26 @@ def _sweep_row(steps, per_case, seconds=1.0):
 def test_steps_comparison_is_paired_over_the_images():
     full = _sweep_row(1000, [0.2, 0.5, 0.8, 0.6], seconds=20.0)
     # every image 0.01 lower with 50 steps: within the tolerance
-    met = kd.steps_comparison([full, _sweep_row(100, [0.1, 0.1, 0.1, 0.1]),
+    met = kdx.steps_comparison([full, _sweep_row(100, [0.1, 0.1, 0.1, 0.1]),
                                _sweep_row(50, [0.19, 0.49, 0.79, 0.59], seconds=2.0)])
     assert met["steps"] == 50 and met["full_steps"] == 1000 and met["images"] == 4 and met["speedup"] == 10
     assert met["gap"] == pytest.approx(-0.01) and met["se"] == pytest.approx(0, abs=1e-12) and met["verdict"] == "met"
     # every image 0.1 lower: a paired difference with no spread is clearly below the tolerance,
     # although the rows' spreads over the images overlap
-    assert kd.steps_comparison([full, _sweep_row(50, [0.1, 0.4, 0.7, 0.5])])["verdict"] == "not met"
+    assert kdx.steps_comparison([full, _sweep_row(50, [0.1, 0.4, 0.7, 0.5])])["verdict"] == "not met"
     # lower on average, but the per-image differences scatter: not resolved
-    noisy = kd.steps_comparison([full, _sweep_row(50, [0.5, 0.1, 0.9, 0.3])])
+    noisy = kdx.steps_comparison([full, _sweep_row(50, [0.5, 0.1, 0.9, 0.3])])
     d = torch.tensor([0.3, -0.4, 0.1, -0.3], dtype=torch.float64)
     assert noisy["gap"] == pytest.approx(d.mean().item()) and noisy["se"] == pytest.approx(d.std().item() / 2)
     assert noisy["verdict"] == "not resolved"
-    assert kd.steps_comparison([full, _sweep_row(250, [0.1] * 4)]) is None
-    assert kd.steps_comparison([_sweep_row(100, [0.1] * 4)]) is None
+    assert kdx.steps_comparison([full, _sweep_row(250, [0.1] * 4)]) is None
+    assert kdx.steps_comparison([_sweep_row(100, [0.1] * 4)]) is None
     with pytest.raises(ValueError, match="same >= 2 images"):
-        kd.steps_comparison([full, _sweep_row(50, [0.1] * 3)])
+        kdx.steps_comparison([full, _sweep_row(50, [0.1] * 3)])
     with pytest.raises(ValueError, match="mnc_per_case"):
-        kd.steps_comparison([full, {"steps": 50, "mnc_mean": 0.3, "seconds_per_kernel": 1.0}])
+        kdx.steps_comparison([full, {"steps": 50, "mnc_mean": 0.3, "seconds_per_kernel": 1.0}])
     with pytest.raises(ValueError, match="tolerance"):
-        kd.steps_comparison([full], tolerance=-1)
+        kdx.steps_comparison([full], tolerance=-1)
 
 
 def test_sweep_against_pairs_the_sweep_with_a_table_row_on_the_same_images():
@@ -437,35 +440,35 @@ def test_sweep_against_pairs_the_sweep_with_a_table_row_on_the_same_images():
               "psnr_per_case": [21.0, 24.0, 30.0]},
              {"steps": 50, "mnc_mean": 0.3, "psnr_mean": 20.0, "mnc_per_case": [0.3, 0.3, 0.3],
               "psnr_per_case": [19.0, 20.0, 21.0]}]
-    full, few = kd.sweep_against(sweep, table, "alternating")
+    full, few = kdx.sweep_against(sweep, table, "alternating")
     assert full["steps"] == 1000 and full["images"] == 3  # the table's fourth image is not in the sweep
     assert full["method_psnr"] == pytest.approx(24.0) and full["method_mnc"] == pytest.approx(0.6)
     d = torch.tensor([1.0, 2.0, 0.0], dtype=torch.float64)
     assert full["psnr_gap"] == pytest.approx(1.0) and full["psnr_se"] == pytest.approx(d.std().item() / 3 ** 0.5)
     assert full["mnc_gap"] == pytest.approx(0.0) and full["mnc_se"] == pytest.approx(0.1 / 3 ** 0.5)
     assert few["psnr_gap"] == pytest.approx(-4.0) and few["mnc_gap"] == pytest.approx(-0.3)
-    blurred = kd.sweep_against(sweep, table, "blurred input")[0]
+    blurred = kdx.sweep_against(sweep, table, "blurred input")[0]
     assert blurred["psnr_gap"] == pytest.approx(0.0) and blurred["method_psnr"] == 25.0
     assert blurred["mnc_gap"] is None and blurred["method_mnc"] is None and blurred["mnc_se"] is None
     with pytest.raises(ValueError, match="no row 'Blind-DPS'"):
-        kd.sweep_against(sweep, table, "Blind-DPS")
+        kdx.sweep_against(sweep, table, "Blind-DPS")
     with pytest.raises(ValueError, match="per-image scores"):
-        kd.sweep_against([{k: v for k, v in sweep[0].items() if k != "psnr_per_case"}], table, "alternating")
+        kdx.sweep_against([{k: v for k, v in sweep[0].items() if k != "psnr_per_case"}], table, "alternating")
     with pytest.raises(ValueError, match="same n >= 2 images"):
-        kd.sweep_against([sweep[0], {**sweep[1], "psnr_per_case": [1.0, 2.0]}], table, "alternating")
+        kdx.sweep_against([sweep[0], {**sweep[1], "psnr_per_case": [1.0, 2.0]}], table, "alternating")
     with pytest.raises(ValueError, match="same n >= 2 images"):
-        kd.sweep_against([{**sweep[0], "psnr_per_case": [1.0] * 5}], table, "alternating")
+        kdx.sweep_against([{**sweep[0], "psnr_per_case": [1.0] * 5}], table, "alternating")
 
 
 def test_describe_gap_says_ahead_or_behind_only_beyond_two_standard_errors():
-    assert kd.describe_gap(3.091, 0.8, 2, "dB") == "+3.09 ± 0.80 dB, ahead"
-    assert kd.describe_gap(-0.21, 0.05, 3) == "-0.210 ± 0.050, behind"
-    assert kd.describe_gap(0.1, 0.05, 2).endswith("not resolved")  # exactly two standard errors
-    assert kd.describe_gap(0.0, 0.0, 1) == "+0.0 ± 0.0, not resolved"
-    assert kd.gap_verdict(0.11, 0.05) == "ahead" and kd.gap_verdict(-0.11, 0.05) == "behind"
+    assert kdx.describe_gap(3.091, 0.8, 2, "dB") == "+3.09 ± 0.80 dB, ahead"
+    assert kdx.describe_gap(-0.21, 0.05, 3) == "-0.210 ± 0.050, behind"
+    assert kdx.describe_gap(0.1, 0.05, 2).endswith("not resolved")  # exactly two standard errors
+    assert kdx.describe_gap(0.0, 0.0, 1) == "+0.0 ± 0.0, not resolved"
+    assert kdx.gap_verdict(0.11, 0.05) == "ahead" and kdx.gap_verdict(-0.11, 0.05) == "behind"
     for bad in ((float("nan"), 0.1), (0.1, -1.0), (0.1, float("inf"))):
         with pytest.raises(ValueError, match="finite"):
-            kd.describe_gap(*bad, 2)
+            kdx.describe_gap(*bad, 2)
 
 
 def test_verdict_changes_compares_the_main_tables_sampler_with_the_longest():
@@ -473,12 +476,12 @@ def test_verdict_changes_compares_the_main_tables_sampler_with_the_longest():
         return {"steps": steps, "mnc_gap": mnc_gap, "mnc_se": None if mnc_gap is None else 0.01,
                 "psnr_gap": psnr_gap, "psnr_se": se}
     paired = [entry(1000, -0.5, 1.0), entry(250, -0.5, -3.0), entry(50, 0.5, 5.0)]
-    assert kd.verdict_changes(paired, 250) == [("PSNR", "behind", "not resolved")]
-    assert kd.verdict_changes(paired, 50) == [("MNC", "ahead", "behind"), ("PSNR", "ahead", "not resolved")]
-    assert kd.verdict_changes(paired, 1000) == []  # the same row
-    assert kd.verdict_changes([entry(1000, None, 3.0), entry(250, None, -3.0)], 250) == [("PSNR", "behind", "ahead")]
+    assert kdx.verdict_changes(paired, 250) == [("PSNR", "behind", "not resolved")]
+    assert kdx.verdict_changes(paired, 50) == [("MNC", "ahead", "behind"), ("PSNR", "ahead", "not resolved")]
+    assert kdx.verdict_changes(paired, 1000) == []  # the same row
+    assert kdx.verdict_changes([entry(1000, None, 3.0), entry(250, None, -3.0)], 250) == [("PSNR", "behind", "ahead")]
     with pytest.raises(ValueError, match="no row with sample_steps = 100"):
-        kd.verdict_changes(paired, 100)
+        kdx.verdict_changes(paired, 100)
 
 
 def test_format_sweep_against_has_a_column_per_method_and_metric():
@@ -486,7 +489,7 @@ def test_format_sweep_against_has_a_column_per_method_and_metric():
              {"method": "blurred", "psnr_per_case": [30.0, 30.0]}]
     sweep = [{"steps": 1000, "mnc_mean": 0.6, "psnr_mean": 21.0, "mnc_per_case": [0.5, 0.7],
               "psnr_per_case": [20.0, 22.0]}]
-    text = kd.format_sweep_against(sweep, table, ("alt", "blurred"))
+    text = kdx.format_sweep_against(sweep, table, ("alt", "blurred"))
     header, rule, line = text.splitlines()
     assert header == "| steps | MNC | PSNR (dB) | MNC − alt | PSNR − alt | PSNR − blurred |" and rule.count("---") == 6
     assert line == "| 1000 | 0.600 | 21.00 | +0.000 ± 0.000, not resolved | +0.00 ± 0.00, not resolved | -9.00 ± 1.00, behind |"
@@ -494,15 +497,16 @@ def test_format_sweep_against_has_a_column_per_method_and_metric():
 
 def test_profiles():
     for name in ("smoke", "quick", "paper"):
-        settings = kd.get_profile(name)
-        assert settings.unet().kernel_size == synth.data_profile(name).kernel_size
-    assert kd.get_profile("paper").unet() == kd.PAPER_UNET
+        chosen = profiles.get(name)
+        assert kdx.unet_config(chosen).kernel_size == chosen.kerneldiff_data.kernel_size
+        assert kdx.unet_config(chosen) == chosen.kerneldiff.unet(chosen.kerneldiff_data)
+    assert kdx.unet_config(profiles.get("paper")) == kd.PAPER_UNET
     with pytest.raises(ValueError, match="profile"):
-        kd.get_profile("fast")
+        profiles.get("fast").kerneldiff
 
 
 def test_eta_is_ddpm_with_all_steps_and_the_profiles_with_fewer():
-    settings = dataclasses.replace(kd.get_profile("quick"), strided_eta=0.3)
+    settings = dataclasses.replace(profiles.get("quick").kerneldiff, strided_eta=0.3)
     assert settings.eta(1000) == 1.0 and settings.eta(250) == 0.3 and settings.eta(50) == 0.3
     assert settings.eta(20, T=20) == 1.0 and settings.eta(1000, T=2000) == 0.3
 
@@ -512,7 +516,7 @@ def test_the_evaluation_blur_is_the_guidance_blur():
     are reproduced by :func:`kd.reblur` with the true kernel, the border included; with the
     symmetric boundary they are not: the guidance loss would then see a border residual even at
     the true kernel."""
-    from repro.evaluation import build_cases
+    from repro.experiments.evaluation import build_cases
 
     g = torch.Generator().manual_seed(0)
     image = torch.rand(3, 40, 40, generator=g)
@@ -529,9 +533,9 @@ def test_the_evaluation_blur_is_the_guidance_blur():
 def test_test_cases_use_held_out_kernels_and_val_images():
     from repro import data
 
-    cases = kd.test_cases("smoke")
-    spec = synth.data_profile("smoke")
-    assert len(cases) == kd.get_profile("smoke").n_test
+    cases = kdx.test_cases(profiles.get("smoke"))
+    spec = profiles.get("smoke").kerneldiff_data
+    assert len(cases) == profiles.get("smoke").kerneldiff.n_test
     held_out = spec.test_kernels()
     for i, case in enumerate(cases):
         assert torch.equal(case.k, held_out[i]) and case.x.shape == (3, spec.crop, spec.crop)
@@ -540,58 +544,59 @@ def test_test_cases_use_held_out_kernels_and_val_images():
         assert torch.allclose(kd.reblur(case.x[None], case.k[None, None]), case.y[None], atol=1e-6, rtol=0)
     val_names = {name.rsplit("/", 1)[-1].split(".")[0] for name in data.bsds500("val")}
     assert {c.meta["image"] for c in cases} <= val_names
-    again = kd.test_cases("smoke")
+    again = kdx.test_cases(profiles.get("smoke"))
     assert all(torch.equal(a.y, b.y) for a, b in zip(cases, again))
 
 
 def test_classical_rows_use_the_books_one_wiener_nsr(monkeypatch):
-    """The chapter's Wiener F takes its NSR from ``repro.dil`` (the value its selection procedure
-    chose), not from a constant of its own."""
-    from repro import dil
-
-    assert kd.classical_solver().nsr == dil.wiener_nsr(0.0) == dil.WIENER_NSR
-    monkeypatch.setattr(dil, "WIENER_NSR", 2.5e-3)
-    assert kd.classical_solver().nsr == 2.5e-3 and kd.classical_solver().key == "wiener(nsr=0.0025)"
-    assert not hasattr(kd, "WIENER_NSR")
+    """The chapter's Wiener F takes its NSR from D3's experiments (the value its selection
+    procedure chose), not from a constant of its own."""
+    assert kdx.classical_solver().nsr == d3.wiener_nsr(0.0) == d3.WIENER_NSR
+    monkeypatch.setattr(d3, "WIENER_NSR", 2.5e-3)
+    assert kdx.classical_solver().nsr == 2.5e-3 and kdx.classical_solver().key == "wiener(nsr=0.0025)"
+    assert not hasattr(kd, "WIENER_NSR") and not hasattr(kdx, "WIENER_NSR")
 
 
 def test_trained_model_loads_a_finished_run_and_retrains_a_stale_one(tmp_path, monkeypatch):
-    from repro.store import results_dir, save_checkpoint
+    from repro._io import save_checkpoint
+    from repro.store import results_dir
 
     monkeypatch.setenv("REPRO_RESULTS", str(tmp_path))
     monkeypatch.setattr(synth, "training_images", lambda n: list(torch.rand(2, 3, 40, 40)))
-    settings = kd.get_profile("smoke")
-    path = results_dir("smoke", kd.CHAPTER) / kd.MODEL_FILE
+    settings = profiles.get("smoke").kerneldiff
+    path = results_dir("smoke", kdx.CHAPTER) / kdx.MODEL_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
-    weights = kd.KernelUNet(settings.unet()).state_dict()
-    finished = {"run": kd.profile_run_identity("smoke"), "step": settings.train.steps, "model": weights,
+    weights = kd.KernelUNet(kdx.unet_config(profiles.get("smoke"))).state_dict()
+    finished = {"run": kdx.profile_run_identity(profiles.get("smoke")), "step": settings.train.steps, "model": weights,
                 "ema": weights, "history": []}
     save_checkpoint(finished, path)
-    monkeypatch.setattr(kd, "train", lambda *a, **k: pytest.fail("retrained a finished run"))
-    assert kd.trained_model("smoke", "cpu", progress=False).step == settings.train.steps
+    monkeypatch.setattr(kdx, "train", lambda *a, **k: pytest.fail("retrained a finished run"))
+    assert kdx.trained_model(profiles.get("smoke"), "cpu", progress=False).step == settings.train.steps
     # written with other settings of the profile (here: other steps): moved aside, trained anew
     save_checkpoint(finished | {"run": {**finished["run"], "train": {"steps": 1}}}, path)
     calls = []
-    monkeypatch.setattr(kd, "train", lambda *a, **k: calls.append(a[3]) or "trained")
+    monkeypatch.setattr(kdx, "train", lambda *a, **k: calls.append(a[3]) or "trained")
     with pytest.warns(UserWarning, match="other settings"):
-        assert kd.trained_model("smoke", "cpu", progress=False) == "trained"
-    assert calls == [kd.SEED] and not path.exists() and path.with_name(kd.MODEL_FILE + ".stale").exists()
+        assert kdx.trained_model(profiles.get("smoke"), "cpu", progress=False) == "trained"
+    assert calls == [kdx.SEED] and not path.exists() and path.with_name(kdx.MODEL_FILE + ".stale").exists()
 
 
 def test_a_longer_training_run_continues_the_longest_finished_one_and_equals_one_from_scratch(tmp_path, monkeypatch):
-    from repro.store import load_checkpoint, results_dir
+    from repro._io import load_checkpoint
+    from repro.store import results_dir
 
     monkeypatch.setenv("REPRO_RESULTS", str(tmp_path))
     monkeypatch.setattr(synth, "training_images", lambda n: list(torch.rand(2, 3, 40, 40, generator=torch.Generator().manual_seed(3))))
-    short = dataclasses.replace(kd.get_profile("smoke").train, steps=6, log_every=2, checkpoint_every=3)
-    monkeypatch.setitem(kd.PROFILES, "smoke", dataclasses.replace(kd.get_profile("smoke"), train=short))
-    monkeypatch.setitem(synth.DATA_PROFILES, "smoke", dataclasses.replace(synth.data_profile("smoke"), n_train_kernels=4))
-    settings = kd.get_profile("smoke")
+    smoke = profiles.get("smoke")
+    short = dataclasses.replace(smoke.kerneldiff.train, steps=6, log_every=2, checkpoint_every=3)
+    smoke = dataclasses.replace(smoke, kerneldiff=dataclasses.replace(smoke.kerneldiff, train=short),
+                                kerneldiff_data=dataclasses.replace(smoke.kerneldiff_data, n_train_kernels=4))
+    settings = smoke.kerneldiff
     longer = settings.train.steps + 4
-    profile_run = kd.trained_model("smoke", "cpu", progress=False)
-    assert kd.model_path("smoke") == results_dir("smoke", kd.CHAPTER) / kd.MODEL_FILE
-    assert kd.model_path("smoke", settings.train.steps) == kd.model_path("smoke")
-    assert kd.model_path("smoke", longer).name == f"diffusion_{longer}steps.pt"
+    profile_run = kdx.trained_model(smoke, "cpu", progress=False)
+    assert kdx.model_path(smoke) == results_dir("smoke", kdx.CHAPTER) / kdx.MODEL_FILE
+    assert kdx.model_path(smoke, settings.train.steps) == kdx.model_path(smoke)
+    assert kdx.model_path(smoke, longer).name == f"diffusion_{longer}steps.pt"
     trained = []  # the step of the checkpoint each training starts from
     original_train = kd.train
 
@@ -599,29 +604,29 @@ def test_a_longer_training_run_continues_the_longest_finished_one_and_equals_one
         trained.append(load_checkpoint(args[4])["step"])
         return original_train(*args, **kwargs)
 
-    monkeypatch.setattr(kd, "train", recording_train)
-    continued = kd.trained_model("smoke", "cpu", progress=False, steps=longer)
+    monkeypatch.setattr(kdx, "train", recording_train)
+    continued = kdx.trained_model(smoke, "cpu", progress=False, steps=longer)
     assert trained == [settings.train.steps] and continued.step == longer  # started from the profile's run
-    assert load_checkpoint(kd.model_path("smoke"))["step"] == settings.train.steps  # which is left as it was
-    monkeypatch.setattr(kd, "train", original_train)
-    spec = synth.data_profile("smoke")
-    data = synth.BlurPairs(spec.train_kernels(), synth.training_images(None), spec.crop, spec.noise_sigma, seed=kd.SEED)
-    scratch = kd.train(settings.unet(), dataclasses.replace(settings.train, steps=longer), data, kd.SEED, progress=False)
+    assert load_checkpoint(kdx.model_path(smoke))["step"] == settings.train.steps  # which is left as it was
+    monkeypatch.setattr(kdx, "train", original_train)
+    spec = smoke.kerneldiff_data
+    data = synth.BlurPairs(spec.train_kernels(), synth.training_images(None), spec.crop, spec.noise_sigma, seed=kdx.SEED)
+    scratch = kd.train(kdx.unet_config(smoke), dataclasses.replace(settings.train, steps=longer), data, kdx.SEED, progress=False)
     assert all(torch.equal(a, b) for a, b in zip(continued.ema.state_dict().values(), scratch.ema.state_dict().values()))
     assert continued.history == scratch.history
     assert not any(torch.equal(a, b) for a, b in zip(continued.ema.parameters(), profile_run.ema.parameters()))
-    assert kd.trained_model("smoke", "cpu", progress=False, steps=longer).step == longer  # now read, not trained
+    assert kdx.trained_model(smoke, "cpu", progress=False, steps=longer).step == longer  # now read, not trained
     # a still longer run starts from the longest finished one, the study's, and equals one from scratch
     longest = longer + 2
     trained.clear()
-    monkeypatch.setattr(kd, "train", recording_train)
-    continued = kd.trained_model("smoke", "cpu", progress=False, steps=longest)
+    monkeypatch.setattr(kdx, "train", recording_train)
+    continued = kdx.trained_model(smoke, "cpu", progress=False, steps=longest)
     assert trained == [longer] and continued.step == longest
-    scratch = original_train(settings.unet(), dataclasses.replace(settings.train, steps=longest), data, kd.SEED, progress=False)
+    scratch = original_train(kdx.unet_config(smoke), dataclasses.replace(settings.train, steps=longest), data, kdx.SEED, progress=False)
     assert all(torch.equal(a, b) for a, b in zip(continued.ema.state_dict().values(), scratch.ema.state_dict().values()))
     assert continued.history == scratch.history
     with pytest.raises(ValueError, match="steps must be a positive int"):
-        kd.trained_model("smoke", "cpu", progress=False, steps=0)
+        kdx.trained_model(smoke, "cpu", progress=False, steps=0)
 
 
 # ------------------------------------------------------------------------------ CUDA

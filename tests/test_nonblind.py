@@ -6,10 +6,12 @@ import copy
 import pytest
 import torch
 
+from repro import profiles
 from repro import nonblind, synth
 from repro.nonblind import LearnedWiener, gradient_energy, sparse_deconv, tikhonov, wiener
-from repro.store import load_json
+from repro._io import load_json
 from repro.ops import blur
+from repro.experiments import solver as learned_solver
 
 
 def _rand(*shape, dtype=torch.float64, seed=0):
@@ -315,7 +317,7 @@ TINY = {"features": 2, "blocks": 1, "widths": (3, 4), "level_blocks": 1}
 
 
 def _tiny_config(steps=6, **kw):
-    return nonblind.SolverProfile("smoke", model=TINY, steps=steps, batch_size=2, n_val=2, log_every=2,
+    return learned_solver.SolverProfile("smoke", model=TINY, steps=steps, batch_size=2, n_val=2, log_every=2,
                                   checkpoint_every=2, **kw)
 
 
@@ -376,48 +378,48 @@ def test_learned_wiener_errors():
     with pytest.raises(ValueError, match="features must be an int >= 1"):
         LearnedWiener(features=0)
     with pytest.raises(ValueError, match="SolverProfile.steps"):
-        nonblind.SolverProfile("x", steps=0)
+        learned_solver.SolverProfile("x", steps=0)
 
 
 def test_load_learned_wiener_names_the_training_command(tmp_path, monkeypatch):
     monkeypatch.setenv("REPRO_RESULTS", str(tmp_path))
-    with pytest.raises(nonblind.SolverNotTrainedError, match="python -m repro.nonblind --profile smoke"):
-        nonblind.load_learned_wiener("smoke")
-    with pytest.raises(ValueError, match="profile must be one of"):
-        nonblind.load_learned_wiener("medium")
+    with pytest.raises(learned_solver.SolverNotTrainedError, match="python -m repro.experiments.solver --profile smoke"):
+        learned_solver.load_learned_wiener(profiles.get("smoke"))
+    with pytest.raises(ValueError, match=r"expected a repro.profiles.Profile, got 'smoke'; use repro.profiles.get"):
+        learned_solver.load_learned_wiener("smoke")  # a profile's name is not a profile
 
 
 def test_training_resumes_bit_identically_and_caches(tmp_path, monkeypatch):
     torch.manual_seed(0)
     images = _synthetic_images()
     monkeypatch.setenv("REPRO_RESULTS", str(tmp_path / "a"))
-    straight = nonblind.train_learned_wiener("smoke", "cpu", False, images=images, config=_tiny_config())
+    straight = learned_solver.train_learned_wiener(profiles.get("smoke"), "cpu", False, images=images, config=_tiny_config())
     monkeypatch.setenv("REPRO_RESULTS", str(tmp_path / "b"))
-    partial = nonblind.train_learned_wiener("smoke", "cpu", False, images=images, config=_tiny_config(), stop_at=3)
-    folder = nonblind.solver_path("smoke").parent
-    assert (folder / nonblind.SOLVER_CHECKPOINT).exists() and not (folder / nonblind.SOLVER_FILE).exists()
+    partial = learned_solver.train_learned_wiener(profiles.get("smoke"), "cpu", False, images=images, config=_tiny_config(), stop_at=3)
+    folder = learned_solver.solver_path(profiles.get("smoke")).parent
+    assert (folder / learned_solver.SOLVER_CHECKPOINT).exists() and not (folder / learned_solver.SOLVER_FILE).exists()
     assert not all(torch.equal(a, b) for a, b in zip(partial.state_dict().values(), straight.state_dict().values()))
-    resumed = nonblind.train_learned_wiener("smoke", "cpu", False, images=images, config=_tiny_config())
+    resumed = learned_solver.train_learned_wiener(profiles.get("smoke"), "cpu", False, images=images, config=_tiny_config())
     for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(a, b), name
-    assert not (folder / nonblind.SOLVER_CHECKPOINT).exists()
-    history = load_json(folder / nonblind.SOLVER_HISTORY)["history"]
+    assert not (folder / learned_solver.SOLVER_CHECKPOINT).exists()
+    history = load_json(folder / learned_solver.SOLVER_HISTORY)["history"]
     assert [h["step"] for h in history] == [2, 4, 6]
     # cached: loading gives the same weights, and training again does not touch the data
-    loaded = nonblind.load_learned_wiener("smoke")
+    loaded = learned_solver.load_learned_wiener(profiles.get("smoke"))
     assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), straight.state_dict().values()))
     with monkeypatch.context() as patch:
         patch.setattr(synth.BlurPairs, "batch", lambda *a, **k: pytest.fail("retrained a cached solver"))
-        nonblind.train_learned_wiener("smoke", "cpu", False, images=images, config=_tiny_config())
+        learned_solver.train_learned_wiener(profiles.get("smoke"), "cpu", False, images=images, config=_tiny_config())
     # a checkpoint of other settings is moved aside and training starts over (not resumed from it)
     monkeypatch.setenv("REPRO_RESULTS", str(tmp_path / "c"))
-    nonblind.train_learned_wiener("smoke", "cpu", False, images=images, config=_tiny_config(), stop_at=2)
+    learned_solver.train_learned_wiener(profiles.get("smoke"), "cpu", False, images=images, config=_tiny_config(), stop_at=2)
     with pytest.warns(UserWarning, match="other settings"):
-        partial8 = nonblind.train_learned_wiener("smoke", "cpu", False, images=images, config=_tiny_config(steps=8),
+        partial8 = learned_solver.train_learned_wiener(profiles.get("smoke"), "cpu", False, images=images, config=_tiny_config(steps=8),
                                                  stop_at=6)
-    assert (nonblind.solver_path("smoke").parent / (nonblind.SOLVER_CHECKPOINT + ".stale")).exists()
+    assert (learned_solver.solver_path(profiles.get("smoke")).parent / (learned_solver.SOLVER_CHECKPOINT + ".stale")).exists()
     monkeypatch.setenv("REPRO_RESULTS", str(tmp_path / "d"))
-    fresh8 = nonblind.train_learned_wiener("smoke", "cpu", False, images=images, config=_tiny_config(steps=8), stop_at=6)
+    fresh8 = learned_solver.train_learned_wiener(profiles.get("smoke"), "cpu", False, images=images, config=_tiny_config(steps=8), stop_at=6)
     for a, b in zip(partial8.state_dict().values(), fresh8.state_dict().values()):
         assert torch.equal(a, b)  # started over: nothing of the stale checkpoint was used
 

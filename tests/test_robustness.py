@@ -23,7 +23,9 @@ import numpy as np
 import pytest
 import torch
 
-from repro import data, dil, evaluation, kernels, metrics, nonblind, ops, selfdeblur, toy1d
+from repro import data, dil, kernels, metrics, nonblind, ops, selfdeblur, toy1d
+from repro.experiments import evaluation
+from repro.experiments import d3
 
 # ------------------------------------------------------------------------------ kill and resume
 
@@ -60,7 +62,7 @@ def test_killed_dil_training_resumes_to_the_uninterrupted_result(tmp_path):
         dil.train_dil(dil.DILConfig(**{DIL_RUN!r}), seed=1, checkpoint_path={str(path)!r},
                       gallery=random_kernel_gallery(40, 11, seed=3), progress=False)
     """)
-    from repro.store import load_checkpoint
+    from repro._io import load_checkpoint
 
     _kill_when(process, lambda: path.exists() and load_checkpoint(path)["step"] >= 100)
     killed_at = load_checkpoint(path)["step"]
@@ -86,7 +88,7 @@ EVAL_SCRIPT = """
     import sys, time, torch
     sys.path.insert(0, {tests!r})
     from test_robustness import eval_cases, slow_method
-    from repro import evaluation
+    from repro.experiments import evaluation
     evaluation.evaluate({{"slow": slow_method({log!r}, {delay})}}, eval_cases(), {path!r}, progress=False)
 """
 
@@ -175,7 +177,7 @@ ENTRY_POINTS = {
     "kernels.recenter": lambda v: kernels.recenter(v),
     "dil.deblur_drk(image)": lambda v: dil.deblur_drk(v, kernels.gaussian(11, 1.0)),
     "dil.deblur_drk(drk)": lambda v: dil.deblur_drk(GOOD_IMAGE, v),
-    "dil.unsharp_mask(y)": lambda v: dil.unsharp_mask(v),
+    "dil.unsharp_mask(y)": lambda v: d3.unsharp_mask(v),
     "selfdeblur.run_selfdeblur(y)": lambda v: selfdeblur.run_selfdeblur(
         v, 5, selfdeblur.SelfDeblurConfig(iterations=1), progress=False),
     "toy1d.observe(x)": lambda v: toy1d.observe(v, 1.5),

@@ -4,7 +4,7 @@ import pytest
 
 from repro._schedule import half_cosine_lr
 from repro.dil import DILConfig
-from repro.nonblind import SolverProfile
+from repro.experiments.solver import SolverProfile
 
 
 def test_half_cosine_lr_starts_at_lr_ends_at_the_final_ratio_and_holds_it():

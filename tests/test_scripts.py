@@ -18,7 +18,8 @@ import pytest
 
 import torch
 
-from repro import dil, kerneldiff, nonblind, selfdeblur, selfdeblur_eval, synth
+from repro import kerneldiff, nonblind, profiles, selfdeblur, synth
+from repro.experiments import kerneldiff as kdx
 from repro.metrics import psnr
 
 REPO = Path(__file__).resolve().parents[1]
@@ -55,9 +56,9 @@ def test_step_times_covers_every_long_run_of_the_profile(tmp_path, monkeypatch):
     out = tmp_path / "steps.json"
     rows = _script("step_times").main(["--profile", "smoke", "--device", "cpu", "--short", "1", "--long", "3",
                                        "--out", str(out)])
-    iterations = selfdeblur.SelfDeblurConfig().scaled(selfdeblur_eval.get_profile("smoke").iteration_scale).iterations
-    assert [row["steps"] for row in rows] == [dil.get_profile("smoke").steps, nonblind.solver_profile("smoke").steps,
-                                              kerneldiff.get_profile("smoke").train.steps, iterations, iterations]
+    iterations = selfdeblur.SelfDeblurConfig().scaled(profiles.get("smoke").selfdeblur.iteration_scale).iterations
+    assert [row["steps"] for row in rows] == [profiles.get("smoke").d3.steps, profiles.get("smoke").solver.steps,
+                                              profiles.get("smoke").kerneldiff.train.steps, iterations, iterations]
     for row in rows:  # a resolved row is consistent; an unresolved one (noise on a tiny model) says so
         if row["seconds_per_step"] is not None:
             assert row["seconds_per_step"] > 0
@@ -90,17 +91,18 @@ def test_selfdeblur_restart_benchmark_runs_on_the_cpu():
 
 def test_kerneldiff_sampling_benchmark_runs_on_the_cpu():
     bench = _script("bench_kerneldiff", "benchmarks")
-    model = kerneldiff.new_model(kerneldiff.get_profile("smoke").unet()).eval()
-    solver = nonblind.LearnedWiener(**nonblind.solver_profile("smoke").model).eval().requires_grad_(False)
-    rows = bench.time_steps(model, solver, 32, [4, 2], 
-                           dataclasses.replace(kerneldiff.get_profile("smoke"), strided_eta=0.5), torch.device("cpu"))
+    model = kerneldiff.new_model(kdx.unet_config(profiles.get("smoke"))).eval()
+    solver = nonblind.LearnedWiener(**profiles.get("smoke").solver.model).eval().requires_grad_(False)
+    rows = bench.time_steps(model, solver, 32, [4, 2],
+                           dataclasses.replace(profiles.get("smoke").kerneldiff, strided_eta=0.5), torch.device("cpu"))
     assert [(row["steps"], row["eta"], row["device"]) for row in rows] == [(4, 0.5, "cpu"), (2, 0.5, "cpu")]
     assert all(row["seconds_per_image"] > 0 and row["ms_per_step"] == pytest.approx(1e3 * row["seconds_per_image"]
                                                                                    / row["steps"]) for row in rows)
 
 
 def test_kerneldiff_benchmark_checks_the_steps_sweep_of_every_profile_that_has_one(tmp_path, monkeypatch, capsys):
-    from repro.store import load_json, results_dir, save_json
+    from repro._io import load_json, save_json
+    from repro.store import results_dir
 
     monkeypatch.setenv("REPRO_RESULTS", str(tmp_path))
     bench = _script("bench_kerneldiff", "benchmarks")
@@ -109,11 +111,11 @@ def test_kerneldiff_benchmark_checks_the_steps_sweep_of_every_profile_that_has_o
     def sweep(profile, full, few):  # per-image MNC of the 1000- and 50-step rows
         rows = [{"steps": steps, "mnc_mean": sum(mnc) / len(mnc), "mnc_per_case": mnc, "seconds_per_kernel": seconds}
                 for steps, mnc, seconds in ((1000, full, 20.0), (50, few, 1.0))]
-        save_json({"key": "k", "rows": rows}, results_dir(profile, kerneldiff.CHAPTER) / "steps.json")
+        save_json({"key": "k", "rows": rows}, results_dir(profile, kdx.CHAPTER) / "steps.json")
 
     # smoke's sweep (40, 20 and 10 steps) has no row above 100 steps: no check
     save_json({"key": "k", "rows": [{"steps": 40, "mnc_mean": 0.3, "mnc_per_case": [0.3, 0.3], "seconds_per_kernel": 1.0}]},
-              results_dir("smoke", kerneldiff.CHAPTER) / "steps.json")
+              results_dir("smoke", kdx.CHAPTER) / "steps.json")
     sweep("quick", [0.5, 0.6, 0.4], [0.49, 0.59, 0.41])
     sweep("paper", [0.5, 0.6, 0.4, 0.5], [0.1, 0.2, 0.1, 0.2])
     checks = bench.mnc_checks()
@@ -143,7 +145,7 @@ def test_kerneldiff_validation_scores_every_sampler_on_the_same_pairs(capsys):
     x = torch.nn.functional.interpolate(torch.rand(3, 3, 4, 4, generator=g), size=16, mode="bicubic").clamp(0, 1)
     k = kerneldiff.unit_to_kernel(torch.rand(3, 1, 5, 5, generator=g) * 2 - 1)
     y = synth.blur_reflect(x, k)
-    settings = dataclasses.replace(kerneldiff.get_profile("smoke"), step_counts=(8, 4, 2), sample_steps=4,
+    settings = dataclasses.replace(profiles.get("smoke").kerneldiff, step_counts=(8, 4, 2), sample_steps=4,
                                    select_steps=2, alternating_iterations=3)
     solver, schedule = kerneldiff.wiener_solver(1e-3), kerneldiff.Schedule(T=8)
     rows = validation.run(model, solver, y, x, k, settings, scale_with_stride=True, schedule=schedule, max_batch=2)

@@ -1,4 +1,4 @@
-"""Tests of repro.selfdeblur_eval: profiles, resumable and deterministic runs, scores, Table 1,
+"""Tests of repro.experiments.selfdeblur: profiles, resumable and deterministic runs, scores, Table 1,
 failure-mode helpers, validation. Tiny synthetic inputs and a few iterations; one CPU thread."""
 
 import dataclasses
@@ -7,10 +7,11 @@ import math
 import pytest
 import torch
 
+from repro import profiles
 from repro import data, kernels, ops
 from repro import selfdeblur as sd
-from repro import selfdeblur_eval as se
-from repro.evaluation import build_cases
+from repro.experiments import selfdeblur as se
+from repro.experiments.evaluation import build_cases
 from repro.selfdeblur import SelfDeblurConfig
 
 TINY = {"original": SelfDeblurConfig(iterations=3, ssim_switch=2),
@@ -53,12 +54,12 @@ def _strip(records):
 
 
 def test_profiles_and_paper_protocol():
-    paper = se.get_profile("paper")
+    paper = profiles.get("paper").selfdeblur
     assert len(paper.kodak_images) * len(paper.kodak_kernels) == 64  # 8 images × 8 kernels
     assert len(paper.levin_inputs) == 32 and paper.runs == 10 and paper.iteration_scale == 1
     assert paper.config("original") == SelfDeblurConfig()
     assert paper.config("improved") == SelfDeblurConfig.kotera()
-    quick = se.get_profile("quick")
+    quick = profiles.get("quick").selfdeblur
     assert quick.config("original").iterations == round(5000 * quick.iteration_scale)
     assert quick.config("over-regularised").tv_initial_weight == quick.tv_initial_weight > 0
     improved = quick.config("improved")
@@ -67,10 +68,10 @@ def test_profiles_and_paper_protocol():
     assert improved.kernel_l2_per_entry and improved.kernel_l2_weight == 0.1
     assert "kodim01" in quick.describe() and "im1_kernel3" in quick.describe() and "×0.1" in quick.describe()
     assert "learning rate 0.001 instead of 0.0001" in quick.describe()
-    assert "learning rate" not in se.get_profile("paper").describe()
-    assert "kh·kw entries" in se.get_profile("paper").describe()
+    assert "learning rate" not in profiles.get("paper").selfdeblur.describe()
+    assert "kh·kw entries" in profiles.get("paper").selfdeblur.describe()
     with pytest.raises(ValueError, match="profile must be one of"):
-        se.get_profile("fast")
+        profiles.get("fast").selfdeblur
 
 
 @pytest.mark.parametrize("change, match", [
@@ -88,14 +89,14 @@ def test_profiles_and_paper_protocol():
 ])
 def test_profile_validation(change, match):
     with pytest.raises(ValueError, match=match):
-        dataclasses.replace(se.get_profile("smoke"), **change)
+        dataclasses.replace(profiles.get("smoke").selfdeblur, **change)
 
 
 def test_every_profile_input_is_feasible():
     """The quick and smoke inputs are large enough for every scale of both methods (no data
     needed: the check only uses sizes)."""
     for name in ("smoke", "quick"):
-        settings = se.get_profile(name)
+        settings = profiles.get(name).selfdeblur
         for method in ("original", "improved"):
             config = settings.config(method)
             for j in settings.kodak_kernels:

@@ -6,8 +6,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from repro import profiles
 from repro import data, ops, synth
 from repro.kernels import center_of_mass
+from repro.experiments import kerneldiff_data as kd_data
 
 MIRROR = os.environ.get(data.MIRROR_ENV)
 needs_mirror = pytest.mark.skipif(
@@ -51,21 +53,21 @@ def test_motion_kernels_errors():
 
 
 def test_profiles_are_consistent():
-    sizes = [(synth.data_profile(p).kernel_size, synth.data_profile(p).crop) for p in ("smoke", "quick", "paper")]
+    sizes = [(profiles.get(p).kerneldiff_data.kernel_size, profiles.get(p).kerneldiff_data.crop) for p in ("smoke", "quick", "paper")]
     assert sizes == [(9, 32), (16, 64), (64, 256)]
-    assert synth.data_profile("paper").n_train_kernels == 6000
+    assert profiles.get("paper").kerneldiff_data.n_train_kernels == 6000
     with pytest.raises(ValueError, match="profile must be one of"):
-        synth.data_profile("huge")
+        profiles.get("huge").kerneldiff_data
     with pytest.raises(ValueError, match="too large for crops"):
-        synth.KernelDiffData("x", kernel_size=33, crop=32, n_train_kernels=1, n_test_kernels=1, max_train_images=1)
+        kd_data.KernelDiffData("x", kernel_size=33, crop=32, n_train_kernels=1, n_test_kernels=1, max_train_images=1)
     for bad in (0, True, 2.0):  # a bool is not a count
         with pytest.raises(ValueError, match="max_train_images must be None or a positive int"):
-            synth.KernelDiffData("x", kernel_size=9, crop=32, n_train_kernels=1, n_test_kernels=1, max_train_images=bad)
+            kd_data.KernelDiffData("x", kernel_size=9, crop=32, n_train_kernels=1, n_test_kernels=1, max_train_images=bad)
     with pytest.raises(ValueError, match="KernelDiffData.crop must be a positive int, got 32.0"):
-        synth.KernelDiffData("x", kernel_size=9, crop=32.0, n_train_kernels=1, n_test_kernels=1, max_train_images=None)
-    assert synth.KernelDiffData("x", kernel_size=9, crop=32, n_train_kernels=1, n_test_kernels=1,
+        kd_data.KernelDiffData("x", kernel_size=9, crop=32.0, n_train_kernels=1, n_test_kernels=1, max_train_images=None)
+    assert kd_data.KernelDiffData("x", kernel_size=9, crop=32, n_train_kernels=1, n_test_kernels=1,
                                 max_train_images=None).max_train_images is None
-    k = synth.data_profile("smoke").train_kernels()
+    k = profiles.get("smoke").kerneldiff_data.train_kernels()
     assert k.shape == (256, 9, 9)
 
 

@@ -45,7 +45,7 @@ def test_parts_cover_every_chapter_once_and_budgets_make_90_minutes():
 
 def test_chapter_times_sum_the_computing_execution_per_part(tmp_path, monkeypatch):
     from repro import chapters
-    from repro.store import save_json
+    from repro._io import save_json
 
     monkeypatch.setenv("REPRO_RESULTS", str(tmp_path))
 

@@ -124,7 +124,7 @@ def alternating_map(
     """Alternating MAP_{x,k} (eqs. 3–4, module docstring) on a batch of blurred images.
 
     ``y`` (B, 3, H, W) blurred with :func:`repro.synth.blur_reflect`; ``kernel_size`` the side of
-    the estimated square kernel (the profile's ``synth.data_profile(p).kernel_size``); ``solver``
+    the estimated square kernel; ``solver``
     the non-blind F(y, k) with k (B, 1, ks, ks) (e.g. a :class:`repro.nonblind.LearnedWiener`, or
     ``lambda y, k: nonblind.wiener(y, k[:, 0], 1e-2)``), called without gradient; ``iterations``
     rounds of (image step, ``kernel_steps`` projected-gradient kernel steps) with the ℓ² weight

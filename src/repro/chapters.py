@@ -33,7 +33,8 @@ from pathlib import Path
 import jupytext
 import nbformat
 
-from .store import atomic_path, check_profile, load_json, results_root, save_json
+from ._io import atomic_path, load_json, save_json
+from .store import check_profile, results_root
 from .timing import machine_description
 
 REPO = Path(__file__).resolve().parents[2]
@@ -70,8 +71,7 @@ BENCHMARKS = ("bench_ops.py", "bench_dil.py", "bench_selfdeblur.py", "bench_kern
 CPU_AFFORDABLE_AT_PAPER = ("toy1d", "d3_regularisers", "d3_collapse", "d3_evaluation")
 """Chapters whose ``paper`` profile a CPU runs in reasonable time. The others train or run, at the
 papers' sizes, for days to years on a CPU (``scripts/step_times.py --profile paper --device cpu``
-on a 2-core machine: the learned solver 24 days, the Kernel-Diff ε_θ 441 days, one SelfDeblur
-run of a Kodak image 11.5 h; book/reproduce.md), so :func:`check_device` refuses them there."""
+times them; book/reproduce.md), so :func:`check_device` refuses them there."""
 
 CELL_TIMEOUT_S = {"smoke": 900, "quick": 3600, "paper": None}
 """Per-cell time limit by profile: a cell that hangs fails the run instead of blocking it forever."""
@@ -95,7 +95,7 @@ def check_device(profile: str, names, allow_cpu: bool = False, cuda_available: b
     if not heavy:
         return
     if cuda_available is None:
-        import torch
+        import torch  # here: `repro reproduce --help` must not wait for torch
 
         cuda_available = torch.cuda.is_available()
     if not cuda_available:
@@ -116,7 +116,7 @@ def execute(name: str, profile: str, progress: bool = True) -> Path:
     The output is written atomically: an interrupted or failed run leaves the previous result
     in place (papermill's partial notebook is discarded).
     """
-    import papermill
+    import papermill  # here: a slow import that only execution needs
 
     check_profile(profile)
     source = NOTEBOOKS / f"{name}.py"

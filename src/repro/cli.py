@@ -21,6 +21,9 @@ the benchmarks when it executes the whole book with a profile other than smoke
 Errors (unreadable file, unsupported size, kernel larger than the image, missing trained
 weights, CUDA requested but absent, ...) print ``repro: error: <message>`` on stderr and exit
 with status 2 (1 for a failure during a run), never a traceback; ``REPRO_DEBUG=1`` shows one.
+
+The commands import what they need (torch, the methods, papermill) inside their functions, so
+that ``repro --help`` and argument errors answer at once instead of after loading torch.
 """
 
 from __future__ import annotations
@@ -137,7 +140,7 @@ def write_outputs(output: Path, x_hat, k_hat) -> list[Path]:
     every file is complete in a temporary name before the first is moved into place."""
     import numpy as np
 
-    from .store import atomic_path
+    from ._io import atomic_path
 
     fmt = _output_format(output)
     written = [output]

@@ -47,7 +47,7 @@ import torch
 from PIL import Image
 
 from ._checks import check_choice
-from .store import atomic_path
+from ._io import atomic_path
 
 MIRROR_ENV = "REPRO_DATA_MIRROR"
 CACHE_ENV = "REPRO_DATA_CACHE"
@@ -311,7 +311,7 @@ def _retrieve(entry: DataFile, url: str, known_hash: str | None, target: Path) -
 def _require_h5py():
     """The optional h5py module, or a DataError that says how to do without it."""
     try:
-        import h5py
+        import h5py  # optional: only the float Levin kernels need it
     except ImportError:
         raise DataError(
             "the Levin float kernels come from Levin09.mat (MATLAB v7.3 / HDF5), which needs "

@@ -40,12 +40,27 @@ Methods
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import torch
 
-from ._checks import check_choice, check_positive, check_tensor
-from .store import check_profile
+from . import kerneldiff as kd
+from . import profiles
+from ._checks import check_choice, check_positive, check_tensor, is_int
+from ._io import load_checkpoint
+from .data import read_image
+from .dil import deblur_drk
+from .experiments import d3
+from .experiments import kerneldiff as kd_experiments
+from .experiments.evaluation import _centre_crop
+from .experiments.solver import load_learned_wiener, solver_path
+from .kernels import gaussian
+from .nonblind import wiener
+from .selfdeblur import SelfDeblurConfig, crop_to_observation, run_selfdeblur
+from .profiles import Profile
+from .store import results_dir
 
 MIN_SIDE = 16
 """Smallest image side any method accepts (pixels)."""
@@ -124,13 +139,12 @@ def deblur(name: str, y: torch.Tensor, *, kernel_size: int | None = None, device
     check_choice(name, "method", METHODS)
     method = METHODS[name]
     check_image(y, "image")
-    check_profile(profile)
+    settings = profiles.get(profile)
     device = check_device(device)
-    if not (isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0):
+    if not is_int(seed, 0):
         raise ValueError(f"seed must be an int >= 0, got {seed!r}")
     if kernel_size is not None:
-        if not (isinstance(kernel_size, int) and not isinstance(kernel_size, bool) and kernel_size >= 3
-                and (kernel_size % 2 == 1 or not method.odd_kernel)):
+        if not (is_int(kernel_size, 3) and (kernel_size % 2 == 1 or not method.odd_kernel)):
             odd = " odd" if method.odd_kernel else ""
             raise ValueError(f"kernel size must be an{odd} int >= 3, got {kernel_size!r}")
         _check_kernel_fits(kernel_size, kernel_size, y)
@@ -140,7 +154,7 @@ def deblur(name: str, y: torch.Tensor, *, kernel_size: int | None = None, device
     if unknown:
         raise ValueError(f"method {name!r} does not take the option(s) {unknown}; it takes {list(method.options)}")
     options = {k: v for k, v in options.items() if v is not None}
-    x_hat, k_hat = method.fn(y.float(), kernel_size=kernel_size, device=device, seed=seed, profile=profile,
+    x_hat, k_hat = method.fn(y.float(), kernel_size=kernel_size, device=device, seed=seed, profile=settings,
                              progress=progress, **options)
     x_hat = x_hat.detach().cpu().float().clamp(0, 1).reshape(y.shape)
     return x_hat, None if k_hat is None else k_hat.detach().cpu().float()
@@ -153,21 +167,13 @@ def deblur(name: str, y: torch.Tensor, *, kernel_size: int | None = None, device
 
 @register("drk", "D3: the full-DIL Deep Restoration Kernel trained by the D3 chapters (mild blur, no kernel)")
 def _drk(y, *, kernel_size, device, seed, profile, progress):
-    from . import dil
-
-    drk = dil.load_trained_drk(profile, "full")
-    return dil.deblur_drk(y.to(device), drk.to(device)), None
+    drk = d3.load_trained_drk(profile, "full")
+    return deblur_drk(y.to(device), drk.to(device)), None
 
 
 def load_kernel(path) -> torch.Tensor:
     """A blur kernel from a file: ``.npy`` (a 2-D array, the exact values) or an image (its grey
     values); normalised to sum 1. ValueError for anything else."""
-    from pathlib import Path
-
-    import numpy as np
-
-    from .data import read_image
-
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"{path}: no such kernel file")
@@ -189,79 +195,67 @@ def load_kernel(path) -> torch.Tensor:
 @register("wiener", "Wiener deconvolution with a known kernel (--kernel), or blind with D3's fixed Gaussian guess",
           options=("kernel", "noise_sigma"))
 def _wiener(y, *, kernel_size, device, seed, profile, progress, kernel=None, noise_sigma=0.01):
-    from . import dil
-    from .kernels import gaussian
-    from .nonblind import wiener
-
     if kernel is None:
-        kernel = gaussian(kernel_size or 11, dil.GUESS_SIGMA)
+        kernel = gaussian(kernel_size or 11, d3.GUESS_SIGMA)
     elif not isinstance(kernel, torch.Tensor):
         kernel = load_kernel(kernel)
     check_tensor(kernel, "kernel", (2,))
     _check_kernel_fits(*kernel.shape, y)
-    nsr = dil.wiener_nsr(check_positive(noise_sigma, "noise_sigma", allow_zero=True))
+    nsr = d3.wiener_nsr(check_positive(noise_sigma, "noise_sigma", allow_zero=True))
     return wiener(y.to(device), kernel.to(device=device, dtype=y.dtype), nsr), None
 
 
 @register("selfdeblur", "SelfDeblur improved by Kotera et al. (blind; needs --kernel-size; estimates the kernel)",
           estimates_kernel=True, needs_kernel_size=True, options=("iterations", "variant"))
 def _selfdeblur(y, *, kernel_size, device, seed, profile, progress, iterations=None, variant="improved"):
-    from .selfdeblur import SelfDeblurConfig, crop_to_observation, run_selfdeblur
-
     check_choice(variant, "variant", ("improved", "original"))
     config = SelfDeblurConfig.kotera() if variant == "improved" else SelfDeblurConfig()
     if iterations is None:
-        from .selfdeblur_eval import get_profile
-
-        scale = get_profile(profile).iteration_scale
+        scale = profile.selfdeblur.iteration_scale
     else:
-        if not (isinstance(iterations, int) and not isinstance(iterations, bool) and iterations >= 1):
+        if not is_int(iterations, 1):
             raise ValueError(f"iterations must be a positive int, got {iterations!r}")
         scale = iterations / config.iterations
     result = run_selfdeblur(y, kernel_size, config.scaled(scale), seed=seed, device=device, progress=progress)
     return crop_to_observation(result.x_hat, kernel_size)[:1], result.k_hat[0]
 
 
-def kerneldiff_train_command(profile: str) -> str:
+def kerneldiff_train_command(profile: Profile) -> str:
     """The shell commands that train Kernel-Diff's solver F and ε-network for ``profile``."""
-    return (f"python -m repro.nonblind --profile {check_profile(profile)} && "
-            f"python -m repro.kerneldiff --profile {profile}")
+    return (f"python -m repro.experiments.solver --profile {profile.name} && "
+            f"python -m repro.experiments.kerneldiff --profile {profile.name}")
 
 
 _KERNELDIFF_CACHE: dict = {}
 
 
-def load_kerneldiff(profile: str, device="cpu"):
+def load_kerneldiff(profile: Profile, device="cpu"):
     """(ε-network (EMA weights), solver F, profile settings) trained by the Kernel-Diff chapters
     for ``profile``, read from ``results/<profile>/kerneldiff/`` without training anything.
 
     ``FileNotFoundError`` naming :func:`kerneldiff_train_command` when a model is missing or only
     partly trained; ``ValueError`` when a file is corrupt or of another configuration. Kept in
     memory while the files are unchanged (one load for many images)."""
-    from . import kerneldiff as kd
-    from . import nonblind
-    from .store import load_checkpoint, results_dir
-
-    settings = kd.get_profile(profile)
+    settings = profile.kerneldiff
     device = torch.device(device)
-    folder = results_dir(profile, kd.CHAPTER)
-    path, solver_file = folder / kd.MODEL_FILE, nonblind.solver_path(profile)
+    folder = results_dir(profile.name, kd_experiments.CHAPTER)
+    path, solver_file = folder / kd_experiments.MODEL_FILE, solver_path(profile)
     train = f"train it with: {kerneldiff_train_command(profile)}"
     for file, what in ((path, "Kernel-Diff ε-network"), (solver_file, "Kernel-Diff solver F")):
         if not file.exists():
-            raise FileNotFoundError(f"no trained {what} for profile {profile!r} ({file} is missing); {train}")
+            raise FileNotFoundError(f"no trained {what} for profile {profile.name!r} ({file} is missing); {train}")
     stamp = tuple((f.stat().st_mtime_ns, f.stat().st_size) for f in (path, solver_file))
-    key = (str(folder.resolve()), profile, str(device))
+    key = (str(folder.resolve()), profile.name, str(device))
     if key in _KERNELDIFF_CACHE and _KERNELDIFF_CACHE[key][0] == stamp:
         return _KERNELDIFF_CACHE[key][1]
     state = load_checkpoint(path)
     if not isinstance(state, dict) or "ema" not in state:
         raise ValueError(f"{path} is not a Kernel-Diff checkpoint; delete it and {train}")
     if state.get("step") != settings.train.steps:
-        raise FileNotFoundError(f"the Kernel-Diff ε-network of profile {profile!r} is only partly trained ({path}: "
+        raise FileNotFoundError(f"the Kernel-Diff ε-network of profile {profile.name!r} is only partly trained ({path}: "
                                 f"step {state.get('step')} of {settings.train.steps}); {train}")
-    model = kd.trained_model(profile, device, progress=False).ema  # finished: loaded, never trained here
-    solver_model = nonblind.load_learned_wiener(profile, device).requires_grad_(False)
+    model = kd_experiments.trained_model(profile, device, progress=False).ema  # finished: loaded, never trained here
+    solver_model = load_learned_wiener(profile, device).requires_grad_(False)
 
     def solver(y: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
         return solver_model(y, k)
@@ -270,11 +264,9 @@ def load_kerneldiff(profile: str, device="cpu"):
     return model, solver, settings
 
 
-def kerneldiff_sizes(profile: str) -> tuple[int, int]:
+def kerneldiff_sizes(profile: Profile) -> tuple[int, int]:
     """(image side, kernel side) of the Kernel-Diff model of ``profile`` (no file is read)."""
-    from . import kerneldiff as kd
-
-    unet = kd.get_profile(profile).unet()
+    unet = kd_experiments.unet_config(profile)
     return unet.image_size, unet.kernel_size
 
 
@@ -282,19 +274,16 @@ def kerneldiff_sizes(profile: str) -> tuple[int, int]:
           "solver (blind; estimates the kernel; the model's kernel size)", estimates_kernel=True,
           options=("steps", "samples"), odd_kernel=False)
 def _kerneldiff(y, *, kernel_size, device, seed, profile, progress, steps=None, samples=1):
-    from . import kerneldiff as kd
-    from .evaluation import _centre_crop
-
     image_size, size = kerneldiff_sizes(profile)
     if kernel_size is not None and kernel_size != size:
-        raise ValueError(f"the Kernel-Diff model of profile {profile!r} estimates {size}x{size} kernels only; "
+        raise ValueError(f"the Kernel-Diff model of profile {profile.name!r} estimates {size}x{size} kernels only; "
                          f"omit the kernel size or pass {size}")
     H, W = y.shape[-2:]
     if 2 * min(H, W) <= image_size:
-        raise ValueError(f"unsupported image size {W}x{H}: the Kernel-Diff model of profile {profile!r} needs "
+        raise ValueError(f"unsupported image size {W}x{H}: the Kernel-Diff model of profile {profile.name!r} needs "
                          f"images of more than {image_size // 2} pixels per side (it sees {image_size}x{image_size})")
     for name, value in (("steps", steps), ("samples", samples)):
-        if value is not None and not (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+        if value is not None and not is_int(value, 1):
             raise ValueError(f"{name} must be a positive int, got {value!r}")
     model, solver, settings = load_kerneldiff(profile, device)
     schedule = kd.Schedule()

@@ -61,21 +61,16 @@ PAD_MODES = ("circular", "reflect", "symmetric", "replicate", "zero")
 OPS = ("conv", "corr")
 METHODS = ("direct", "fft", "auto")
 
-# Kernels with at least this many taps (kh * kw) are applied by FFT when method="auto".
-# Measured with ``benchmarks/bench_ops.py`` (a (1, 3, 512, 512) float32 image, circular mode,
-# torch 2.13 CPU build) on the reference machine, 2 x86-64 cores shared with other jobs:
-# single-threaded, direct 5.6 / 7.1 / 10.1 ms for 3x3 / 5x5 / 7x7 against a flat ~7.7 ms by FFT
-# (65x65: 275 ms against 10 ms); with 2 threads the uncontended rows gave the same crossover,
-# 5x5 < crossover <= 7x7. Approximate: it moves with the load, the image size and the device.
+# Kernels with at least this many taps (kh * kw) are applied by FFT when method="auto": below it the
+# direct convolution is faster, above it the FFT's flat cost wins. ``benchmarks/bench_ops.py``
+# measures the crossover; it moves with the load, the image size and the device.
 FFT_CROSSOVER_TAPS = 49
 
 
 # PreparedBlur's direct method cuts the image into up to this many bands of rows and stacks them
 # as channels: oneDNN's depthwise convolution vectorises over channels in channels-last layout,
-# and 3 colour channels alone leave most of an AVX-512 register empty. The convolution alone
-# (1024x1024 RGB, 11x11, channels-last, 1 thread, reference machine under load): 3 channels
-# 55-62 ms, 16 bands (48 channels) 10-12 ms, 32 bands 25 ms; with the copies in and out of the
-# banded layout the whole direct path is ~3x faster than the planar one of blur().
+# and 3 colour channels alone leave most of a vector register empty (``benchmarks/bench_dil.py``
+# times the DRK's direct path).
 DIRECT_TILES = 16
 
 # --------------------------------------------------------------------------------------------

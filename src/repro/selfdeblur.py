@@ -51,31 +51,13 @@ plain formulation in float64):
 3. the non-local product re-associated as θᵀ(φgᵀ) (legal because the block divides by the
    constant N, no softmax).
 
-Measured with ``benchmarks/bench_selfdeblur.py`` (255×255 grey, kernel 17, original iteration,
-2 threads of a shared 2-core AMD EPYC with AVX2 and no AVX-512, torch 2.13 CPU; best of 2
-rounds, approximate; two runs): plain ≈ 1.73–1.80 s per iteration, allocator alone
-≈ 1.25–1.28 s, all three ≈ 1.22–1.31 s (≈ 0.68–0.76× plain, no better than the allocator alone); peak resident memory ≈ 1.1 GB plain, ≈ 1.35 GB fast. The path used to
-run on channels-last activations too: on an earlier 2-core AMD EPYC that gave ≈ 0.49 s against
-0.52 s for the allocator alone (plain 0.89 s), but on this one Gx's forward and backward took
-2.14 s channels-last against 1.25 s planar (all three then 1.19× plain), so the layout was
-dropped; on the AVX-512 Xeon below, whose oneDNN makes D3's channels-last L-CNN 1.8× faster,
-Gx's forward and backward took 0.90–0.91 s channels-last against 0.87 s planar. On a busy machine two spinning OpenMP threads can make any of these 10× slower:
-``torch.set_num_threads(1)`` is then faster. ``torch.compile`` of Gx compiled in ~50 s (2–3 min
-under load) and was no faster than the eager path (on the AVX-512 Xeon below too: 96 s to
-compile, then 1.21 s per Gx forward + backward against 1.23 s eager; ``bench_selfdeblur.py
---compile``), so it is not used. The convolutions already run near the machine's GEMM peak;
-what remains is memory-bound element-wise work (BatchNorm, activations, padding, upsampling).
-The benchmark's floor makes that precise: in one run on the AVX2-only EPYC Gx's 136 GFLOP per
-iteration (counted by ``torch.utils.flop_counter``) at the float32 GEMM rate measured beside it
-(114 GFLOP/s) take 1.19 s, 0.54× that run's plain 2.23 s (fast 1.62 s, 0.72×): a fast / plain
-of 0.55× would need every FLOP at the GEMM rate.
-On an idle 2-core Intel Xeon with AVX-512 (same benchmark, best of 2 rounds): plain 1.07 s,
-fast 0.76 s (0.71×), GEMM 371 GFLOP/s, floor 0.37 s (0.34×). There the target lies above the
-floor, but the convolutions take about 72 % of a profiled fast iteration and run at 60–70 % of
-the GEMM rate: Gx's full-resolution 3×3 convolution (144 → 128 channels, 271²) ran at 235
-GFLOP/s forward, 228 for its input gradient and 196 for its weight gradient, against 335 for a
-2048² GEMM in the same run, and its weight gradient written as nine GEMMs over shifted flat
-views of the padded input reached only 221.
+``benchmarks/bench_selfdeblur.py`` measures one iteration of each formulation, their peak memory
+and the floor that the machine's float32 GEMM rate sets for Gx's FLOPs; the book's Performance
+page shows its latest record. The convolutions run close to that rate, so what the fast path can
+still remove is memory-bound element-wise work (BatchNorm, activations, padding, upsampling).
+Channels-last activations and ``torch.compile`` (``--compile``) are not used: neither was faster
+than this path in that benchmark. On a busy machine, spinning OpenMP threads can make any
+formulation many times slower; ``torch.set_num_threads(1)`` is then faster.
 """
 
 from __future__ import annotations
@@ -807,8 +789,8 @@ def tune_cpu_allocator(top_pad_bytes: int = 2**30) -> bool:
 
     One SelfDeblur iteration on a 255×255 image allocates and frees about 2 GB of activations in
     tensors of 1–40 MB. By default glibc returns most of that memory to the kernel when it is
-    freed and gets it back, page by page and zero-filled, at the next allocation: on the
-    reference machine ~250,000 page faults and about a third of the wall time of an iteration.
+    freed and gets it back, page by page and zero-filled, at the next allocation: hundreds of
+    thousands of page faults per iteration, a large part of its wall time.
     With the pad the memory is reused instead. Process-wide and permanent (the process keeps up
     to ``top_pad_bytes`` of freed memory resident); it changes no result. Returns True if glibc
     accepted the setting, False where there is no glibc (macOS, Windows, musl): nothing is done.

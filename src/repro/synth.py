@@ -9,12 +9,9 @@ reflection padding and the FFT, so that y has the size of x. Our sharp images ar
 test set of the evaluation chapter and is never used for training.
 
 Everything the Kernel-Diff modules (``repro.kerneldiff``, ``repro.nonblind``,
-``repro.alternating``) need to agree on lives here:
+``repro.alternating``) need to agree on lives here; the sizes of each profile are
+:class:`repro.experiments.kerneldiff_data.KernelDiffData`:
 
-- :class:`KernelDiffData` and :data:`DATA_PROFILES` (:func:`data_profile`): per profile the
-  kernel size, the crop size, the numbers of training and test kernels, how many training images
-  to load, and the noise level of the training pairs. **Read the sizes from here**, never
-  hard-code them elsewhere.
 - :func:`motion_kernels` with the two seed streams :data:`TRAIN_KERNEL_SEED` and
   :data:`TEST_KERNEL_SEED`: kernel ``i`` of a stream is a pure function of ``(seed, i)``, so a
   longer list extends a shorter one, and the test kernels are drawn from a stream the training
@@ -31,15 +28,12 @@ method="fft")``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 
 from . import data, ops
-from ._checks import check_positive, check_positive_int, check_tensor
+from ._checks import check_positive, check_tensor
 from .kernels import motion_kernel_borodenko, recenter
-from .store import check_profile
 
 #: Seed of the training-kernel stream of :func:`motion_kernels`.
 TRAIN_KERNEL_SEED = 20_230_001
@@ -48,70 +42,6 @@ TEST_KERNEL_SEED = 20_230_002
 
 #: BSDS500 splits the sharp training images come from; ``val`` (BSD100) is the test set.
 TRAINING_SPLITS = ("train", "test")
-
-
-# --------------------------------------------------------------------------------------------
-# profiles
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class KernelDiffData:
-    """The data sizes of one profile, shared by every Kernel-Diff module.
-
-    - ``kernel_size``: side of the (square) motion kernels, the diffusion model's sample size.
-    - ``crop``: side of the square image crops for training *and* evaluation (the paper: 256).
-    - ``n_train_kernels``: kernels of the :data:`TRAIN_KERNEL_SEED` stream used for training
-      (the paper: 6,000).
-    - ``n_test_kernels``: held-out kernels of the :data:`TEST_KERNEL_SEED` stream for the
-      evaluation tables.
-    - ``max_train_images``: how many BSDS500 train+test images to load (None: all 400).
-    - ``noise_sigma``: standard deviation of the Gaussian noise added to the training pairs
-      (the paper trains without noise).
-    """
-
-    name: str
-    kernel_size: int
-    crop: int
-    n_train_kernels: int
-    n_test_kernels: int
-    max_train_images: int | None
-    noise_sigma: float = 0.0
-
-    def __post_init__(self):
-        for name in ("kernel_size", "crop", "n_train_kernels", "n_test_kernels"):
-            check_positive_int(getattr(self, name), f"KernelDiffData.{name}")
-        check_positive_int(self.max_train_images, "KernelDiffData.max_train_images", allow_none=True)
-        if 2 * (self.kernel_size // 2) >= self.crop:
-            raise ValueError(f"KernelDiffData: kernel_size {self.kernel_size} is too large for crops of "
-                             f"{self.crop} pixels (reflection padding needs kernel_size // 2 < crop / 2)")
-        check_positive(self.noise_sigma, "KernelDiffData.noise_sigma", allow_zero=True)
-
-    def train_kernels(self) -> torch.Tensor:
-        """The training kernels of this profile, (n_train_kernels, ks, ks)."""
-        return motion_kernels(self.n_train_kernels, self.kernel_size, TRAIN_KERNEL_SEED)
-
-    def test_kernels(self) -> torch.Tensor:
-        """The held-out test kernels of this profile, (n_test_kernels, ks, ks)."""
-        return motion_kernels(self.n_test_kernels, self.kernel_size, TEST_KERNEL_SEED)
-
-
-DATA_PROFILES = {
-    # CI: tiny kernels and crops, a handful of images; seconds.
-    "smoke": KernelDiffData("smoke", kernel_size=9, crop=32, n_train_kernels=256, n_test_kernels=8,
-                            max_train_images=8),
-    # this 2-core CPU: 16x16 kernels on 64x64 crops (a quarter of the paper's sizes per side).
-    "quick": KernelDiffData("quick", kernel_size=16, crop=64, n_train_kernels=2000, n_test_kernels=32,
-                            max_train_images=100),
-    # a GPU: the paper's sizes (64x64 kernels, 256x256 crops, 6,000 kernels), all 400 images.
-    "paper": KernelDiffData("paper", kernel_size=64, crop=256, n_train_kernels=6000, n_test_kernels=100,
-                            max_train_images=None),
-}
-
-
-def data_profile(profile: str) -> KernelDiffData:
-    """The :class:`KernelDiffData` of ``profile`` ("smoke", "quick" or "paper"); ValueError otherwise."""
-    return DATA_PROFILES[check_profile(profile)]
 
 
 # --------------------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as _dt
 import os
 import platform
 import statistics
@@ -10,6 +11,9 @@ from pathlib import Path
 from typing import Callable
 
 import torch
+
+from ._io import save_json
+from .store import results_root
 
 
 def machine_description() -> str:
@@ -55,10 +59,6 @@ def record_targets(benchmark: str, rows: list[dict], conditions: str) -> Path:
     and how it was measured (device, threads, image size, load). The book's Performance page
     (:func:`repro.chapters.stage_performance`) gathers these files; written atomically.
     """
-    import datetime as _dt
-
-    from .store import results_root, save_json
-
     keys = {"part", "measure", "value", "target", "met"}
     for row in rows:
         if not isinstance(row, dict) or set(row) != keys:

@@ -319,14 +319,6 @@ def kernel_first(table: GridSearch, sigma_starts, noise_std: float) -> torch.Ten
     return torch.tensor(out, dtype=_DTYPE)
 
 
-PROFILES = {
-    "smoke": {"resolution": 41, "starts": 16, "steps": 150, "rounds": 8},
-    "quick": {"resolution": 151, "starts": 200, "steps": 600, "rounds": 30},
-    "paper": {"resolution": 301, "starts": 1000, "steps": 1500, "rounds": 75},
-}
-"""Per-profile sizes of the chapter: plane resolution, number of random starts, descent steps."""
-
-
 def compare_strategies(y, noise_std: float, starts: torch.Tensor, steps: int, rounds: int,
                        table: GridSearch | None = None) -> dict[str, torch.Tensor]:
     """Run every strategy of the chapter from the same random ``starts``; estimates ``(n, 3)`` each.
@@ -372,6 +364,6 @@ __all__ = [
     "N", "TRUTH", "LOWER", "UPPER", "SCALES", "SIGMA_MIN", "project", "pulse", "gaussian_kernel",
     "blur", "forward", "observe", "data_term", "Plane", "random_plane",
     "GridSearch", "random_starts", "Descent", "joint_descent", "alternating_descent",
-    "alternating_exact", "kernel_first", "PROFILES", "compare_strategies", "failure_modes", "reached_truth",
+    "alternating_exact", "kernel_first", "compare_strategies", "failure_modes", "reached_truth",
     "success_rate",
 ]

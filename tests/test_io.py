@@ -7,17 +7,17 @@ import sys
 import pytest
 import torch
 
-from repro import store
+from repro import _io, store
 
 
 def test_atomic_path_keeps_the_old_file_on_failure(tmp_path):
     target = tmp_path / "result.json"
-    store.save_json({"a": 1}, target)
+    _io.save_json({"a": 1}, target)
     with pytest.raises(RuntimeError):
-        with store.atomic_path(target) as tmp:
+        with _io.atomic_path(target) as tmp:
             tmp.write_text("half")
             raise RuntimeError("interrupted")
-    assert store.load_json(target) == {"a": 1}
+    assert _io.load_json(target) == {"a": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["result.json"]
 
 
@@ -25,13 +25,13 @@ def test_corrupt_json_and_checkpoint_are_named(tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
     with pytest.raises(ValueError, match="bad.json"):
-        store.load_json(bad)
+        _io.load_json(bad)
     ckpt = tmp_path / "model.pt"
-    store.save_checkpoint({"w": torch.arange(3)}, ckpt)
-    assert torch.equal(store.load_checkpoint(ckpt)["w"], torch.arange(3))
+    _io.save_checkpoint({"w": torch.arange(3)}, ckpt)
+    assert torch.equal(_io.load_checkpoint(ckpt)["w"], torch.arange(3))
     ckpt.write_bytes(ckpt.read_bytes()[:20])
     with pytest.raises(ValueError, match="model.pt"):
-        store.load_checkpoint(ckpt)
+        _io.load_checkpoint(ckpt)
 
 
 def test_results_dir_per_profile(tmp_path, monkeypatch):
@@ -44,20 +44,20 @@ def test_results_dir_per_profile(tmp_path, monkeypatch):
 
 def test_load_cached_rebuilds_missing_corrupt_and_invalid_entries(tmp_path):
     path = tmp_path / "entry.json"
-    assert store.load_cached(path) is None
-    store.save_json({"format": 1, "v": 2}, path)
-    assert store.load_cached(path, is_valid=lambda o: o.get("format") == 1) == {"format": 1, "v": 2}
-    assert store.load_cached(path, is_valid=lambda o: o.get("format") == 2) is None  # stale: rebuilt in place
+    assert _io.load_cached(path) is None
+    _io.save_json({"format": 1, "v": 2}, path)
+    assert _io.load_cached(path, is_valid=lambda o: o.get("format") == 1) == {"format": 1, "v": 2}
+    assert _io.load_cached(path, is_valid=lambda o: o.get("format") == 2) is None  # stale: rebuilt in place
     assert path.exists() and not (tmp_path / "entry.json.corrupt").exists()
     path.write_text('{"format": 1, "v"')
     with pytest.warns(UserWarning, match="entry.json is corrupt"):
-        assert store.load_cached(path) is None
+        assert _io.load_cached(path) is None
     assert not path.exists() and (tmp_path / "entry.json.corrupt").exists()
     ckpt = tmp_path / "model.pt"
-    store.save_checkpoint({"w": torch.arange(3)}, ckpt)
+    _io.save_checkpoint({"w": torch.arange(3)}, ckpt)
     ckpt.write_bytes(ckpt.read_bytes()[:-30])
     with pytest.warns(UserWarning, match="model.pt is corrupt"):
-        assert store.load_cached(ckpt, loader=store.load_checkpoint) is None
+        assert _io.load_cached(ckpt, loader=_io.load_checkpoint) is None
     assert not ckpt.exists()
 
 
@@ -65,7 +65,7 @@ def test_a_save_removes_the_temporaries_of_killed_writers_only(tmp_path):
     target = tmp_path / "model.pt"
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()  # its pid now names no process
-    host = store._host_tag()
+    host = _io._host_tag()
     killed = tmp_path / f".model.tmp.{dead.pid}.{host}.abc123.pt"
     alive = tmp_path / f".model.tmp.{os.getpid()}.{host}.def456.pt"  # a concurrent writer in a live process
     elsewhere = tmp_path / f".model.tmp.{dead.pid}.{'0' * 8 if host != '0' * 8 else '1' * 8}.ghi789.pt"
@@ -73,8 +73,8 @@ def test_a_save_removes_the_temporaries_of_killed_writers_only(tmp_path):
     unknown = tmp_path / ".model.tmp.oldstyle.pt"  # no pid: cannot tell whose
     for p in (killed, alive, elsewhere, other_file, unknown):
         p.write_bytes(b"partial")
-    store.save_checkpoint({"w": torch.ones(2)}, target)
+    _io.save_checkpoint({"w": torch.ones(2)}, target)
     assert not killed.exists()
     assert all(p.exists() for p in (alive, elsewhere, other_file, unknown))
-    assert torch.equal(store.load_checkpoint(target)["w"], torch.ones(2))
-    assert store.remove_stale_temporaries(tmp_path / "missing" / "x.json") == []
+    assert torch.equal(_io.load_checkpoint(target)["w"], torch.ones(2))
+    assert _io.remove_stale_temporaries(tmp_path / "missing" / "x.json") == []

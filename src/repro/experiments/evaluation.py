@@ -26,9 +26,9 @@ from typing import Callable
 import torch
 from tqdm.auto import tqdm
 
-from . import metrics, ops
-from ._checks import check_choice, check_positive, check_tensor
-from .store import load_cached, save_json
+from .. import metrics, ops
+from .._checks import check_choice, check_positive, check_tensor
+from .._io import load_cached, save_json
 
 FORMAT = "repro.evaluation/1"
 BLUR_MODES = ("valid",) + ops.PAD_MODES

@@ -6,17 +6,17 @@ book on four common test sets and scores them the same way.
 Test sets (:func:`test_sets`)
     ``levin``          Levin et al.'s real camera-shake images ``levin_blurred(i, j)`` against
                        ``levin_sharp(i)`` (32 in the paper protocol), grey: the inputs of the
-                       SelfDeblur chapter (:func:`repro.selfdeblur_eval.levin_cases`, its
+                       SelfDeblur chapter (:func:`repro.experiments.selfdeblur.levin_cases`, its
                        profile's choice and crops), so SelfDeblur's runs are shared with it.
     ``kodak``          Kodak images × Levin's eight kernels, valid blur (8 × 8 in the paper
                        protocol): the SelfDeblur chapter's inputs
-                       (:func:`repro.selfdeblur_eval.kodak_cases`: same images, kernels,
+                       (:func:`repro.experiments.selfdeblur.kodak_cases`: same images, kernels,
                        downscaling, crops and colour), so the numbers are comparable with it.
     ``bsd100-mild``    BSD100 (BSDS500 ``val``) images, each blurred by one held-out kernel of
                        D3's mild-blur family (:func:`repro.dil.mild_blur_cases`: anisotropic
                        Gaussians, sizes 11–21, the three variance bins in turn), valid blur.
     ``bsd100-motion``  The BSD100 images and held-out motion kernels of the Kernel-Diff test
-                       set (:func:`repro.synth.data_profile`, ``test_kernels``: kernel i for
+                       set (``Profile.kerneldiff_data``, ``test_kernels``: kernel i for
                        image i, the model's kernel size), but as centre crops of the model's
                        image size blurred by the *valid* model (the Kernel-Diff chapter blurs
                        with the reflection boundary of its data model; here every set uses the
@@ -32,9 +32,9 @@ Protocol, the same for every method and set
       RGB, a grey image as three equal channels, averaged back).
     * Scores: PSNR and SSIM over all channels *up to shift* by Levin et al.'s protocol
       (:func:`repro.metrics.compare_up_to_shift`: a border of
-      :func:`repro.selfdeblur_eval.protocol_border` pixels — 15, fewer for small crops — is
+      :func:`repro.experiments.selfdeblur.protocol_border` pixels — 15, fewer for small crops — is
       cropped, the best integer then 0.25-px shift is searched), exactly as the SelfDeblur
-      chapter scores its runs (:func:`repro.selfdeblur_eval.score_run`); outputs clamped to
+      chapter scores its runs (:func:`repro.experiments.selfdeblur.score_run`); outputs clamped to
       [0, 1]. MNC (:func:`repro.metrics.mnc`) of the estimated kernel for blind methods that
       estimate one. Seconds per image: wall-clock time of one call (models loaded beforehand).
     * Seeds: deterministic methods run once (seed 0); the stochastic ones (SelfDeblur,
@@ -48,7 +48,7 @@ Methods (:func:`adapters`), each run through one adapter ``(case, seed) -> score
     Gaussian guess and unsharp masking (the blind classical baselines), D3's DRK, SelfDeblur original and improved,
     Kernel-Diff guided (its kernel and its learned solver F). The user-facing functions of
     :mod:`repro.methods` are reused wherever they fit (``wiener``, ``drk``, ``kerneldiff``);
-    SelfDeblur goes through :func:`repro.selfdeblur_eval.evaluate_runs`, which stores every run
+    SelfDeblur goes through :func:`repro.experiments.selfdeblur.evaluate_runs`, which stores every run
     and shares the Levin and Kodak runs with the SelfDeblur chapter.
 
 Nothing is trained here: the DRK (:func:`repro.dil.train_variant`, ``full``), the Kernel-Diff
@@ -77,10 +77,15 @@ from typing import Callable
 import torch
 from tqdm.auto import tqdm
 
-from . import metrics
-from ._checks import check_choice, check_positive_int, resolve_device
+from .. import data, methods, metrics, nonblind
+from .._checks import check_choice, check_positive_int, resolve_device
+from .._io import load_cached, save_json
+from ..profiles import Profile, check
+from ..store import check_profile, results_dir
+from . import d3, kerneldiff, selfdeblur
 from .evaluation import Case, build_cases, counted
-from .store import check_profile, load_cached, results_dir, save_json
+from .selfdeblur import protocol_border
+from .solver import solver_path
 
 FORMAT = "repro.benchmark/1"
 CHAPTER = "benchmark"
@@ -122,10 +127,10 @@ default, not tuned."""
 
 @dataclass(frozen=True)
 class BenchmarkProfile:
-    """What one profile runs (``repro.store.PROFILES``), every reduction explicit.
+    """What one profile runs (``Profile.benchmark``), every reduction explicit (:func:`describe`).
 
     Levin and Kodak: the inputs, crops, colour and SelfDeblur iteration scale of the SelfDeblur
-    chapter's profile of the same name (:data:`repro.selfdeblur_eval.PROFILES`). ``n_mild``
+    chapter's profile of the same name (:data:`repro.experiments.selfdeblur.PROFILES`). ``n_mild``
     BSD100 images for ``bsd100-mild``, centre-cropped to ``mild_crop`` (None: whole images);
     ``n_motion`` for ``bsd100-motion`` (crops of the Kernel-Diff model's image size). ``runs``:
     seeds per input of the stochastic methods. ``kerneldiff_steps``: reverse steps of
@@ -152,42 +157,6 @@ class BenchmarkProfile:
         for s in self.selfdeblur_sets:
             check_choice(s, "selfdeblur_sets", SETS)
 
-    def describe(self) -> str:
-        """The reductions against the full protocol, in words (for the book)."""
-        from . import kerneldiff, selfdeblur_eval, synth
-
-        sd = selfdeblur_eval.get_profile(self.name)
-        spec = synth.data_profile(self.name)
-        mild = "whole images" if self.mild_crop is None else f"{self.mild_crop}² centre crops"
-        steps = kerneldiff.get_profile(self.name).sample_steps if self.kerneldiff_steps is None else self.kerneldiff_steps
-        skipped = [f"{SET_TITLES[s]} ({self._selfdeblur_skip_reason(s, sd, spec)})" for s in SETS
-                   if s not in self.selfdeblur_sets]
-        levin = "whole 255×255 images" if sd.levin_size is None else f"{sd.levin_size}² centre crops"
-        kodak = "whole images" if sd.kodak_size is None else f"{sd.kodak_size}² crops"
-        down = "" if sd.kodak_downscale == 1 else f" downscaled ×{sd.kodak_downscale:g},"
-        return (
-            f"Levin: {len(sd.levin_inputs)} of the 32 real-blurred images, {levin}; Kodak: "
-            f"{counted(len(sd.kodak_images), 'image')} × {counted(len(sd.kodak_kernels), 'Levin kernel')},{down} {kodak}, "
-            f"{'grey' if sd.gray else 'RGB'} (both the SelfDeblur chapter's inputs); BSD100 mild blur: "
-            f"{counted(self.n_mild, 'image')}, {mild}, one kernel each; BSD100 motion blur: {counted(self.n_motion, 'image')}, "
-            f"{spec.crop}² centre crops, {spec.kernel_size}×{spec.kernel_size} held-out motion kernels; "
-            f"{self.runs} runs (seeds 0–{self.runs - 1}) of the stochastic methods; Kernel-Diff with {steps} "
-            f"reverse steps; SelfDeblur with ×{sd.iteration_scale:g} of the paper's iterations"
-            + (f", not run on {' and '.join(skipped)}" if skipped else "")
-        )
-
-    @staticmethod
-    def _selfdeblur_skip_reason(name: str, sd, spec) -> str:
-        """Why SelfDeblur does not run on set ``name`` at this profile: always its cost (thousands
-        of iterations of two networks per run); for the motion set also, where so, crops smaller
-        than the inputs the SelfDeblur chapter's profile ``sd`` is sized for (at 64 pixels the
-        multiscale method's coarsest scale is too small for Gx: ``selfdeblur_eval.PROFILES``)."""
-        sizes = [size for size in (sd.levin_size, sd.kodak_size) if size is not None]
-        if name == "bsd100-motion" and sizes and spec.crop < min(sizes):
-            return (f"too slow for this profile, and its {spec.crop}² crops are smaller than the {min(sizes)}² "
-                    f"inputs this SelfDeblur profile is sized for")
-        return "too slow for this profile"
-
 
 PROFILES = {
     # CI: one input per set, the other chapters' smoke models; seconds.
@@ -203,9 +172,38 @@ PROFILES = {
 }
 
 
-def get_profile(profile: str) -> BenchmarkProfile:
-    """The :class:`BenchmarkProfile` of ``profile``; ValueError for an unknown name."""
-    return PROFILES[check_profile(profile)]
+def _selfdeblur_skip_reason(name: str, sd, spec) -> str:
+    """Why SelfDeblur does not run on set ``name`` at this profile: always its cost (thousands
+    of iterations of two networks per run); for the motion set also, where so, crops smaller
+    than the inputs the SelfDeblur chapter's profile ``sd`` is sized for (at 64 pixels the
+    multiscale method's coarsest scale is too small for Gx: ``repro.experiments.selfdeblur.PROFILES``)."""
+    sizes = [size for size in (sd.levin_size, sd.kodak_size) if size is not None]
+    if name == "bsd100-motion" and sizes and spec.crop < min(sizes):
+        return (f"too slow for this profile, and its {spec.crop}² crops are smaller than the {min(sizes)}² "
+                f"inputs this SelfDeblur profile is sized for")
+    return "too slow for this profile"
+
+
+def describe(profile: Profile) -> str:
+    """The benchmark's reductions against the full protocol at ``profile``, in words (for the book)."""
+    settings, sd, spec = check(profile).benchmark, profile.selfdeblur, profile.kerneldiff_data
+    mild = "whole images" if settings.mild_crop is None else f"{settings.mild_crop}² centre crops"
+    steps = profile.kerneldiff.sample_steps if settings.kerneldiff_steps is None else settings.kerneldiff_steps
+    skipped = [f"{SET_TITLES[s]} ({_selfdeblur_skip_reason(s, sd, spec)})" for s in SETS
+               if s not in settings.selfdeblur_sets]
+    levin = "whole 255×255 images" if sd.levin_size is None else f"{sd.levin_size}² centre crops"
+    kodak = "whole images" if sd.kodak_size is None else f"{sd.kodak_size}² crops"
+    down = "" if sd.kodak_downscale == 1 else f" downscaled ×{sd.kodak_downscale:g},"
+    return (
+        f"Levin: {len(sd.levin_inputs)} of the 32 real-blurred images, {levin}; Kodak: "
+        f"{counted(len(sd.kodak_images), 'image')} × {counted(len(sd.kodak_kernels), 'Levin kernel')},{down} {kodak}, "
+        f"{'grey' if sd.gray else 'RGB'} (both the SelfDeblur chapter's inputs); BSD100 mild blur: "
+        f"{counted(settings.n_mild, 'image')}, {mild}, one kernel each; BSD100 motion blur: {counted(settings.n_motion, 'image')}, "
+        f"{spec.crop}² centre crops, {spec.kernel_size}×{spec.kernel_size} held-out motion kernels; "
+        f"{settings.runs} runs (seeds 0–{settings.runs - 1}) of the stochastic methods; Kernel-Diff with {steps} "
+        f"reverse steps; SelfDeblur with ×{sd.iteration_scale:g} of the paper's iterations"
+        + (f", not run on {' and '.join(skipped)}" if skipped else "")
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -213,21 +211,17 @@ def get_profile(profile: str) -> BenchmarkProfile:
 # --------------------------------------------------------------------------------------------
 
 
-def mild_cases(settings: BenchmarkProfile) -> list[Case]:
+def mild_cases(profile: Profile) -> list[Case]:
     """``bsd100-mild``: D3's mild-blur recipe on the first ``n_mild`` BSD100 images, one kernel each."""
-    from . import dil
-
-    d3 = dataclasses.replace(dil.get_profile(settings.name), n_bsd100=settings.n_mild, crop=settings.mild_crop,
-                             kernels_per_image=1)
-    return dil.mild_blur_cases(d3, 0.0, n_images=settings.n_mild)
+    settings = check(profile).benchmark
+    mild = dataclasses.replace(profile.d3, n_bsd100=settings.n_mild, crop=settings.mild_crop, kernels_per_image=1)
+    return d3.mild_blur_cases(mild, 0.0, n_images=settings.n_mild)
 
 
-def motion_cases(settings: BenchmarkProfile) -> list[Case]:
+def motion_cases(profile: Profile) -> list[Case]:
     """``bsd100-motion``: BSD100 image i blurred (valid) by held-out motion kernel i of the
     Kernel-Diff test stream, centre crops of the model's image size."""
-    from . import data, synth
-
-    spec = synth.data_profile(settings.name)
+    settings, spec = check(profile).benchmark, profile.kerneldiff_data
     if settings.n_motion > spec.n_test_kernels:
         raise ValueError(f"profile {settings.name!r} asks for {settings.n_motion} motion cases but synth has "
                          f"{spec.n_test_kernels} test kernels")
@@ -237,15 +231,12 @@ def motion_cases(settings: BenchmarkProfile) -> list[Case]:
     return build_cases(images, named, pairing="zip", crop=spec.crop, meta={"dataset": "BSD100"})
 
 
-def test_sets(profile: str) -> dict[str, list[Case]]:
+def test_sets(profile: Profile) -> dict[str, list[Case]]:
     """The four test sets of ``profile``: {set name: cases}, deterministic (no random draw
     beyond the seeded kernel streams of the source chapters)."""
-    from . import selfdeblur_eval
-
-    settings = get_profile(profile)
-    sd = selfdeblur_eval.get_profile(profile)
-    return {"levin": selfdeblur_eval.levin_cases(sd), "kodak": selfdeblur_eval.kodak_cases(sd),
-            "bsd100-mild": mild_cases(settings), "bsd100-motion": motion_cases(settings)}
+    sd = check(profile).selfdeblur
+    return {"levin": selfdeblur.levin_cases(sd), "kodak": selfdeblur.kodak_cases(sd),
+            "bsd100-mild": mild_cases(profile), "bsd100-motion": motion_cases(profile)}
 
 
 # --------------------------------------------------------------------------------------------
@@ -255,10 +246,8 @@ def test_sets(profile: str) -> dict[str, list[Case]]:
 
 def score(case: Case, x_hat: torch.Tensor, k_hat: torch.Tensor | None = None) -> dict:
     """PSNR and SSIM of x̂ (C, H, W), the shape of ``case.x``, up to shift (Levin's protocol, the
-    border of :func:`repro.selfdeblur_eval.protocol_border`), and the MNC of k̂ with the true
+    border of :func:`repro.experiments.selfdeblur.protocol_border`), and the MNC of k̂ with the true
     kernel if k̂ is given (else None)."""
-    from .selfdeblur_eval import protocol_border
-
     if not isinstance(x_hat, torch.Tensor) or tuple(x_hat.shape) != tuple(case.x.shape):
         shape = tuple(x_hat.shape) if isinstance(x_hat, torch.Tensor) else type(x_hat).__name__
         raise ValueError(f"x_hat of shape {shape} does not match case {case.name!r} (x {tuple(case.x.shape)})")
@@ -319,28 +308,26 @@ def _file_key(*paths: Path) -> str:
     return digest.hexdigest()[:16]
 
 
-def _selfdeblur_adapter(variant: str, profile: str, device) -> Adapter:
-    """SelfDeblur ``variant`` ("original" or "improved") via :func:`repro.selfdeblur_eval.evaluate_runs`:
+def _selfdeblur_adapter(variant: str, profile: Profile, device) -> Adapter:
+    """SelfDeblur ``variant`` ("original" or "improved") via :func:`repro.experiments.selfdeblur.evaluate_runs`:
     Levin and Kodak runs in the SelfDeblur chapter's folder (shared), BSD100 runs in
-    ``results/<profile>/benchmark/selfdeblur/``; scores from its :func:`~repro.selfdeblur_eval.score_run`
+    ``results/<profile>/benchmark/selfdeblur/``; scores from its :func:`~repro.experiments.selfdeblur.score_run`
     (the same protocol as :func:`score`)."""
-    from . import selfdeblur_eval as sde
-
-    settings = get_profile(profile)
-    config = sde.get_profile(profile).config(variant)
-    own = results_dir(profile, CHAPTER) / "selfdeblur"
+    settings = profile.benchmark
+    config = profile.selfdeblur.config(variant)
+    own = results_dir(profile.name, CHAPTER) / "selfdeblur"
 
     def run(case: Case, seed: int) -> dict:
         dataset = case.meta.get("dataset")
         if dataset in ("levin", "kodak"):
-            chosen, folder = case, sde.chapter_folder(profile)
+            chosen, folder = case, selfdeblur.chapter_folder(profile)
         else:  # SelfDeblur's kernels are odd: the next odd size for an even true kernel
             size = int(case.k.shape[-1]) | 1
             meta = case.meta | {"dataset": f"benchmark-{dataset}",
                                 "input": f"{case.meta['image']}_{case.meta['kernel']}",
                                 "kernel_size": size}
             chosen, folder = Case(case.name, case.x, case.k, case.y, meta), own
-        record = sde.evaluate_runs([chosen], {variant: config}, [seed], folder, device=device, progress=False)[0]
+        record = selfdeblur.evaluate_runs([chosen], {variant: config}, [seed], folder, device=device, progress=False)[0]
         m = record["metrics"]
         return {"psnr": m["psnr"], "ssim": m["ssim"], "mnc": m["mnc"], "border": m["border"],
                 "seconds": record["seconds"], "device": record["device"]}
@@ -349,20 +336,18 @@ def _selfdeblur_adapter(variant: str, profile: str, device) -> Adapter:
     return Adapter(f"SelfDeblur, {variant}", run, key, stochastic=True, sets=settings.selfdeblur_sets)
 
 
-def adapters(profile: str, device=None, progress: bool = True) -> dict[str, Adapter]:
+def adapters(profile: Profile, device=None, progress: bool = True) -> dict[str, Adapter]:
     """The benchmark's methods (:data:`METHODS`) for ``profile``, models loaded or trained by
     their own chapters (module docstring)."""
-    from . import dil, kerneldiff, methods, nonblind
-
-    settings = get_profile(profile)
+    settings = check(profile).benchmark
     device = resolve_device(device)
-    common = {"device": device, "profile": profile, "progress": False}
+    common = {"device": device, "profile": profile.name, "progress": False}
 
     # the other chapters' models: loaded from their caches (trained there if missing)
-    drk = dil.train_variant(profile, "full", str(device), progress=progress).drk
+    drk = d3.train_variant(profile, "full", str(device), progress=progress).drk
     kerneldiff.chapter_solver(profile, device, progress)  # trained here only if its chapter has not
     diffusion = kerneldiff.trained_model(profile, device, progress)
-    model_files = (results_dir(profile, kerneldiff.CHAPTER) / kerneldiff.MODEL_FILE, nonblind.solver_path(profile))
+    model_files = (results_dir(profile.name, kerneldiff.CHAPTER) / kerneldiff.MODEL_FILE, solver_path(profile))
     steps = settings.kerneldiff_steps
 
     def wiener_oracle(case, seed):
@@ -382,15 +367,15 @@ def adapters(profile: str, device=None, progress: bool = True) -> dict[str, Adap
     def kernel_diff(case, seed):
         return methods.deblur("kerneldiff", _y(case), seed=seed, steps=steps, **common)
 
-    classical = f"nsr={dil.wiener_nsr(0.0)},guess={dil.GUESS_SIGMA:.4f}"
+    classical = f"nsr={d3.wiener_nsr(0.0)},guess={d3.GUESS_SIGMA:.4f}"
     table = [
         Adapter(REFERENCE, _timed(lambda case, seed: (_y(case), None), device), ""),
         Adapter("Wiener, true k (oracle)", _timed(wiener_oracle, device), classical, oracle=True),
         Adapter("Tikhonov, true k (oracle)", _timed(tikhonov_oracle, device), f"lam={TIKHONOV_ORACLE_LAMBDA}",
                 oracle=True),
         Adapter("Wiener, Gaussian guess", _timed(wiener_guess, device), classical),
-        Adapter("unsharp masking", _timed(lambda case, seed: (dil.unsharp_mask(_y(case).to(device)), None), device),
-                f"sigma={dil.UNSHARP_SIGMA},amount={dil.UNSHARP_AMOUNT}"),
+        Adapter("unsharp masking", _timed(lambda case, seed: (d3.unsharp_mask(_y(case).to(device)), None), device),
+                f"sigma={d3.UNSHARP_SIGMA},amount={d3.UNSHARP_AMOUNT}"),
         Adapter("DRK (D3)", _timed(drk_method, device),
                 hashlib.sha256(drk.double().cpu().numpy().tobytes()).hexdigest()[:16]),
         _selfdeblur_adapter("original", profile, device),
@@ -594,7 +579,7 @@ def winners(rows: list[dict], metric: str = "psnr", records: list[dict] | None =
 def plot_quality_vs_time(rows: list[dict], metric: str = "psnr", sets=SETS):
     """Quality against seconds per image (log scale), one panel per set, one marker per method,
     error bars the run-to-run spread; returns the matplotlib figure."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # here: a slow import that only the figure needs
 
     check_choice(metric, "metric", ("psnr", "ssim"))
     sets = [s for s in sets if any(r["set"] == s for r in rows)]
@@ -629,17 +614,17 @@ def plot_quality_vs_time(rows: list[dict], metric: str = "psnr", sets=SETS):
 # --------------------------------------------------------------------------------------------
 
 
-def run_chapter(profile: str, device=None, progress: bool = True) -> dict:
+def run_chapter(profile: Profile, device=None, progress: bool = True) -> dict:
     """Everything the ``benchmark`` chapter shows, computed or read back from
     ``results/<profile>/benchmark/records.json`` (and the SelfDeblur runs from their folders).
     Returns ``settings``, ``description``, ``sets`` (the cases), ``records``, ``rows``
     (:func:`summarize`), ``winners`` (PSNR and SSIM) and ``seconds`` (wall-clock of this call)."""
     start = time.perf_counter()
-    settings = get_profile(profile)
+    settings = check(profile).benchmark
     sets = test_sets(profile)
     methods = adapters(profile, device, progress)
-    records = run(sets, methods, results_dir(profile, CHAPTER) / "records.json", settings.runs, progress)
+    records = run(sets, methods, results_dir(profile.name, CHAPTER) / "records.json", settings.runs, progress)
     rows = summarize(records)
-    return {"profile": profile, "settings": settings, "description": settings.describe(), "sets": sets,
+    return {"profile": profile.name, "settings": settings, "description": describe(profile), "sets": sets,
             "records": records, "rows": rows, "winners": {"psnr": winners(rows, "psnr", records), "ssim": winners(rows, "ssim", records)},
             "seconds": time.perf_counter() - start}

@@ -14,7 +14,7 @@ Inputs (:func:`kodak_cases`, :func:`levin_cases`)
     *Kodak* (synthetic blur): Kodak images (the paper does not say which eight: we take
     kodim01–kodim08) blurred by Levin et al.'s eight ground-truth kernels (the float kernels,
     ``repro.data.levin_kernel(j)``, used as *convolution* kernels), every image with every
-    kernel, by the physical *valid* model of :func:`repro.evaluation.build_cases`, no noise.
+    kernel, by the physical *valid* model of :func:`repro.experiments.evaluation.build_cases`, no noise.
     The method estimates a kernel of the true kernel's size. *Levin* (real blur): the 32
     camera-shake images ``levin_blurred(i, j)`` against ``levin_sharp(i)``; the method
     estimates kernels of SelfDeblur's sizes for Levin's kernels
@@ -70,13 +70,15 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from . import data, kernels, metrics, nonblind
-from . import selfdeblur as sd
-from ._checks import check_choice, check_positive, check_positive_int, check_tensor, is_int, resolve_device
-from ._threads import check_workers, fixed_cpu_threads, parallel_map
+from .. import data, kernels, metrics, nonblind
+from .. import selfdeblur as sd
+from .._checks import check_choice, check_positive, check_positive_int, check_tensor, is_int, resolve_device
+from .._io import load_checkpoint, load_json, save_checkpoint, save_json
+from .._threads import check_workers, fixed_cpu_threads, parallel_map
+from ..selfdeblur import SelfDeblurConfig
+from ..profiles import Profile, check
+from ..store import check_profile, results_dir
 from .evaluation import Case, _centre_crop, build_cases, counted
-from .selfdeblur import SelfDeblurConfig
-from .store import check_profile, load_checkpoint, load_json, results_dir, save_checkpoint, save_json
 
 METHODS = {"original": SelfDeblurConfig(), "improved": SelfDeblurConfig.kotera()}
 """The two methods of Table 1 at the paper's iteration counts."""
@@ -130,7 +132,7 @@ CPU, beside another run; "small kernels" needs inputs too large for these profil
 
 @dataclass(frozen=True)
 class SelfDeblurProfile:
-    """What one profile runs (``repro.store.PROFILES``), every reduction explicit.
+    """What one profile runs (``Profile.selfdeblur``), every reduction explicit.
 
     Evaluation: the Kodak images ``kodak_images`` (1-based) × Levin kernels ``kodak_kernels``,
     the images first downscaled by ``kodak_downscale`` (bilinear, antialiased; 1 = none), then
@@ -256,13 +258,10 @@ PROFILES = {
         tv_initial_weight=0.1, explore_size=60, explore_scale=0.004),
     # this 2-core CPU: 92-pixel inputs, 10 % of the iterations, two inputs, two runs (see describe()).
     # Not much smaller: on 64-pixel crops the coarsest scale of the multiscale method is a 32-pixel y
-    # (x 40 px through five stride-2 levels), too small for Gx; there the improved method ended
-    # 3-10 dB below the blurred input on all 7 runs, and on im1_kernel3 (seed 0) at -5.8 dB on a
-    # 64-pixel crop against +3.2 dB on a 128-pixel one (same iterations and learning rates; two
-    # threads; scripts/selfdeblur_probe.py re-runs such cases). 92 rather than 120 pixels so that
-    # this part fits its 25 minutes on the slower 2-core machine, where it took 34-37 min at 120
-    # pixels and 26.7 min at 100 (a run's time goes with x's pixels: (92 + 12)² against (120 + 12)²);
-    # at the coarsest scale y is 46 px and x 52 px.
+    # (x 40 px through five stride-2 levels), too small for Gx (scripts/selfdeblur_probe.py runs
+    # one input at any crop to see it). Not larger: a run's time goes with x's pixels, (92 + 12)²,
+    # and this part must fit its 25 minutes on a 2-core CPU. At the coarsest scale y is 46 px and
+    # x 52 px.
     "quick": SelfDeblurProfile(
         "quick", iteration_scale=0.1, kodak_images=(1,), kodak_kernels=(5,), kodak_downscale=0.5,
         kodak_size=92, gray=True, levin_inputs=((1, 3),), levin_size=92, runs=2, fit_iterations=150,
@@ -277,10 +276,6 @@ PROFILES = {
         tv_initial_weight=0.1, explore_size=128, explore_scale=0.1),
 }
 
-
-def get_profile(profile: str) -> SelfDeblurProfile:
-    """The :class:`SelfDeblurProfile` of ``profile``; ValueError for an unknown name."""
-    return PROFILES[check_profile(profile)]
 
 
 # --------------------------------------------------------------------------------------------
@@ -424,9 +419,8 @@ RUN_THREADS = 1
 """Intra-op CPU threads of one SelfDeblur run (and one Gx fit) of the chapters. Fixed, because a
 run's result depends on it (PyTorch splits a convolution's sums by the thread count, and the
 optimisation amplifies the rounding); one, because the runs of an evaluation then go to parallel
-worker processes (:func:`repro._threads.parallel_map`), which uses a small machine better: on a
-2-core AMD EPYC (AVX2), 128-pixel input, two one-thread runs side by side took 0.69 s per
-iteration each, one two-thread run 0.50 s, so 1.47× the throughput."""
+worker processes (:func:`repro._threads.parallel_map`): small convolutions do not split well
+across threads, so one-thread runs side by side give more throughput than one run on all cores."""
 
 
 def _rescore(folder: Path, case: Case, record: dict, reference: torch.Tensor) -> dict:
@@ -751,17 +745,17 @@ def explore_run(settings: SelfDeblurProfile, image: int, kernel: int, seed: int,
 # --------------------------------------------------------------------------------------------
 
 
-def chapter_folder(profile: str) -> Path:
+def chapter_folder(profile: Profile) -> Path:
     """``results/<profile>/selfdeblur/``: the runs of both chapters (shared, so Fig. 2's runs on
     the first Kodak input are reused by the evaluation)."""
-    return results_dir(profile, "selfdeblur")
+    return results_dir(check(profile).name, "selfdeblur")
 
 
-def run_evaluation(profile: str, device=None, progress: bool = True) -> dict:
+def run_evaluation(profile: Profile, device=None, progress: bool = True) -> dict:
     """Everything ``selfdeblur_evaluation`` shows: all runs of both methods on the profile's
     Kodak and Levin inputs (resumable) and Table 1. Returns ``settings``, ``cases``, ``records``,
     ``table`` (rows of :func:`table1`) and ``folder``."""
-    settings = get_profile(profile)
+    settings = check(profile).selfdeblur
     cases = kodak_cases(settings) + levin_cases(settings)
     configs = {m: settings.config(m) for m in METHODS}
     folder = chapter_folder(profile)
@@ -769,11 +763,11 @@ def run_evaluation(profile: str, device=None, progress: bool = True) -> dict:
     return {"settings": settings, "cases": cases, "records": records, "table": table1(records), "folder": folder}
 
 
-def run_failure_modes(profile: str, device=None, progress: bool = True) -> dict:
+def run_failure_modes(profile: Profile, device=None, progress: bool = True) -> dict:
     """Everything ``selfdeblur_failure_modes`` computes: the Gx fitting curves of Fig. 1 (cached
     in ``fit_curves.json``), the runs of Fig. 2 and of the §4.1 variants on the first Kodak input,
     and the no-blur objective table of that input."""
-    settings = get_profile(profile)
+    settings = check(profile).selfdeblur
     folder = chapter_folder(profile)
     cases = kodak_cases(settings)
     fit_cases = cases[: settings.fit_inputs]

@@ -1,0 +1,156 @@
+"""Files written atomically, and caches that are never silently trusted.
+
+A file is written to a temporary name in its folder and moved into place with :func:`os.replace`,
+so an interrupted write never leaves a half-written file. A process killed during a save cannot
+remove its temporary file; the next save of the same file removes it (:func:`atomic_path`). A
+cache entry that is corrupt or was written for other settings is moved aside with a warning and
+rebuilt (:func:`load_cached`, :func:`move_aside`). The science modules use these for their
+resumable training checkpoints; the experiments' result store (:mod:`repro.store`) for all else.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import hashlib
+import json
+import os
+import socket
+import tempfile
+import warnings
+from pathlib import Path
+
+import torch
+
+
+def jsonable(obj):
+    """Tuples → lists, recursively, so that a run identity compares equal after a round trip
+    through JSON or a checkpoint (a cache entry is reused only for an equal identity)."""
+    if isinstance(obj, dict):
+        return {key: jsonable(value) for key, value in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(value) for value in obj]
+    return obj
+
+
+def _host_tag() -> str:
+    return hashlib.sha1(socket.gethostname().encode()).hexdigest()[:8]
+
+
+def _process_is_gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return True
+    except OSError:  # it exists but belongs to someone else
+        return False
+    return False
+
+
+def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
+    """Remove the temporary files that :func:`atomic_path` left beside ``path`` in processes that
+    no longer exist (killed during a save), and return them.
+
+    A temporary file's name records the writer's host and process id; only those of this host whose
+    process is gone are removed, so a concurrent writer's file (another live process, another
+    machine sharing the folder) is never touched. Only on POSIX, where asking whether a process
+    exists is harmless (``os.kill(pid, 0)``)."""
+    path = Path(path)
+    if os.name != "posix" or not path.parent.is_dir():
+        return []
+    removed, prefix = [], f".{path.stem}.tmp."
+    for candidate in path.parent.glob(f"{glob.escape(prefix)}*{glob.escape(path.suffix)}"):
+        pid, _, rest = candidate.name[len(prefix):].partition(".")
+        host, _, _ = rest.partition(".")
+        if pid.isdigit() and host == _host_tag() and _process_is_gone(int(pid)):
+            with contextlib.suppress(FileNotFoundError):
+                candidate.unlink()
+                removed.append(candidate)
+    return removed
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike):
+    """Yield a temporary path beside ``path``; on success move it onto ``path`` atomically.
+
+    On any exception the temporary file is removed and ``path`` is left as it was. The temporary
+    file is named ``.<stem>.tmp.<pid>.<host>.<random><suffix>``; before writing, the temporary
+    files of earlier writers of ``path`` that were killed are removed
+    (:func:`remove_stale_temporaries`).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.tmp.{os.getpid()}.{_host_tag()}.", suffix=path.suffix,
+                               dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def save_json(obj, path: str | os.PathLike) -> None:
+    """Write ``obj`` as indented JSON, atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def load_json(path: str | os.PathLike):
+    """Read JSON written by :func:`save_json`; a corrupt file raises ``ValueError`` naming it."""
+    try:
+        return json.loads(Path(path).read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path} is not valid JSON ({err}); delete it to recompute") from None
+
+
+def save_checkpoint(state: dict, path: str | os.PathLike) -> None:
+    """``torch.save`` ``state`` atomically."""
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
+    """Load a checkpoint; an unreadable file raises ``ValueError`` naming it."""
+    try:
+        return torch.load(path, map_location=map_location, weights_only=False)
+    except FileNotFoundError:
+        raise
+    except Exception as err:  # torch raises several types for a corrupt archive
+        raise ValueError(f"checkpoint {path} is corrupt or unreadable ({err}); delete it to recompute") from None
+
+
+def load_cached(path: str | os.PathLike, loader=load_json, is_valid=None):
+    """Return the cache entry at ``path`` read by ``loader``, or ``None`` when it must be (re)built.
+
+    ``None`` when the file is missing, or stale: readable, but ``is_valid(obj)`` is false (written
+    for another configuration or format); the caller then overwrites it. ``None`` also when it is
+    corrupt (``loader`` raises ``ValueError``, as :func:`load_json` and :func:`load_checkpoint` do
+    for a truncated or damaged file): a corrupt entry is never silently used, it is renamed to
+    ``<name>.corrupt`` (kept for inspection, replacing an older one) with a warning, and the
+    caller computes it again.
+    """
+    path = Path(path)
+    if not path.exists():
+        return None
+    try:
+        obj = loader(path)
+    except ValueError as err:
+        move_aside(path, "corrupt", f"is corrupt ({err})")
+        return None
+    return obj if is_valid is None or is_valid(obj) else None
+
+
+def move_aside(path: str | os.PathLike, suffix: str, why: str) -> Path:
+    """Rename the cache entry ``path`` to ``<name>.<suffix>`` (kept for inspection, replacing an
+    older one) with a warning that says ``why``, so that the caller rebuilds it; returns the new path.
+    Used for a corrupt entry, and for a training checkpoint written for another configuration of
+    its profile (``"stale"``), which is retrained rather than resumed or refused."""
+    path = Path(path)
+    aside = path.with_name(f"{path.name}.{suffix}")
+    os.replace(path, aside)
+    warnings.warn(f"cache entry {path} {why}; moved to {aside.name} and rebuilt", stacklevel=3)
+    return aside

@@ -1,0 +1,15 @@
+"""The book's experiments: each chapter's profiles, test sets, cached runs and tables.
+
+They sit on top of the science modules (:mod:`repro.dil`, :mod:`repro.selfdeblur`,
+:mod:`repro.kerneldiff`, ...), which take plain values and never import this package or the
+result store. Each module keeps its heavy results in ``results/<profile>/<chapter>/``
+(:mod:`repro.store`) and returns what the chapters' notebooks show.
+
+- :mod:`repro.experiments.evaluation`       test cases, resumable per-case scoring, summary tables
+- :mod:`repro.experiments.d3`               the D3 / NSD-DIL chapters
+- :mod:`repro.experiments.selfdeblur`       the SelfDeblur chapters (failure modes, Kodak and Levin)
+- :mod:`repro.experiments.kerneldiff_data`  the Kernel-Diff data sizes of each profile
+- :mod:`repro.experiments.solver`           the learned non-blind solver F, trained per profile
+- :mod:`repro.experiments.kerneldiff`       the Kernel-Diff chapters (ε_θ, sampling, evaluation)
+- :mod:`repro.experiments.benchmark`        every method on the same test sets
+"""
