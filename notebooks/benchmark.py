@@ -66,10 +66,10 @@ from repro.experiments import benchmark
 from repro.experiments.evaluation import counted
 
 results = benchmark.run_chapter(profiles.get(profile), progress=False)
-rows, best = results["rows"], results["winners"]["psnr"]
+rows, best = results.rows, results.winners["psnr"]
 glue("profile", profile, display=False)
-glue("scope", results["description"], display=False)
-glue("n_records", str(len(results["records"])), display=False)
+glue("scope", results.description, display=False)
+glue("n_records", str(len(results.records)), display=False)
 
 # %% [markdown]
 # Profile **{glue:text}`profile`**: {glue:text}`scope`. {glue:text}`n_records` scored runs in all.
@@ -119,7 +119,7 @@ for name in benchmark.SETS:
     if name not in best:
         continue
     w = best[name]
-    ssim_winner = results["winners"]["ssim"][name]["method"]
+    ssim_winner = results.winners["ssim"][name]["method"]
     agree = "also" if ssim_winner == w["method"] else f"while by SSIM it is {ssim_winner}"
     reference = ""
     if w["reference"] is not None:

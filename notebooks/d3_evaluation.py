@@ -53,6 +53,7 @@ from myst_nb import glue
 
 from repro import metrics, profiles
 from repro.experiments import d3, evaluation
+from repro.experiments.evaluation import find_row
 
 P = profiles.get(profile)
 results = d3.run_chapter(P, progress=False)
@@ -65,18 +66,10 @@ glue("paper_psnr", f"{d3.PAPER_RESULT['psnr']:.2f}", display=False)
 glue("paper_ssim", f"{d3.PAPER_RESULT['ssim']:.4f}", display=False)
 
 
-def rows_for(table, methods):
-    by_name = {row["method"]: row for row in table}
-    return [by_name[m] for m in methods if m in by_name]
-
-
-def value(table, method, metric="psnr_mean", group=None):
-    return next(r[metric] for r in table if r["method"] == method and r.get("group") == group)
-
 
 BASELINES = ["blurred input", "Wiener, true k (oracle)", "Wiener, Gaussian guess", "unsharp masking"]
 MAIN = BASELINES + ["DRK identity", "DRK full"]
-paper = results["paper"]
+paper = results.paper
 paper_column = {"paper (authors' test set)": {"DRK full": f"{paper['psnr']:.2f} / {paper['ssim']:.4f} *"}}
 
 # %% [markdown]
@@ -86,17 +79,17 @@ paper_column = {"paper (authors' test set)": {"DRK full": f"{paper['psnr']:.2f} 
 # paper reports for its own method on its own, different, test set.
 
 # %%
-display(Markdown(evaluation.format_table(rows_for(results["mild"], MAIN), extra=paper_column)))
+display(Markdown(evaluation.format_table(evaluation.rows_for(results.mild, MAIN), extra=paper_column)))
 display(Markdown("\\* measured by the authors on their own test set (FACTS.md: probably 100 DIV2K "
                  "validation images, *unverified*); not comparable with the other rows."))
-mild = results["mild"]
+mild = results.mild
 for name, method in (("blurred", "blurred input"), ("oracle", "Wiener, true k (oracle)"),
                      ("unsharp", "unsharp masking"), ("drk", "DRK full"), ("identity", "DRK identity")):
-    glue(f"mild_{name}_psnr", f"{value(mild, method):.2f}", display=False)
-    glue(f"mild_{name}_ssim", f"{value(mild, method, 'ssim_mean'):.4f}", display=False)
-drk_gain = value(mild, "DRK full") - value(mild, "blurred input")
+    glue(f"mild_{name}_psnr", f"{find_row(mild, method=method)['psnr_mean']:.2f}", display=False)
+    glue(f"mild_{name}_ssim", f"{find_row(mild, method=method)['ssim_mean']:.4f}", display=False)
+drk_gain = find_row(mild, method="DRK full")['psnr_mean'] - find_row(mild, method="blurred input")['psnr_mean']
 glue("mild_drk_gain", f"{drk_gain:+.2f}", display=False)
-glue("drk_vs_unsharp", "above" if value(mild, "DRK full") > value(mild, "unsharp masking") else "below",
+glue("drk_vs_unsharp", "above" if find_row(mild, method="DRK full")['psnr_mean'] > find_row(mild, method="unsharp masking")['psnr_mean'] else "below",
      display=False)
 
 # %% [markdown]
@@ -114,12 +107,12 @@ glue("drk_vs_unsharp", "above" if value(mild, "DRK full") > value(mild, "unsharp
 # of their kernel (the RKG was trained on eigenvalues in [0.35, 6] px²) and by data set.
 
 # %%
-display(Markdown(evaluation.format_table(results["mild_by_bin"], title="by variance bin (px²)")))
-display(Markdown(evaluation.format_table(results["mild_by_dataset"], title="by data set")))
-by_bin = results["mild_by_bin"]
+display(Markdown(evaluation.format_table(results.mild_by_bin, title="by variance bin (px²)")))
+display(Markdown(evaluation.format_table(results.mild_by_dataset, title="by data set")))
+by_bin = results.mild_by_bin
 bins = sorted({row["group"] for row in by_bin})
 for i, group in enumerate(bins):
-    gain = value(by_bin, "DRK full", group=group) - value(by_bin, "blurred input", group=group)
+    gain = find_row(by_bin, method="DRK full", group=group)['psnr_mean'] - find_row(by_bin, method="blurred input", group=group)['psnr_mean']
     glue(f"bin{i}_gain", f"{gain:+.2f}", display=False)
     glue(f"bin{i}_name", group, display=False)
 
@@ -131,9 +124,9 @@ for i, group in enumerate(bins):
 # ## With a little noise (σ = 0.01)
 
 # %%
-display(Markdown(evaluation.format_table(rows_for(results["mild_noisy"], MAIN))))
-noisy = results["mild_noisy"]
-glue("noisy_drk_gain", f"{value(noisy, 'DRK full') - value(noisy, 'blurred input'):+.2f}", display=False)
+display(Markdown(evaluation.format_table(evaluation.rows_for(results.mild_noisy, MAIN))))
+noisy = results.mild_noisy
+glue("noisy_drk_gain", f"{find_row(noisy, method='DRK full')['psnr_mean'] - find_row(noisy, method='blurred input')['psnr_mean']:+.2f}", display=False)
 
 # %% [markdown]
 # With noise the DRK changes PSNR by {glue:text}`noisy_drk_gain` dB against the noisy blurred
@@ -145,8 +138,8 @@ glue("noisy_drk_gain", f"{value(noisy, 'DRK full') - value(noisy, 'blurred input
 fig, ax = plt.subplots(figsize=(10, 3.8))
 positions = np.arange(len(MAIN))
 for offset, (table, label) in zip((-0.2, 0.2), ((mild, "no noise"), (noisy, "σ = 0.01"))):
-    base = value(table, "blurred input")
-    gains = [value(table, m) - base for m in MAIN]
+    base = find_row(table, method="blurred input")['psnr_mean']
+    gains = [find_row(table, method=m)['psnr_mean'] - base for m in MAIN]
     ax.bar(positions + offset, gains, width=0.4, label=label)
 ax.axhline(0, color="k", lw=0.5)
 ax.set_xticks(positions, MAIN, rotation=20, ha="right")
@@ -166,7 +159,7 @@ plt.show()
 cases = d3.mild_blur_cases(settings, 0.0)
 examples = [next(c for c in cases if c.meta["variance_bin"] == group) for group in bins]
 methods = d3.classical_methods()
-drk_full = results["runs"]["full"].drk.cpu()
+drk_full = results.runs["full"].drk.cpu()
 shown = {"blurred": methods["blurred input"], "Wiener, true k": methods["Wiener, true k (oracle)"],
          "unsharp": methods["unsharp masking"], "DRK full": d3.drk_method(drk_full)}
 fig, axes = plt.subplots(len(examples), len(shown) + 1, figsize=(15, 3.2 * len(examples)), squeeze=False)
@@ -194,17 +187,17 @@ variants = ["DRK full", "DRK identity", "DRK id+area", "DRK id+phase", "DRK id+m
             "DRK no-area", "DRK no-phase", "DRK no-magnitude", "DRK magnitude0.3", "DRK magnitude3"]
 lines = ["| DRK | Σ DRK | PSNR, no noise | SSIM, no noise | PSNR, σ = 0.01 | SSIM, σ = 0.01 |", "|---|---|---|---|---|---|"]
 for name in variants:
-    drk = results["runs"][name.removeprefix("DRK ")].drk
-    lines.append(f"| {name.removeprefix('DRK ')} | {round(drk.sum().item(), 3) + 0.0:.3f} | {value(mild, name):.2f} | "
-                 f"{value(mild, name, 'ssim_mean'):.4f} | {value(noisy, name):.2f} | {value(noisy, name, 'ssim_mean'):.4f} |")
+    drk = results.runs[name.removeprefix("DRK ")].drk
+    lines.append(f"| {name.removeprefix('DRK ')} | {round(drk.sum().item(), 3) + 0.0:.3f} | {find_row(mild, method=name)['psnr_mean']:.2f} | "
+                 f"{find_row(mild, method=name)['ssim_mean']:.4f} | {find_row(noisy, method=name)['psnr_mean']:.2f} | {find_row(noisy, method=name)['ssim_mean']:.4f} |")
 display(Markdown("\n".join(lines)))
-glue("noarea_psnr", f"{value(mild, 'DRK no-area'):.2f}", display=False)
-noarea_sum = results["runs"]["no-area"].drk.sum().item()
+glue("noarea_psnr", f"{find_row(mild, method='DRK no-area')['psnr_mean']:.2f}", display=False)
+noarea_sum = results.runs["no-area"].drk.sum().item()
 glue("noarea_outcome", f"collapses to the zero filter (Σ DRK = {noarea_sum:.3f})" if abs(noarea_sum) < 0.1
      else f"does not collapse (Σ DRK = {noarea_sum:.3f})", display=False)
-glue("nophase_delta", f"{value(mild, 'DRK no-phase') - value(mild, 'DRK full'):+.2f}", display=False)
-glue("mag3_noise_free", f"{value(mild, 'DRK magnitude3') - value(mild, 'DRK full'):+.2f}", display=False)
-glue("mag3_noisy", f"{value(noisy, 'DRK magnitude3') - value(noisy, 'DRK full'):+.2f}", display=False)
+glue("nophase_delta", f"{find_row(mild, method='DRK no-phase')['psnr_mean'] - find_row(mild, method='DRK full')['psnr_mean']:+.2f}", display=False)
+glue("mag3_noise_free", f"{find_row(mild, method='DRK magnitude3')['psnr_mean'] - find_row(mild, method='DRK full')['psnr_mean']:+.2f}", display=False)
+glue("mag3_noisy", f"{find_row(noisy, method='DRK magnitude3')['psnr_mean'] - find_row(noisy, method='DRK full')['psnr_mean']:+.2f}", display=False)
 
 # %% [markdown]
 # Without R1 the DRK {glue:text}`noarea_outcome`, at {glue:text}`noarea_psnr` dB: the L1 identity
@@ -216,7 +209,7 @@ glue("mag3_noisy", f"{value(noisy, 'DRK magnitude3') - value(noisy, 'DRK full'):
 # %% mystnb={"figure": {"caption": "The $11 \\times 11$ DRKs of the regulariser ablation, each on its own diverging colour scale symmetric about 0 (red positive, blue negative): the full objective, the identity term alone, the identity term plus one regulariser, the full objective without one regulariser, and R3 weighted 0.3 and 3."}}
 fig, axes = plt.subplots(1, len(variants), figsize=(16, 2))
 for ax, name in zip(axes, variants):
-    drk = results["runs"][name.removeprefix("DRK ")].drk
+    drk = results.runs[name.removeprefix("DRK ")].drk
     limit = max(drk.abs().max().item(), 1e-6)
     ax.imshow(drk, cmap="RdBu_r", vmin=-limit, vmax=limit)
     ax.set_title(name.removeprefix("DRK "), fontsize=8)
@@ -234,13 +227,13 @@ sizes = sorted(settings.gallery_sizes)
 names = ["DRK full" if n == settings.gallery_size else f"DRK rkg{n}" for n in sizes]
 fig, ax = plt.subplots(figsize=(6, 3.2))
 for table, label in ((mild, "no noise"), (noisy, "σ = 0.01")):
-    ax.plot(sizes, [value(table, name) for name in names], "o-", label=label)
+    ax.plot(sizes, [find_row(table, method=name)['psnr_mean'] for name in names], "o-", label=label)
 ax.set_xlabel("kernels in the gallery")
 ax.set_ylabel("mean PSNR (dB)")
 ax.legend()
 plt.show()
-spread = max(value(mild, n) for n in names) - min(value(mild, n) for n in names)
-print("PSNR without noise:", {n: round(value(mild, name), 3) for n, name in zip(sizes, names)})
+spread = max(find_row(mild, method=n)['psnr_mean'] for n in names) - min(find_row(mild, method=n)['psnr_mean'] for n in names)
+print("PSNR without noise:", {n: round(find_row(mild, method=name)['psnr_mean'], 3) for n, name in zip(sizes, names)})
 glue("rkg_spread", f"{spread:.2f}", display=False)
 
 # %% [markdown]
@@ -254,10 +247,10 @@ glue("rkg_spread", f"{spread:.2f}", display=False)
 # (the paper's break condition: "if the RKG does not represent the degradation").
 
 # %%
-display(Markdown(evaluation.format_table(results["outside"])))
-outside = {(r["group"], r["method"]): r for r in results["outside"]}
+display(Markdown(evaluation.format_table(results.outside)))
+outside = {(r["group"], r["method"]): r for r in results.outside}
 readings = []
-for family in dict.fromkeys(r["group"] for r in results["outside"]):
+for family in dict.fromkeys(r["group"] for r in results.outside):
     blurred, full = outside[(family, "blurred input")], outside[(family, "DRK full")]
     best = max((r for (f, m), r in outside.items() if f == family and m.startswith("DRK")), key=lambda r: r["psnr_mean"])
     readings.append(f"{family} ({full['n']} image–kernel pairs): the full DRK {full['psnr_mean']:.2f} dB against the blurred "
@@ -282,7 +275,7 @@ glue("outside_reading", "; ".join(readings), display=False)
 # constants in {mod}`repro.dil` come from the 36-crop run.
 
 # %% mystnb={"figure": {"caption": "Mean PSNR of Wiener deconvolution with the true kernel on the BSDS500 train crops against the noise-to-signal ratio (log scale), one curve per noise level $\\sigma$. The dotted vertical lines, in the colour of each curve, mark the NSR($\\sigma$) given by the rule the baselines use."}}
-selection = results["wiener_nsr"]
+selection = results.wiener_nsr
 fig, ax = plt.subplots(figsize=(6, 3.4))
 lines = ["| noise σ | best NSR (train crops) | its mean PSNR | NSR used by the baselines |", "|---|---|---|---|"]
 for sigma, row, best in zip(selection["noise_levels"], selection["psnr"], selection["best"]):
@@ -317,12 +310,12 @@ glue("nsr_agreement", "the same rule" if agree else "a different rule (this prof
 # Wiener filters' noise-to-signal ratio follows σ by the rule above.
 
 # %% mystnb={"figure": {"caption": "Mean PSNR (left) and SSIM (right) against the noise $\\sigma$ on mild-blur cases of the first BSD100 images, for the blurred input, Wiener with the true kernel (NSR following $\\sigma$ by the rule above) and the DRKs (identity term alone, identity + area, full objective, R3 weighted 0.3 and 3)."}}
-noise = results["noise"]
+noise = results.noise
 levels = sorted({row["group"] for row in noise})
 fig, axes = plt.subplots(1, 2, figsize=(11, 3.4))
 for method in dict.fromkeys(row["method"] for row in noise):
     for ax, metric in zip(axes, ("psnr_mean", "ssim_mean")):
-        ax.plot(levels, [value(noise, method, metric, level) for level in levels], "o-", label=method)
+        ax.plot(levels, [find_row(noise, method=method, group=level)[metric] for level in levels], "o-", label=method)
 for ax, label in zip(axes, ("PSNR (dB)", "SSIM")):
     ax.set_xlabel("noise σ")
     ax.set_ylabel(label)
@@ -340,8 +333,8 @@ display(Markdown(evaluation.format_table(noise)))
 # (float32, best of a few runs, this machine; {func}`repro.experiments.d3.compute_table`).
 
 # %%
-display(Markdown(d3.format_compute_table(results["compute"])))
-cpu = [row for row in results["compute"] if row["device"] == "cpu"]
+display(Markdown(d3.format_compute_table(results.compute)))
+cpu = [row for row in results.compute if row["device"] == "cpu"]
 fastest = max(row["speedup_vs_lcnn"] for row in cpu if row["method"].startswith("DRK"))
 glue("compute_speedup", f"{fastest:.0f}", display=False)
 glue("compute_image", cpu[0]["image"], display=False)

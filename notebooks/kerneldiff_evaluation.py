@@ -65,21 +65,22 @@ from myst_nb import glue
 from repro import kerneldiff as kd
 from repro import metrics, profiles
 from repro.experiments import kerneldiff as kdx
+from repro.experiments.evaluation import find_row
 
 torch.set_num_threads(kd.CPU_THREADS)  # fixed, so that the samples do not depend on the core count
 P = profiles.get(profile)
 results = kdx.run_chapter(P, progress=False)
-settings, spec = P.kerneldiff, results["data"]
+settings, spec = P.kerneldiff, results.data
 train = settings.train
 reductions = [
-    f"{len(results['cases'])} BSD100 images (paper: 100), one {spec['crop']}² crop each (paper: 256²)",
+    f"{len(results.cases)} BSD100 images (paper: 100), one {spec['crop']}² crop each (paper: 256²)",
     f"{spec['kernel_size']}² motion kernels (paper: 64²); {spec['n_train_kernels']:,} training kernels (paper: 60,000 "
     f"in the text, 6,000 in the code)",
-    f"ε_θ with {results['unet_parameters']:,} parameters (the paper configuration has "
-    f"{results['paper_unet_parameters']:,}, FACTS.md ≈ 37 M), trained {train.steps:,} steps of {train.batch_size} "
+    f"ε_θ with {results.unet_parameters:,} parameters (the paper configuration has "
+    f"{results.paper_unet_parameters:,}, FACTS.md ≈ 37 M), trained {train.steps:,} steps of {train.batch_size} "
     f"at lr {train.lr:g} (paper: 500 k steps of 16; the code: 1 M of 8 at lr 1e-5)",
     f"training images: {spec['max_train_images'] or 400} of BSDS500 train + test (paper: Flickr2K / LSDIR)",
-    f"F: our learned Wiener solver with {results['solver_parameters']:,} parameters (paper: pretrained DWDN, ≈ 7 M)",
+    f"F: our learned Wiener solver with {results.solver_parameters:,} parameters (paper: pretrained DWDN, ≈ 7 M)",
     f"{settings.sample_steps} reverse steps "
     + ("(the paper's 1000, DDPM)" if settings.sample_steps == 1000 else f"(paper: 1000; strided, η = {settings.strided_eta:g})"),
     f"alternating baseline: {settings.alternating_iterations} iterations of our alternating MAP_{{x,k}} (paper: Blind-DPS)",
@@ -89,10 +90,6 @@ reductions = [
 glue("profile", profile, display=False)
 glue("batch", f"{settings.batch}", display=False)
 display(Markdown("**Reductions against the paper (this run):**\n\n- " + "\n- ".join(reductions)))
-
-
-def row(method):
-    return next(r for r in results["table"] if r["method"] == method)
 
 
 # %% [markdown]
@@ -108,7 +105,7 @@ def row(method):
 order = ["blurred input", "Wiener, true k (oracle)", "learned F, true k (oracle)", kdx.DRK_ROW, "alternating MAP_{x,k}",
          "Kernel-Diff, unguided", kdx.WIENER_GUIDED_ROW, "Kernel-Diff, guided, Stage I only", "Kernel-Diff, guided",
          kdx.SELECT_ROW]
-table = [row(m) for m in order if any(r["method"] == m for r in results["table"])]
+table = [find_row(results.table, method=m) for m in order if any(r["method"] == m for r in results.table)]
 display(Markdown(kdx.format_rows(table)))
 same = [f"{r['method']} ({metric.upper()} {r[metric + '_mean']:.{digits}f})" for r in table
         for metric, digits in (("psnr", 2), ("ssim", 3), ("mnc", 3))
@@ -122,11 +119,11 @@ for name, method in (("guided", "Kernel-Diff, guided"), ("unguided", "Kernel-Dif
                      ("stage1", "Kernel-Diff, guided, Stage I only"), ("alt", "alternating MAP_{x,k}"),
                      ("oracle", "learned F, true k (oracle)"), ("blurred", "blurred input"), ("drk", kdx.DRK_ROW),
                      ("wiener_guided", kdx.WIENER_GUIDED_ROW), ("select", kdx.SELECT_ROW)):
-    glue(f"psnr_{name}", f"{row(method)['psnr_mean']:.2f}", display=False)
-    if "mnc_mean" in row(method):
-        glue(f"mnc_{name}", f"{row(method)['mnc_mean']:.3f}", display=False)
-guidance_helps = row("Kernel-Diff, guided")["mnc_mean"] > row("Kernel-Diff, unguided")["mnc_mean"]
-guided, alt = row("Kernel-Diff, guided"), row("alternating MAP_{x,k}")
+    glue(f"psnr_{name}", f"{find_row(results.table, method=method)['psnr_mean']:.2f}", display=False)
+    if "mnc_mean" in find_row(results.table, method=method):
+        glue(f"mnc_{name}", f"{find_row(results.table, method=method)['mnc_mean']:.3f}", display=False)
+guidance_helps = find_row(results.table, method="Kernel-Diff, guided")["mnc_mean"] > find_row(results.table, method="Kernel-Diff, unguided")["mnc_mean"]
+guided, alt = find_row(results.table, method="Kernel-Diff, guided"), find_row(results.table, method="alternating MAP_{x,k}")
 ahead = {"MNC": guided["mnc_mean"] > alt["mnc_mean"], "PSNR": guided["psnr_mean"] > alt["psnr_mean"]}
 wins = sum(g > a for g, a in zip(guided["mnc_per_case"], alt["mnc_per_case"]))
 glue("mnc_wins", f"{wins} of {len(guided['mnc_per_case'])}", display=False)
@@ -139,7 +136,7 @@ paper_numbers = (f"Table 2: MNC {paper['Kernel-Diff, guided']['mnc']:.3f} agains
                  f"against {paper['alternating MAP_{x,k}']['psnr']:.2f} dB")
 reading = ("Our reading: the paper's argument needs a kernel prior that already samples plausible kernels for y, "
            f"and ours, trained for {train.steps:,} steps on a CPU instead of about a day on a GPU, does so only "
-           f"in part (its unguided MNC is {row('Kernel-Diff, unguided')['mnc_mean']:.3f}); the alternating "
+           f"in part (its unguided MNC is {find_row(results.table, method='Kernel-Diff, unguided')['mnc_mean']:.3f}); the alternating "
            "baseline starts from a small Gaussian, already a fair guess for short motion kernels, and uses the "
            "same strong solver.")
 reading += (" Whether a longer training budget closes the gap can be checked on validation pairs of the training "
@@ -156,12 +153,12 @@ else:
                "claim; the paper profile does.")
 glue("kernel_first_comment", comment, display=False)
 blind = [r for r in table if "mnc_mean" in r]
-above_input = [r["method"] for r in blind if r["psnr_mean"] > row("blurred input")["psnr_mean"]]
+above_input = [r["method"] for r in blind if r["psnr_mean"] > find_row(results.table, method="blurred input")["psnr_mean"]]
 glue("blind_vs_input", f"{len(above_input)} of the {len(blind)} rows that estimate a kernel restore a better image "
      "than that on average"
      + (f" ({', '.join(above_input)})." if above_input else
         ": with the estimated kernels the learned F loses more than the blur costs, on blurs this mild, although "
-        f"it gains {row('learned F, true k (oracle)')['psnr_mean'] - row('blurred input')['psnr_mean']:.1f} dB "
+        f"it gains {find_row(results.table, method='learned F, true k (oracle)')['psnr_mean'] - find_row(results.table, method='blurred input')['psnr_mean']:.1f} dB "
         "with the true kernel. A kernel estimate has to be close to be worth using here."),
      display=False)
 
@@ -190,7 +187,7 @@ glue("blind_vs_input", f"{len(above_input)} of the {len(blind)} rows that estima
 
 # %% mystnb={"figure": {"caption": "One row per test image (the first six at most): the blurred input $y$ with its BSD100 image name, the true kernel, and the kernels estimated by alternating $\\mathrm{MAP}_{x,k}$, unguided Kernel-Diff and guided Kernel-Diff (KD), each titled with its MNC against the true kernel."}}
 shown = ["alternating MAP_{x,k}", "Kernel-Diff, unguided", "Kernel-Diff, guided"]
-examples = results["cases"][: min(6, len(results["cases"]))]
+examples = results.cases[: min(6, len(results.cases))]
 fig, axes = plt.subplots(len(examples), len(shown) + 2, figsize=(2.2 * (len(shown) + 2), 2.2 * len(examples)),
                          squeeze=False)
 for ax_row, case in zip(axes, examples):
@@ -199,19 +196,19 @@ for ax_row, case in zip(axes, examples):
     ax_row[1].imshow(case.k.numpy(), cmap="magma")
     ax_row[1].set_title("true k", fontsize=8)
     for ax, method in zip(ax_row[2:], shown):
-        k_hat = results["kernels"][method][case.name]
+        k_hat = results.kernels[method][case.name]
         ax.imshow(k_hat.numpy(), cmap="magma")
         ax.set_title(f"{method.replace('Kernel-Diff, ', 'KD ')}\nMNC {metrics.mnc(k_hat, case.k):.3f}", fontsize=7)
     for ax in ax_row:
         ax.axis("off")
 plt.tight_layout()
 plt.show()
-peaked = {m: sum(bool(results["kernels"][m][c.name].max() > 0.5) for c in results["cases"]) for m in shown}
-glue("n_cases", f"{len(results['cases'])}", display=False)
+peaked = {m: sum(bool(results.kernels[m][c.name].max() > 0.5) for c in results.cases) for m in shown}
+glue("n_cases", f"{len(results.cases)}", display=False)
 glue("peaked_guided", f"{peaked['Kernel-Diff, guided']}", display=False)
 glue("peaked_unguided", f"{peaked['Kernel-Diff, unguided']}", display=False)
 glue("peaked_alt", f"{peaked['alternating MAP_{x,k}']}", display=False)
-glue("peaked_true", f"{sum(bool(c.k.max() > 0.5) for c in results['cases'])}", display=False)
+glue("peaked_true", f"{sum(bool(c.k.max() > 0.5) for c in results.cases)}", display=False)
 
 # %% [markdown]
 # Kernels that put more than half of their mass on one pixel, i.e. close to the identity (the
@@ -235,7 +232,7 @@ glue("peaked_true", f"{sum(bool(c.k.max() > 0.5) for c in results['cases'])}", d
 # residual against its MNC with the true kernel, one colour per image, the chosen one circled.
 
 # %% mystnb={"figure": {"caption": "Every guided sample of the selection run, its final reblurring residual $\\mathrm{MSE}(y, k \\circledast F(y, k))$ (log scale) against its MNC with the true kernel, one colour per test image (the 20 colours repeat beyond 20 images). The circled point of each colour is that image's sample with the lowest residual, the one the selection row of the table keeps."}}
-selection = results["selection"]
+selection = results.selection
 fig, ax = plt.subplots(figsize=(7, 4))
 for i, entry in enumerate(selection["cases"]):
     colour = plt.cm.tab20(i % 20)
@@ -249,7 +246,7 @@ ax.set_title(f"{settings.n_select} samples per image, {settings.select_steps} st
              fontsize=9)
 plt.tight_layout()
 plt.show()
-chosen = row(kdx.SELECT_ROW)
+chosen = find_row(results.table, method=kdx.SELECT_ROW)
 select_wins = sum(c > a for c, a in zip(chosen["mnc_per_case"], alt["mnc_per_case"]))
 for name, text in {"select_row": kdx.SELECT_ROW, "n_select": settings.n_select, "select_steps": settings.select_steps,
                    "select_cost": f"{chosen['seconds']:.1f}", "select_sample_mnc": f"{selection['sample_mnc']:.3f}",
@@ -296,7 +293,7 @@ glue("select_spread", f"{max(chosen['mnc_std'], alt['mnc_std']):.2f}", display=F
 # range (min to max), as in the paper's figure.
 
 # %% mystnb={"figure": {"caption": "Analogue of the paper's Fig. 5: the reblurring MSE (log scale) against the fraction of the run, for guided Kernel-Diff (one trial per initial noise, the residual of $\\hat k_0$ at each reverse step, before Stage II) and alternating $\\mathrm{MAP}_{x,k}$ (one trial per random initial kernel), one panel per trial image. Lines are medians over the trials, shaded bands the range from minimum to maximum, and the dashed black line is the residual of the true kernel."}}
-fig5 = results["figure5"]
+fig5 = results.figure5
 fig, axes = plt.subplots(1, len(fig5["images"]), figsize=(7 * len(fig5["images"]), 3.8), squeeze=False)
 for ax, entry in zip(axes[0], fig5["images"]):
     for label, traces in (("Kernel-Diff (kernel first)", entry["kernel_diff"]), (r"alternating MAP$_{x,k}$", entry["alternating"])):
@@ -353,9 +350,9 @@ glue("fig5_reading", fig5_reading, display=False)
 # machine (shared CPU cores: indicative only).
 
 # %%
-sweep = results["steps"]
+sweep = results.steps
 glue("strided_eta", f"{settings.strided_eta:g}", display=False)
-n_sweep, n_test = settings.n_sweep, len(results["cases"])
+n_sweep, n_test = settings.n_sweep, len(results.cases)
 steps_images = f"all {n_test} test images" if n_sweep == n_test else f"the first {n_sweep} of the {n_test} test images"
 glue("steps_images", steps_images, display=False)
 lines = ["| steps | η | n | MNC | PSNR (dB) | s / kernel | sampled as | device |", "|---|---|---|---|---|---|---|---|"]
@@ -406,8 +403,8 @@ else:
 
 # %%
 against = ("alternating MAP_{x,k}", "blurred input")
-display(Markdown(kdx.format_sweep_against(sweep, results["table"], against)))
-sweep_vs_alt = kdx.sweep_against(sweep, results["table"], against[0])
+display(Markdown(kdx.format_sweep_against(sweep, results.table, against)))
+sweep_vs_alt = kdx.sweep_against(sweep, results.table, against[0])
 paired = {r["steps"]: r for r in sweep_vs_alt}
 longest, table_steps = paired[max(paired)], paired[settings.sample_steps]
 glue("table_steps", f"{settings.sample_steps}", display=False)
@@ -445,7 +442,7 @@ glue("sweep_verdict", f"On these images the step count changes the verdict again
 # The loss of eq. 17 (mean over each logging interval) during the training of ε_θ.
 
 # %% mystnb={"figure": {"caption": "The training loss of eq. 17, the $\\epsilon$-prediction MSE of $\\epsilon_\\theta$ (log scale), averaged over each logging interval, against the training step."}}
-history = results["history"]
+history = results.history
 fig, ax = plt.subplots(figsize=(6, 3))
 ax.semilogy([h["step"] for h in history], [h["loss"] for h in history])
 ax.set_xlabel("step")

@@ -54,11 +54,11 @@ from myst_nb import glue
 from repro import profiles
 from repro import selfdeblur as sd
 from repro.experiments import selfdeblur as se
-from repro.experiments.evaluation import counted
+from repro.experiments.evaluation import counted, find_row
 
 out = se.run_evaluation(profiles.get(profile), progress=False)
-settings, records, table = out["settings"], out["records"], out["table"]
-cases = {c.meta["input"]: c for c in out["cases"]}
+settings, records, table = out.settings, out.records, out.table
+cases = {c.meta["input"]: c for c in out.cases}
 scope = settings.describe()
 glue("profile", profile, display=False)
 glue("scope", scope, display=False)
@@ -79,23 +79,19 @@ glue("spread_caveat",
 print(f"profile {profile}: {scope}")
 
 
-def row(dataset, method):
-    return next(r for r in table if r["dataset"] == dataset and r["method"] == method)
-
-
 for dataset in ("kodak", "levin"):
     for method in ("original", "improved"):
-        r = row(dataset, method)
+        r = find_row(table, dataset=dataset, method=method)
         glue(f"{dataset}_{method}_isnr", f"{r['isnr_mean']:.2f}", display=False)
         glue(f"{dataset}_{method}_std", f"{r['isnr_std']:.2f}", display=False)
-    gain = row(dataset, "improved")["isnr_mean"] - row(dataset, "original")["isnr_mean"]
+    gain = find_row(table, dataset=dataset, method="improved")["isnr_mean"] - find_row(table, dataset=dataset, method="original")["isnr_mean"]
     glue(f"{dataset}_gain", f"{gain:+.2f}", display=False)
     paper_gain = se.PAPER_TABLE1[(dataset, "improved")][0] - se.PAPER_TABLE1[(dataset, "original")][0]
     glue(f"{dataset}_paper_gain", f"{paper_gain:+.2f}", display=False)
-    glue(f"{dataset}_std_change", "lower" if row(dataset, "improved")["isnr_std"] < row(dataset, "original")["isnr_std"]
+    glue(f"{dataset}_std_change", "lower" if find_row(table, dataset=dataset, method="improved")["isnr_std"] < find_row(table, dataset=dataset, method="original")["isnr_std"]
          else "not lower", display=False)
 support = {m: np.mean([r["metrics"]["kernel_support"] for r in records if r["method"] == m]) for m in ("original", "improved")}
-true_support = np.mean([1 / float(c.k.double().square().sum()) for c in out["cases"]])
+true_support = np.mean([1 / float(c.k.double().square().sum()) for c in out.cases])
 glue("support_original", f"{support['original']:.0f}", display=False)
 glue("support_improved", f"{support['improved']:.0f}", display=False)
 glue("support_true", f"{true_support:.0f}", display=False)
@@ -218,7 +214,7 @@ levin_improved = sorted((r for r in records if r["dataset"] == "levin" and r["me
 picked = {"best": levin_improved[-1], "worst": levin_improved[0]}
 fig, axes = plt.subplots(2, 4, figsize=(11, 5.6))
 for row_axes, (label, record) in zip(axes, picked.items()):
-    stored = se.load_run(out["folder"], record)
+    stored = se.load_run(out.folder, record)
     c = cases[record["input"]]
     x_hat = sd.crop_to_observation(stored["x_hat"][None], stored["k_hat"].shape)[0]
     m = record["metrics"]

@@ -54,7 +54,7 @@ from repro import selfdeblur as sd
 from repro.experiments import selfdeblur as se
 
 out = se.run_failure_modes(profiles.get(profile), progress=False)
-settings, case = out["settings"], out["case"]
+settings, case = out.settings, out.case
 original, improved = settings.config("original"), settings.config("improved")
 glue("profile", profile, display=False)
 glue("fit_iterations", settings.fit_iterations, display=False)
@@ -78,7 +78,7 @@ print(f"profile {profile}: {settings.describe()}")
 # of the profile ({func}`repro.experiments.selfdeblur.fit_curves`).
 
 # %% mystnb={"figure": {"caption": "Analogue of Kotera et al.'s Fig. 1: the RMSE (grey levels of 255, log scale) of a fresh image generator $\\mathcal{G}_x$ fitted alone to the sharp image (blue) and to its blurred version (red), problem (8), against the iteration, averaged over the profile's Kodak inputs."}}
-curves = out["curves"]
+curves = out.curves
 fig, ax = plt.subplots(figsize=(6, 3.4))
 for name, color in (("sharp", "tab:blue"), ("blurred", "tab:red")):
     mean = curves[name].mean(dim=0).numpy()
@@ -114,8 +114,8 @@ glue("fit_verdict", "lower, as in the paper's Fig. 1: the network's capacity alo
 # ({func}`repro.selfdeblur.loss_schedule`).
 
 # %%
-display(Markdown(se.format_objectives(out["objectives"])))
-true_pair, no_blur = out["objectives"]
+display(Markdown(se.format_objectives(out.objectives)))
+true_pair, no_blur = out.objectives
 glue("tv_true", f"{true_pair['tv']:.3f}", display=False)
 glue("tv_noblur", f"{no_blur['tv']:.3f}", display=False)
 glue("l2_true", f"{true_pair['kernel_l2']:.3f}", display=False)
@@ -138,14 +138,14 @@ glue("l2_true", f"{true_pair['kernel_l2']:.3f}", display=False)
 # kernels have 20–60). The kernels estimated by the runs of Fig. 2 below:
 
 # %% mystnb={"figure": {"caption": "The kernels $\\hat k$ estimated by the runs of Fig. 2 on the chapter's Kodak input, original method in the top row and improved method in the bottom row, each row starting with the true kernel $k$. Each panel's title gives the method, the seed (s0, s1, ...) and the effective support $1/\\|\\hat k\\|_2^2$ in pixels, with 'no-blur' added where the run meets the criterion above; every kernel has its own grey scale."}}
-spread = out["spread"]
+spread = out.spread
 methods = ("original", "improved")
 fig, axes = plt.subplots(2, settings.spread_runs + 1, figsize=(1.6 * (settings.spread_runs + 1), 3.6), squeeze=False)
 for row, method in zip(axes, methods):
     row[0].imshow(case.k, cmap="gray")
     row[0].set_title("true k", fontsize=8)
     for ax, record in zip(row[1:], [r for r in spread if r["method"] == method]):
-        stored = se.load_run(out["folder"], record)
+        stored = se.load_run(out.folder, record)
         ax.imshow(stored["k_hat"], cmap="gray")
         m = record["metrics"]
         ax.set_title(f"{method[:4]} s{record['seed']}\nsupp {m['kernel_support']:.0f}{' no-blur' if m['no_blur'] else ''}",
@@ -228,7 +228,7 @@ glue("psnr_blurred", f"{spread[0]['metrics']['psnr_blurred']:.2f}", display=Fals
 # %%
 lines = ["| variant | runs | PSNR (dB) | ISNR (dB) | kernel support (px) | no-blur runs |", "|---|---|---|---|---|---|"]
 rows = {"improved": [r for r in spread if r["method"] == "improved"][: settings.variant_runs]}
-rows.update(out["variants"])
+rows.update(out.variants)
 for name, records in rows.items():
     if isinstance(records, str):
         lines.append(f"| {name} | not run: input too small at this profile | | | | |")
@@ -240,7 +240,7 @@ for name in se.VARIANTS:
     if name not in rows:
         lines.append(f"| {name} | not run at this profile | | | | |")
 display(Markdown("\n".join(lines)))
-true_support = 1 / float(out["case"].k.double().square().sum())
+true_support = 1 / float(out.case.k.double().square().sum())
 ablations = [f"{name}: kernel support {np.mean([r['metrics']['kernel_support'] for r in rows[name]]):.0f} px, "
              f"ISNR {np.mean([r['metrics']['isnr'] for r in rows[name]]):+.2f} dB"
              for name in ("improved", *se.KERNEL_L2_ABLATIONS) if not isinstance(rows.get(name, ""), str)]

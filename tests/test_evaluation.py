@@ -219,3 +219,16 @@ def test_counted_agrees_in_number():
     assert evaluation.counted(0, "image") == "0 images"
     assert evaluation.counted(3, "Levin kernel") == "3 Levin kernels"
     assert evaluation.counted(2, "child", "children") == "2 children"
+
+
+def test_find_row_returns_the_one_matching_row_and_refuses_none_or_several():
+    rows = [{"method": "a", "psnr_mean": 1.0}, {"method": "b", "group": "x", "psnr_mean": 2.0},
+            {"method": "b", "group": "y", "psnr_mean": 3.0}]
+    assert evaluation.find_row(rows, method="a")["psnr_mean"] == 1.0
+    assert evaluation.find_row(rows, method="a", group=None) is rows[0]  # a missing entry counts as None
+    assert evaluation.find_row(rows, method="b", group="y")["psnr_mean"] == 3.0
+    with pytest.raises(ValueError, match=r"2 rows match \{'method': 'b'\} in a table of 3 rows"):
+        evaluation.find_row(rows, method="b")
+    with pytest.raises(ValueError, match=r"no rows match \{'method': 'c'\}"):
+        evaluation.find_row(rows, method="c")
+    assert evaluation.rows_for(rows[:1], ["c", "a"]) == [rows[0]]

@@ -106,6 +106,19 @@ def check_device(profile: str, names, allow_cpu: bool = False, cuda_available: b
             f"anyway with --allow-cpu (repro reproduce --profile paper --allow-cpu)")
 
 
+def source_commit() -> str:
+    """The commit of this checkout (12 hex digits), with ``+changes`` when tracked files differ from
+    it (results are not tracked), or ``unknown`` outside a git checkout: what a run record names."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=REPO, capture_output=True, text=True,
+                              check=True).stdout.strip()
+        changed = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
+                                 capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("+changes" if changed else "")
+
+
 def executed_path(name: str, profile: str) -> Path:
     return results_root() / check_profile(profile) / "notebooks" / f"{name}.ipynb"
 
@@ -124,7 +137,7 @@ def execute(name: str, profile: str, progress: bool = True) -> Path:
         raise ValueError(f"chapter source {source} does not exist")
     out = executed_path(name, profile)
     out.parent.mkdir(parents=True, exist_ok=True)
-    stored = _stored_results(profile)
+    stored, commit = _stored_results(profile), source_commit()  # the commit before the run, as it started
     with tempfile.TemporaryDirectory() as tmp_dir:
         tmp_in = Path(tmp_dir) / f"{name}.ipynb"
         nbformat.write(jupytext.read(source), tmp_in)
@@ -135,15 +148,15 @@ def execute(name: str, profile: str, progress: bool = True) -> Path:
                 kernel_name="python3", progress_bar=progress, execution_timeout=CELL_TIMEOUT_S[profile],
             )
         seconds = time.perf_counter() - start
-    record = {"chapter": name, "profile": profile, "seconds": round(seconds, 1),
-              "machine": machine_description(), "date": _dt.datetime.now().isoformat(timespec="seconds")}
+    record = {"chapter": name, "profile": profile, "seconds": round(seconds, 1), "machine": machine_description(),
+              "commit": commit, "date": _dt.datetime.now().isoformat(timespec="seconds")}
     # A re-run that only reads the models and runs cached in results/<profile>/ takes a fraction of
     # the run that computed them: keep that run on record too, so the page can say what computing
     # costs. An execution computed if it wrote a result (or if none is on record yet).
     previous = out.with_suffix(".json")
     computed = load_json(previous).get("computed") if previous.exists() else None
     if computed is None or _stored_results(profile) != stored:
-        computed = {key: record[key] for key in ("seconds", "machine", "date")}
+        computed = {key: record[key] for key in ("seconds", "machine", "commit", "date")}
     save_json({**record, "computed": computed}, previous)
     return out
 
@@ -224,7 +237,8 @@ def stage(name: str, profile: str) -> Path:
         f"execution that computed them took {_duration(computed['seconds'])} ({computed['date']}).")
     notebook.cells.append(nbformat.v4.new_markdown_cell(
         f"```{{note}}\nThis page was executed with profile **{record['profile']}** in "
-        f"{_duration(record['seconds'])} on {record['machine']} ({record['date']}).{reused}\n```"
+        f"{_duration(record['seconds'])} on {record['machine']} ({record['date']}, commit "
+        f"{record.get('commit', 'not recorded')}).{reused}\n```"
     ))
     dest = BOOK_CHAPTERS / f"{name}.ipynb"
     with atomic_path(dest) as tmp:
@@ -280,7 +294,8 @@ def chapter_times(profile: str) -> list[str]:
              f"`results/{profile}/`), summed per part of the book. The budgets are the quick profile's, for a "
              "2-core laptop; creating the virtual environment and building the book add a few minutes to "
              "`make reproduce`.", "",
-             "| part | chapters | minutes | budget (min) | within | machine |", "|---|---|---|---|---|---|"]
+             "| part | chapters | minutes | budget (min) | within | machine | commit | date |",
+             "|---|---|---|---|---|---|---|---|"]
     total, missing = 0.0, []
     for title, names, budget in PARTS:
         paths = [executed_path(name, profile).with_suffix(".json") for name in names]
@@ -290,13 +305,15 @@ def chapter_times(profile: str) -> list[str]:
             continue
         seconds = sum(run["seconds"] for run in runs)
         total += seconds
-        machines = "; ".join(sorted({run["machine"] for run in runs}))
+        machines, commits, dates = ("; ".join(sorted({run.get(key, "not recorded") for run in runs}))
+                                    for key in ("machine", "commit", "date"))
         lines.append(f"| {title} | {' + '.join(_duration(run['seconds']) for run in runs)} | {seconds / 60:.1f} | "
-                     f"{budget if quick else '—'} | {_within(seconds, budget) if quick else '—'} | {machines} |")
+                     f"{budget if quick else '—'} | {_within(seconds, budget) if quick else '—'} | {machines} | "
+                     f"{commits} | {dates} |")
     budget = sum(minutes for _, _, minutes in PARTS)
     complete = quick and not missing
     lines.append(f"| **all parts** | | **{total / 60:.1f}** | {budget if quick else '—'} | "
-                 f"{_within(total, budget) if complete else '—'} | |")
+                 f"{_within(total, budget) if complete else '—'} | | | |")
     if missing:
         lines += ["", f"Not executed with profile `{profile}` on this checkout: {', '.join(missing)}."]
     return lines + [""]

@@ -54,7 +54,7 @@ from .data import read_image
 from .dil import deblur_drk
 from .experiments import d3
 from .experiments import kerneldiff as kd_experiments
-from .experiments.evaluation import _centre_crop
+from .experiments.evaluation import centre_crop
 from .experiments.solver import load_learned_wiener, solver_path
 from .kernels import gaussian
 from .nonblind import wiener
@@ -291,7 +291,7 @@ def _kerneldiff(y, *, kernel_size, device, seed, profile, progress, steps=None, 
     eta = settings.eta(steps, schedule.T)
     rgb = y.expand(-1, 3, -1, -1) if y.shape[1] == 1 else y
     rgb = rgb.to(device=device, dtype=torch.float32)
-    crop = _centre_crop(rgb, min(H, image_size), min(W, image_size))
+    crop = centre_crop(rgb, min(H, image_size), min(W, image_size))
     top, left = (image_size - crop.shape[-2]) // 2, (image_size - crop.shape[-1]) // 2
     crop = torch.nn.functional.pad(crop, (left, image_size - crop.shape[-1] - left, top,
                                           image_size - crop.shape[-2] - top), mode="reflect")

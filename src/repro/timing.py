@@ -16,18 +16,29 @@ from ._io import save_json
 from .store import results_root
 
 
+def vector_extension(flags) -> str | None:
+    """The widest x86 vector extension among the CPU ``flags``: "AVX-512", "AVX2" or None. It
+    decides which CPU kernels PyTorch runs, so float results of two machines agree bit for bit
+    only within one extension, and their speed differs between extensions."""
+    flags = set(flags)
+    return "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else None
+
+
 def machine_description() -> str:
-    """A one-line description of this machine: CPU model, cores, accelerator."""
-    cpu = platform.processor() or platform.machine()
+    """A one-line description of this machine: CPU model and vector extension, cores, accelerator."""
+    cpu, flags = platform.processor() or platform.machine(), set()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and cpu == (platform.processor() or platform.machine()):
+                cpu = value.strip()
+            elif key.strip() == "flags" and not flags:
+                flags = set(value.split())
     except OSError:
         pass
+    extension = vector_extension(flags)
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    return f"{cpu}, {os.cpu_count()} cores, {gpu}, torch {torch.__version__}"
+    return f"{cpu}{f' ({extension})' if extension else ''}, {os.cpu_count()} cores, {gpu}, torch {torch.__version__}"
 
 
 def time_call(fn: Callable[[], object], device: torch.device | str = "cpu", repeats: int = 3,

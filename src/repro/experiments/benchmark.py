@@ -614,17 +614,33 @@ def plot_quality_vs_time(rows: list[dict], metric: str = "psnr", sets=SETS):
 # --------------------------------------------------------------------------------------------
 
 
-def run_chapter(profile: Profile, device=None, progress: bool = True) -> dict:
+@dataclass(frozen=True)
+class BenchmarkResults:
+    """What the ``benchmark`` chapter shows (:func:`run_chapter`): the profile's ``settings`` and
+    their :func:`describe`, the test ``sets`` (cases), every stored ``records``, the summary
+    ``rows`` (:func:`summarize`), the ``winners`` per metric ("psnr", "ssim"; :func:`winners`) and
+    ``seconds``, the wall-clock time of the call."""
+
+    profile: str
+    settings: BenchmarkProfile
+    description: str
+    sets: dict[str, list[Case]]
+    records: list[dict]
+    rows: list[dict]
+    winners: dict[str, dict]
+    seconds: float
+
+
+def run_chapter(profile: Profile, device=None, progress: bool = True) -> BenchmarkResults:
     """Everything the ``benchmark`` chapter shows, computed or read back from
-    ``results/<profile>/benchmark/records.json`` (and the SelfDeblur runs from their folders).
-    Returns ``settings``, ``description``, ``sets`` (the cases), ``records``, ``rows``
-    (:func:`summarize`), ``winners`` (PSNR and SSIM) and ``seconds`` (wall-clock of this call)."""
+    ``results/<profile>/benchmark/records.json`` (and the SelfDeblur runs from their folders)."""
     start = time.perf_counter()
     settings = check(profile).benchmark
     sets = test_sets(profile)
     methods = adapters(profile, device, progress)
     records = run(sets, methods, results_dir(profile.name, CHAPTER) / "records.json", settings.runs, progress)
     rows = summarize(records)
-    return {"profile": profile.name, "settings": settings, "description": describe(profile), "sets": sets,
-            "records": records, "rows": rows, "winners": {"psnr": winners(rows, "psnr", records), "ssim": winners(rows, "ssim", records)},
-            "seconds": time.perf_counter() - start}
+    return BenchmarkResults(profile=profile.name, settings=settings, description=describe(profile), sets=sets,
+                            records=records, rows=rows,
+                            winners={"psnr": winners(rows, "psnr", records), "ssim": winners(rows, "ssim", records)},
+                            seconds=time.perf_counter() - start)

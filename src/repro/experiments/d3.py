@@ -504,14 +504,38 @@ def format_compute_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def run_chapter(profile: Profile, device: str | None = None, progress: bool = True) -> dict:
+@dataclass(frozen=True)
+class D3Results:
+    """What ``d3_evaluation`` shows (:func:`run_chapter`). ``settings``: the profile's D3 settings
+    as a dict; ``runs``: the trained variants; ``mild`` and ``mild_noisy``: the mild-blur table
+    without noise and with σ = 0.01 (rows of ``evaluation.summarize``), ``mild_by_bin`` and
+    ``mild_by_dataset`` the first per variance bin and per dataset; ``outside``: out-of-gallery
+    kernels per family; ``noise``: the noise sweep; ``compute``: the compute table
+    (:func:`compute_table`); ``wiener_nsr``: the NSR selection (:func:`select_wiener_nsr`);
+    ``paper``: the paper's reported figures (:data:`PAPER_RESULT`)."""
+
+    profile: str
+    settings: dict
+    runs: dict[str, DILRun]
+    mild: list[dict]
+    mild_noisy: list[dict]
+    mild_by_bin: list[dict]
+    mild_by_dataset: list[dict]
+    outside: list[dict]
+    noise: list[dict]
+    compute: list[dict]
+    wiener_nsr: dict
+    paper: dict
+
+
+def run_chapter(profile: Profile, device: str | None = None, progress: bool = True) -> D3Results:
     """Everything ``d3_evaluation`` shows, computed or read back from ``results/<profile>/d3/``.
 
     Trains the variants (:func:`train_variants`), evaluates the mild-blur benchmark without
     noise and with σ = 0.01 (all baselines and all DRKs), the out-of-gallery kernels and the
     noise sweep (:mod:`repro.experiments.evaluation`, resumable), reruns the selection of the Wiener NSR
     on BSDS500 train crops (:func:`select_wiener_nsr`, cached), and times the methods (:func:`compute_table`
-    on the CPU, and on CUDA when there is one; cached). Returns a dict of summary tables (lists of rows) plus ``runs`` (the trained DRKs).
+    on the CPU, and on CUDA when there is one; cached).
     """
     settings = check(profile).d3
     folder = results_dir(profile.name, "d3")
@@ -561,17 +585,6 @@ def run_chapter(profile: Profile, device: str | None = None, progress: bool = Tr
         if torch.cuda.is_available():
             compute += compute_table(model, settings.timing_size, "cuda")
         save_json(compute, timing_path)
-    return {
-        "profile": profile.name,
-        "settings": dataclasses.asdict(settings),
-        "runs": runs,
-        "mild": main[0.0],
-        "mild_noisy": main[0.01],
-        "mild_by_bin": by_bin,
-        "mild_by_dataset": by_dataset,
-        "outside": outside_by_family,
-        "noise": noise,
-        "compute": compute,
-        "wiener_nsr": nsr,
-        "paper": PAPER_RESULT,
-    }
+    return D3Results(profile=profile.name, settings=dataclasses.asdict(settings), runs=runs, mild=main[0.0],
+                     mild_noisy=main[0.01], mild_by_bin=by_bin, mild_by_dataset=by_dataset, outside=outside_by_family,
+                     noise=noise, compute=compute, wiener_nsr=nsr, paper=PAPER_RESULT)

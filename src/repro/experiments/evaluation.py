@@ -59,7 +59,7 @@ class Case:
         return digest.hexdigest()[:16]
 
 
-def _centre_crop(image: torch.Tensor, h: int, w: int) -> torch.Tensor:
+def centre_crop(image: torch.Tensor, h: int, w: int) -> torch.Tensor:
     top, left = (image.shape[-2] - h) // 2, (image.shape[-1] - w) // 2
     return image[..., top : top + h, left : left + w]
 
@@ -128,13 +128,13 @@ def build_cases(
                     f"images[{image_name!r}] of size {H}x{W} is too small for crop={crop} with the "
                     f"{kh}x{kw} kernel {kernel_name!r} in mode 'valid'"
                 )
-            seen = _centre_crop(image, h + kh - 1, w + kw - 1)
+            seen = centre_crop(image, h + kh - 1, w + kw - 1)
             y = ops.blur(seen[None], k, mode="valid")[0]
             x = seen[..., kh // 2 : kh // 2 + h, kw // 2 : kw // 2 + w]
         else:
             if crop is not None and (crop > H or crop > W):
                 raise ValueError(f"images[{image_name!r}] of size {H}x{W} is smaller than crop={crop}")
-            x = image if crop is None else _centre_crop(image, crop, crop)
+            x = image if crop is None else centre_crop(image, crop, crop)
             y = ops.blur(x[None], k, mode=blur_mode)[0]
         name = f"{image_name}|{kernel_name}|σ={noise_sigma:g}"
         if noise_sigma > 0:
@@ -293,3 +293,20 @@ def format_table(rows: list[dict], title: str | None = None, extra: dict[str, di
         ] + [column.get(row["method"], "") for column in extra.values()]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def find_row(rows: list[dict], **fields) -> dict:
+    """The one row of ``rows`` (a table of :func:`summarize`, or any list of dicts) whose entries
+    equal ``fields`` (a missing entry counts as None, so ``group=None`` finds an ungrouped row);
+    ValueError naming the fields when no row or several match."""
+    found = [row for row in rows if all(row.get(key) == value for key, value in fields.items())]
+    if len(found) != 1:
+        raise ValueError(f"{'no' if not found else len(found)} rows match {fields} in a table of {len(rows)} rows")
+    return found[0]
+
+
+def rows_for(rows: list[dict], methods) -> list[dict]:
+    """The rows of ``methods`` in that order, leaving out the methods the table does not have."""
+    by_method = {row["method"]: row for row in rows}
+    return [by_method[m] for m in methods if m in by_method]
+

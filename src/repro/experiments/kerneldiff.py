@@ -643,7 +643,32 @@ WIENER_GUIDED_ROW = "Kernel-Diff, guided by Wiener F"
 restored by the learned F like every other row, so that only the kernel differs."""
 
 
-def run_chapter(profile: Profile, device=None, progress: bool = True) -> dict:
+@dataclass(frozen=True)
+class KernelDiffResults:
+    """What ``kerneldiff_evaluation`` shows (:func:`run_chapter`). ``settings`` and ``data``: the
+    profile's Kernel-Diff settings and data sizes as dicts; parameter counts of ε_θ, of the
+    paper's U-Net and of the solver F; ε_θ's training ``history``; the test ``cases``; the
+    estimated ``kernels`` per output and case; the evaluation ``table`` (rows, :func:`format_rows`);
+    ``figure5`` (:func:`_figure5`); the residual ``selection`` (:func:`selection_summary`); the
+    ``steps`` sweep (:func:`_steps_sweep`); the ``device`` it ran on."""
+
+    profile: str
+    settings: dict
+    data: dict
+    unet_parameters: int
+    paper_unet_parameters: int
+    solver_parameters: int
+    history: list[dict]
+    cases: list
+    kernels: dict
+    table: list[dict]
+    figure5: dict
+    selection: dict
+    steps: list[dict]
+    device: str
+
+
+def run_chapter(profile: Profile, device=None, progress: bool = True) -> KernelDiffResults:
     """Everything ``kerneldiff_evaluation`` shows, computed or read back from ``results/<profile>/kerneldiff/``.
 
     Trains (or loads) the learned solver F (``repro.nonblind``) and ε_θ (:func:`trained_model`);
@@ -725,23 +750,13 @@ def run_chapter(profile: Profile, device=None, progress: bool = True) -> dict:
                          f"{key}|strided_eta={settings.strided_eta}|batch={settings.batch}|select={select_key}|per_case=mnc,psnr",
                          drawn, progress, max_batch)
 
-    return {
-        "profile": profile.name,
-        "settings": dataclasses.asdict(settings),
-        "data": dataclasses.asdict(profile.kerneldiff_data),
-        "unet_parameters": count_parameters(model),
-        "paper_unet_parameters": parameter_count(PAPER_UNET),
-        "solver_parameters": count_parameters(solver.model),
-        "history": run.history,
-        "cases": cases,
-        "kernels": {output: {name: entry[output] for name, entry in found.items()}
-                    for (_, output), found in estimates.items()},
-        "table": table,
-        "figure5": figure5,
-        "selection": selection_summary(cases, selected),
-        "steps": sweep,
-        "device": str(device),
-    }
+    return KernelDiffResults(
+        profile=profile.name, settings=dataclasses.asdict(settings), data=dataclasses.asdict(profile.kerneldiff_data),
+        unet_parameters=count_parameters(model), paper_unet_parameters=parameter_count(PAPER_UNET),
+        solver_parameters=count_parameters(solver.model), history=run.history, cases=cases,
+        kernels={output: {name: entry[output] for name, entry in found.items()}
+                 for (_, output), found in estimates.items()},
+        table=table, figure5=figure5, selection=selection_summary(cases, selected), steps=sweep, device=str(device))
 
 
 def main(argv=None) -> None:

@@ -78,7 +78,7 @@ from .._threads import check_workers, fixed_cpu_threads, parallel_map
 from ..selfdeblur import SelfDeblurConfig
 from ..profiles import Profile, check
 from ..store import check_profile, results_dir
-from .evaluation import Case, _centre_crop, build_cases, counted
+from .evaluation import Case, centre_crop, build_cases, counted
 
 METHODS = {"original": SelfDeblurConfig(), "improved": SelfDeblurConfig.kotera()}
 """The two methods of Table 1 at the paper's iteration counts."""
@@ -315,7 +315,7 @@ def levin_cases(settings: SelfDeblurProfile) -> list[Case]:
     for i, j in settings.levin_inputs:
         x, y = data.levin_sharp(i), data.levin_blurred(i, j)
         if settings.levin_size is not None:
-            x, y = (_centre_crop(t, settings.levin_size, settings.levin_size) for t in (x, y))
+            x, y = (centre_crop(t, settings.levin_size, settings.levin_size) for t in (x, y))
         k = kernels.flip(data.levin_kernel(j)).float()
         meta = {"dataset": "levin", "image": f"im{i}", "kernel": f"kernel{j}", "input": f"im{i}_kernel{j}",
                 "kernel_size": sd.SELFDEBLUR_LEVIN_KERNEL_SIZES[j - 1]}
@@ -678,7 +678,7 @@ def seen_region(image: torch.Tensor, case: Case) -> torch.Tensor:
     """The part of ``image`` (C, H, W) that the valid blur of a Kodak ``case`` saw: the sharp x of
     size (h + kh − 1, w + kw − 1) with ``ops.blur(seen, case.k, mode="valid") == case.y``."""
     kh, kw = case.k.shape
-    return _centre_crop(image, case.y.shape[-2] + kh - 1, case.y.shape[-1] + kw - 1)
+    return centre_crop(image, case.y.shape[-2] + kh - 1, case.y.shape[-1] + kw - 1)
 
 
 OBJECTIVE_PHASES = {
@@ -751,19 +751,49 @@ def chapter_folder(profile: Profile) -> Path:
     return results_dir(check(profile).name, "selfdeblur")
 
 
-def run_evaluation(profile: Profile, device=None, progress: bool = True) -> dict:
+@dataclass(frozen=True)
+class EvaluationResults:
+    """What ``selfdeblur_evaluation`` shows (:func:`run_evaluation`): the profile's ``settings``,
+    the Kodak and Levin ``cases``, every run's ``records``, Table 1's rows (``table``,
+    :func:`table1`) and the ``folder`` of the runs."""
+
+    settings: SelfDeblurProfile
+    cases: list[Case]
+    records: list[dict]
+    table: list[dict]
+    folder: Path
+
+
+@dataclass(frozen=True)
+class FailureModeResults:
+    """What ``selfdeblur_failure_modes`` shows (:func:`run_failure_modes`): the profile's
+    ``settings``; the first Kodak input (``case``) and the inputs of Fig. 1 (``fit_cases``) with
+    their Gx fitting ``curves`` ("sharp", "blurred"); the runs of Fig. 2 (``spread``); per
+    variant its runs, or why it was not run (``variants``); the no-blur ``objectives``; the
+    ``folder`` of the runs."""
+
+    settings: SelfDeblurProfile
+    case: Case
+    fit_cases: list[Case]
+    curves: dict[str, torch.Tensor]
+    spread: list[dict]
+    variants: dict[str, list[dict] | str]
+    objectives: list[dict]
+    folder: Path
+
+
+def run_evaluation(profile: Profile, device=None, progress: bool = True) -> EvaluationResults:
     """Everything ``selfdeblur_evaluation`` shows: all runs of both methods on the profile's
-    Kodak and Levin inputs (resumable) and Table 1. Returns ``settings``, ``cases``, ``records``,
-    ``table`` (rows of :func:`table1`) and ``folder``."""
+    Kodak and Levin inputs (resumable) and Table 1."""
     settings = check(profile).selfdeblur
     cases = kodak_cases(settings) + levin_cases(settings)
     configs = {m: settings.config(m) for m in METHODS}
     folder = chapter_folder(profile)
     records = evaluate_runs(cases, configs, range(settings.runs), folder, device=device, progress=progress)
-    return {"settings": settings, "cases": cases, "records": records, "table": table1(records), "folder": folder}
+    return EvaluationResults(settings=settings, cases=cases, records=records, table=table1(records), folder=folder)
 
 
-def run_failure_modes(profile: Profile, device=None, progress: bool = True) -> dict:
+def run_failure_modes(profile: Profile, device=None, progress: bool = True) -> FailureModeResults:
     """Everything ``selfdeblur_failure_modes`` computes: the Gx fitting curves of Fig. 1 (cached
     in ``fit_curves.json``), the runs of Fig. 2 and of the §4.1 variants on the first Kodak input,
     and the no-blur objective table of that input."""
@@ -800,5 +830,5 @@ def run_failure_modes(profile: Profile, device=None, progress: bool = True) -> d
     image = kodak_images(settings)[first.meta["image"]]
     objectives = no_blur_objectives(seen_region(image, first), first.k, first.y,
                                     {m: settings.config(m) for m in METHODS})
-    return {"settings": settings, "case": first, "fit_cases": fit_cases, "curves": curves, "spread": spread,
-            "variants": variants, "objectives": objectives, "folder": folder}
+    return FailureModeResults(settings=settings, case=first, fit_cases=fit_cases, curves=curves, spread=spread,
+                              variants=variants, objectives=objectives, folder=folder)
