@@ -1,6 +1,6 @@
 """The learning-rate schedule shared by two training loops: D3's deep identity learning
 (:meth:`repro.dil.DILConfig.learning_rate`) and the learned non-blind solver
-(:meth:`repro.nonblind.SolverProfile.learning_rate`)."""
+(:meth:`repro.experiments.solver.SolverProfile.learning_rate`)."""
 
 from __future__ import annotations
 

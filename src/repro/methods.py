@@ -16,7 +16,7 @@ Methods
     ``wiener``      Wiener deconvolution (:func:`repro.nonblind.wiener`, symmetric borders) with a
                     known ``kernel``, or, without one, with D3's fixed Gaussian guess (the blind
                     classical baseline of the D3 chapter); noise-to-signal ratio from
-                    ``noise_sigma`` as there (:func:`repro.dil.wiener_nsr`).
+                    ``noise_sigma`` as there (:func:`repro.experiments.d3.wiener_nsr`).
     ``selfdeblur``  SelfDeblur with Kotera et al.'s three modifications
                     (:meth:`repro.selfdeblur.SelfDeblurConfig.kotera`), blind: needs
                     ``kernel_size``, estimates the kernel. ``iterations`` of the last scale

@@ -13,7 +13,7 @@ Test sets (:func:`test_sets`)
                        (:func:`repro.experiments.selfdeblur.kodak_cases`: same images, kernels,
                        downscaling, crops and colour), so the numbers are comparable with it.
     ``bsd100-mild``    BSD100 (BSDS500 ``val``) images, each blurred by one held-out kernel of
-                       D3's mild-blur family (:func:`repro.dil.mild_blur_cases`: anisotropic
+                       D3's mild-blur family (:func:`repro.experiments.d3.mild_blur_cases`: anisotropic
                        Gaussians, sizes 11–21, the three variance bins in turn), valid blur.
     ``bsd100-motion``  The BSD100 images and held-out motion kernels of the Kernel-Diff test
                        set (``Profile.kerneldiff_data``, ``test_kernels``: kernel i for
@@ -51,8 +51,8 @@ Methods (:func:`adapters`), each run through one adapter ``(case, seed) -> score
     SelfDeblur goes through :func:`repro.experiments.selfdeblur.evaluate_runs`, which stores every run
     and shares the Levin and Kodak runs with the SelfDeblur chapter.
 
-Nothing is trained here: the DRK (:func:`repro.dil.train_variant`, ``full``), the Kernel-Diff
-ε-network and solver (:func:`repro.kerneldiff.trained_model`, :func:`repro.kerneldiff.chapter_solver`)
+Nothing is trained here: the DRK (:func:`repro.experiments.d3.train_variant`, ``full``), the Kernel-Diff
+ε-network and solver (:func:`repro.experiments.kerneldiff.trained_model`, :func:`repro.experiments.kerneldiff.chapter_solver`)
 come from the other chapters' caches for the same profile; when a cache is missing these
 functions train it (seconds in the smoke profile, minutes to tens of minutes in quick).
 

@@ -630,10 +630,10 @@ def selection_summary(cases: list, found: dict) -> dict:
 
 def classical_solver() -> Solver:
     """The Wiener F of the chapter's classical rows (the oracle and the guidance ablation), on
-    noise-free data: the NSR of ``repro.dil.wiener_nsr(0)``, the one value the book selects for
-    its Wiener baselines (``repro.dil.select_wiener_nsr`` on BSDS500 *train* crops, never test
+    noise-free data: the NSR of ``repro.experiments.d3.wiener_nsr(0)``, the one value the book selects for
+    its Wiener baselines (``repro.experiments.d3.select_wiener_nsr`` on BSDS500 *train* crops, never test
     images). It was selected for mild blur, not for these motion kernels, and is not re-tuned
-    here: its optimum is flat (``repro.dil.WIENER_NSR``)."""
+    here: its optimum is flat (``repro.experiments.d3.WIENER_NSR``)."""
     return wiener_solver(wiener_nsr(0.0))
 
 

@@ -36,7 +36,7 @@ SOLVER_FILE = "solver.pt"
 SOLVER_CHECKPOINT = "solver_training.pt"
 #: Name of the loss curves beside it (JSON).
 SOLVER_HISTORY = "solver_history.json"
-#: Chapter folder shared with repro.kerneldiff.
+#: Chapter folder shared with repro.experiments.kerneldiff.
 CHAPTER = "kerneldiff"
 
 
