@@ -144,8 +144,8 @@ def test_kerneldiff_samples_a_kernel_of_the_models_size(workdir, capsys, monkeyp
     assert run("deblur", "--method", "kerneldiff", "--profile", "smoke", "--quiet", workdir / "rgb.png",
                workdir / "out.png") == 2
     err = capsys.readouterr().err
-    assert "no trained Kernel-Diff" in err and "python -m repro.experiments.kerneldiff --profile smoke" in err
-    assert "python -m repro.experiments.solver --profile smoke" in err and outputs(workdir) == []
+    assert "no trained Kernel-Diff" in err and "repro train kerneldiff --profile smoke" in err
+    assert "repro train solver --profile smoke" in err and outputs(workdir) == []
     place_kerneldiff("smoke", step=3)
     assert run("deblur", "--method", "kerneldiff", "--profile", "smoke", workdir / "rgb.png", workdir / "out.png") == 2
     assert "only partly trained" in capsys.readouterr().err
@@ -340,3 +340,13 @@ def test_reproduce_refuses_the_paper_profile_of_gpu_chapters_without_cuda(monkey
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     calls.clear()
     assert run("reproduce", "--profile", "paper", "--only", "kerneldiff_sampling") == 0 and len(calls) == 2
+
+
+def test_train_reads_a_finished_model_and_refuses_a_bad_profile(workdir, capsys):
+    """`repro train` is the command the error messages name: on a finished model it reads and reports it."""
+    place_kerneldiff("smoke")
+    assert run("train", "kerneldiff", "--profile", "smoke", "--device", "cpu") == 0
+    out = capsys.readouterr().out
+    assert out.startswith("ε_θ (") and "step 60" in out and "diffusion.pt" in out
+    assert run("train", "solver", "--profile", "fast") == 2
+    assert "invalid choice: 'fast'" in capsys.readouterr().err

@@ -383,7 +383,7 @@ def test_learned_wiener_errors():
 
 def test_load_learned_wiener_names_the_training_command(tmp_path, monkeypatch):
     monkeypatch.setenv("REPRO_RESULTS", str(tmp_path))
-    with pytest.raises(learned_solver.SolverNotTrainedError, match="python -m repro.experiments.solver --profile smoke"):
+    with pytest.raises(learned_solver.SolverNotTrainedError, match="repro train solver --profile smoke"):
         learned_solver.load_learned_wiener(profiles.get("smoke"))
     with pytest.raises(ValueError, match=r"expected a repro.profiles.Profile, got 'smoke'; use repro.profiles.get"):
         learned_solver.load_learned_wiener("smoke")  # a profile's name is not a profile

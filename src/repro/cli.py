@@ -78,6 +78,13 @@ def _parser() -> argparse.ArgumentParser:
                    help="wiener: assumed noise standard deviation in [0, 1] units (default 0.01)")
     d.add_argument("--quiet", action="store_true", help="no progress bars")
 
+    t = commands.add_parser("train", help="train (or resume, or read) a Kernel-Diff model of a profile", description=(
+        "Train the model a profile's Kernel-Diff chapters use, resuming an interrupted run and reading a "
+        "finished one: the learned non-blind solver F, or the ε-network (which needs F only for sampling)."))
+    t.add_argument("model", choices=("solver", "kerneldiff"))
+    t.add_argument("--profile", default="quick", choices=list(PROFILES))
+    t.add_argument("--device", default=None, choices=("cpu", "cuda"), help="default: CUDA when there is one")
+
     r = commands.add_parser("reproduce", help="execute the chapters and build the book (as make reproduce)")
     r.add_argument("--profile", default="quick", choices=list(PROFILES))
     r.add_argument("--only", nargs="+", default=[], metavar="CHAPTER", help="execute and stage only these chapters")
@@ -183,6 +190,26 @@ def deblur_command(args) -> int:
 
 
 # --------------------------------------------------------------------------------------------
+# train
+# --------------------------------------------------------------------------------------------
+
+
+def train_command(args) -> int:
+    from . import profiles
+    from ._checks import count_parameters
+    from .experiments import kerneldiff, solver
+
+    profile = profiles.get(args.profile)
+    if args.model == "solver":
+        model = solver.train_learned_wiener(profile, device=args.device)
+        print(f"LearnedWiener ({count_parameters(model):,} parameters) in {solver.solver_path(profile)}")
+    else:
+        run = kerneldiff.trained_model(profile, device=args.device)
+        print(f"ε_θ ({count_parameters(run.model):,} parameters), step {run.step}, in {kerneldiff.model_path(profile)}")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
 # reproduce
 # --------------------------------------------------------------------------------------------
 
@@ -228,6 +255,8 @@ def main(argv=None) -> int:
     try:
         if args.command == "deblur":
             return deblur_command(args)
+        if args.command == "train":
+            return train_command(args)
         return reproduce_command(args)
     except KeyboardInterrupt:
         print("repro: interrupted; nothing was written", file=sys.stderr)

@@ -222,8 +222,8 @@ def _selfdeblur(y, *, kernel_size, device, seed, profile, progress, iterations=N
 
 def kerneldiff_train_command(profile: Profile) -> str:
     """The shell commands that train Kernel-Diff's solver F and ε-network for ``profile``."""
-    return (f"python -m repro.experiments.solver --profile {profile.name} && "
-            f"python -m repro.experiments.kerneldiff --profile {profile.name}")
+    return (f"repro train solver --profile {profile.name} && "
+            f"repro train kerneldiff --profile {profile.name}")
 
 
 _KERNELDIFF_CACHE: dict = {}

@@ -61,7 +61,7 @@ estimated from the features and from the blurred image, and an encoder–decoder
 deconvolved features, trained with a multi-scale L1 loss. It is the F of Kernel-Diff's eq. 14 and
 the "oracle" row (F with the true kernel) of the evaluation tables. Its training schedule and
 cache per profile are :mod:`repro.experiments.solver`; train it with
-``python -m repro.experiments.solver --profile quick``.
+``repro train solver --profile quick``.
 """
 
 from __future__ import annotations

@@ -8,7 +8,6 @@ of the evaluation table and the steps sweep, and compares them with the paper's 
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import hashlib
 import math
@@ -20,7 +19,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from .. import data, profiles, synth
+from .. import data, synth
 from .._checks import check_positive, check_positive_int, count_parameters, is_int, resolve_device
 from .._io import jsonable, load_cached, load_checkpoint, move_aside, save_checkpoint, save_json
 from ..alternating import alternating_map
@@ -757,18 +756,3 @@ def run_chapter(profile: Profile, device=None, progress: bool = True) -> KernelD
         kernels={output: {name: entry[output] for name, entry in found.items()}
                  for (_, output), found in estimates.items()},
         table=table, figure5=figure5, selection=selection_summary(cases, selected), steps=sweep, device=str(device))
-
-
-def main(argv=None) -> None:
-    """``python -m repro.experiments.kerneldiff --profile quick``: train (or resume) ε_θ of a profile."""
-    parser = argparse.ArgumentParser(description="Train the Kernel-Diff ε-network of a profile.")
-    parser.add_argument("--profile", default="quick", choices=list(PROFILES))
-    parser.add_argument("--device", default=None)
-    args = parser.parse_args(argv)
-    profile = profiles.get(args.profile)
-    run = trained_model(profile, device=args.device)
-    print(f"ε_θ ({count_parameters(run.model):,} parameters), step {run.step}, in {model_path(profile)}")
-
-
-if __name__ == "__main__":
-    main()

@@ -4,12 +4,11 @@ The model (:class:`repro.nonblind.LearnedWiener`) and its loss are science; this
 each profile's training schedule (:class:`SolverProfile`), trains it on the profile's synthetic
 pairs (:mod:`repro.experiments.kerneldiff_data`), resumably, and caches the weights at
 ``results/<profile>/kerneldiff/`` :data:`SOLVER_FILE`. Train them with
-``python -m repro.experiments.solver --profile quick``.
+``repro train solver --profile quick``.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,8 +16,8 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from .. import profiles, synth
-from .._checks import check_positive, check_positive_int, count_parameters, is_int, resolve_device
+from .. import synth
+from .._checks import check_positive, check_positive_int, is_int, resolve_device
 from .._io import jsonable, load_cached, load_checkpoint, move_aside, save_checkpoint, save_json
 from .._schedule import half_cosine_lr
 from .._threads import fixed_cpu_threads
@@ -224,25 +223,10 @@ def load_learned_wiener(profile: Profile, device=None) -> LearnedWiener:
     if not path.exists():
         raise SolverNotTrainedError(
             f"no trained LearnedWiener for profile {profile.name!r} at {path}; train it with "
-            f"`python -m repro.experiments.solver --profile {profile.name}` or "
+            f"`repro train solver --profile {profile.name}` or "
             f"repro.experiments.solver.train_learned_wiener(repro.profiles.get({profile.name!r})) "
             f"(resumes an interrupted run)")
     state = load_checkpoint(path, map_location="cpu")
     if not isinstance(state, dict) or "model" not in state or "config" not in state:
         raise ValueError(f"{path} is not a LearnedWiener checkpoint; delete it and retrain")
     return _model_from_state(state, device)
-
-
-def main(argv=None) -> None:
-    """``python -m repro.experiments.solver --profile quick``: train (or resume) and cache the solver."""
-    parser = argparse.ArgumentParser(description="Train the learned Wiener solver (DWDN design) of a profile.")
-    parser.add_argument("--profile", default="quick", choices=list(SOLVER_PROFILES))
-    parser.add_argument("--device", default=None)
-    args = parser.parse_args(argv)
-    profile = profiles.get(args.profile)
-    model = train_learned_wiener(profile, device=args.device)
-    print(f"trained LearnedWiener ({count_parameters(model):,} parameters) -> {solver_path(profile)}")
-
-
-if __name__ == "__main__":
-    main()
