@@ -19,14 +19,14 @@ plain that any formulation of the same mathematics could reach on this machine.
 CUDA (when available, else reported as skipped): R = ``--restarts`` (8) restarts of one
 ``--cuda-size`` (256) square image as one batched run (``run_selfdeblur(restarts=R)``) against R
 runs one after another, seconds per iteration of all restarts, the throughput ratio
-(sequential / batched; the target of issue #4 is at least 3 for R = 8) and peak allocated
+(sequential / batched; the target is at least 3 for R = 8) and peak allocated
 memory. The CPU part also checks its peak resident memory against ``--memory-limit-gib`` (4).
 
 ``--compile`` also times ``torch.compile`` of Gx (forward + backward only, fast path), with its
-warm-up: on the reference machine it compiled in ~50 s (2-3 min under load), on the AVX-512 Xeon
-in 96 s, and on neither ran faster than the eager fast path, which is why the package does not use it.
+warm-up, beside the eager fast path; the package runs eagerly, and the JSON holds both figures so
+that the choice can be checked on any machine.
 
-The machine is shared (2 cores here, used by other jobs too): read every figure as approximate.
+Other jobs on the same cores slow a round down: read every figure as approximate.
 
     python benchmarks/bench_selfdeblur.py --out results/bench_selfdeblur.json
     python benchmarks/bench_selfdeblur.py --iterations 3 --rounds 1        # quicker
