@@ -25,7 +25,10 @@ $(BIN)/activate: requirements.txt pyproject.toml
 
 install: $(BIN)/activate
 
+# The data sets are fetched (downloaded once, or read from REPRO_DATA_MIRROR) and checked first, so
+# that the tests that read them always run here.
 test: install
+	$(BIN)/repro data fetch --quiet
 	$(BIN)/python -m pytest tests
 	REPRO_PROFILE=smoke $(BIN)/python -m pytest --nbval-lax --nbval-cell-timeout=600 -p no:cacheprovider notebooks
 

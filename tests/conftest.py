@@ -3,6 +3,19 @@
 import pytest
 import torch
 
+from repro import data
+
+
+def needs_data(*datasets):
+    """Skip a test that reads the real data sets (default: all) unless they are on this machine
+    (:func:`repro.data.available`: the mirror, or the download cache). `make test` runs `repro data
+    fetch` first, so under it these tests always run; a plain `pytest` says in its skip reason how
+    to get the files."""
+    missing = [name for name in (datasets or data.datasets()) if not data.available(name)]
+    return pytest.mark.skipif(bool(missing), reason=(
+        f"data set(s) {missing} are not on this machine: run `repro data fetch` once (downloads them), "
+        f"or set {data.MIRROR_ENV} to a copy of the data mirror"))
+
 
 @pytest.fixture(autouse=True)
 def _float32_without_tf32_in_cuda_tests(request):

@@ -1,12 +1,13 @@
 """Tests of repro.experiments.benchmark: test sets, the common protocol, resumable records, the summary and
-its spread, validation. Synthetic cases and fake adapters; the real sets only with the data mirror."""
+its spread, validation. Synthetic cases and fake adapters; the real sets when they are on this machine (tests/conftest.needs_data)."""
 
 import dataclasses
-import os
 import statistics
 
 import pytest
 import torch
+
+from conftest import needs_data
 
 from repro import profiles
 from repro.experiments import benchmark as bm
@@ -16,8 +17,6 @@ from repro.experiments import selfdeblur as se
 from repro.experiments.evaluation import build_cases
 from repro.experiments import d3
 
-needs_data = pytest.mark.skipif(not os.environ.get("REPRO_DATA_MIRROR"),
-                                reason="REPRO_DATA_MIRROR is not set: Levin, Kodak and BSDS500 unavailable")
 
 
 def _cases(n=2, size=40, ksize=7, prefix="img"):
@@ -77,7 +76,7 @@ def test_profile_validation(change, match):
         profiles.get("fast").benchmark
 
 
-@needs_data
+@needs_data()
 def test_test_sets_are_deterministic_and_follow_their_sources():
     first, second = bm.test_sets(profiles.get("smoke")), bm.test_sets(profiles.get("smoke"))
     assert list(first) == list(bm.SETS)

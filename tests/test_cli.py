@@ -350,3 +350,17 @@ def test_train_reads_a_finished_model_and_refuses_a_bad_profile(workdir, capsys)
     assert out.startswith("ε_θ (") and "step 60" in out and "diffusion.pt" in out
     assert run("train", "solver", "--profile", "fast") == 2
     assert "invalid choice: 'fast'" in capsys.readouterr().err
+
+
+def test_data_fetch_checks_each_named_set_and_refuses_an_unknown_one(monkeypatch, capsys):
+    from repro import data
+
+    fetched = []
+    monkeypatch.setattr(data, "fetch_all", lambda name, progress: fetched.append((name, progress)) or [Path("f")] * 3)
+    assert run("data", "fetch", "kodak", "nosuch") == 2 and fetched == []  # names are checked before any download
+    assert "dataset must be one of" in capsys.readouterr().err
+    assert run("data", "fetch", "kodak", "levin", "--quiet") == 0
+    assert fetched == [("kodak", False), ("levin", False)]
+    assert capsys.readouterr().out.splitlines()[0].startswith("kodak: 3 files checked in ")
+    fetched.clear()
+    assert run("data", "fetch") == 0 and [name for name, _ in fetched] == list(data.datasets())

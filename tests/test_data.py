@@ -1,8 +1,9 @@
 """Tests of repro.data: the registry, verified reads from a mirror and from the pooch cache.
 
 No test touches the network: an autouse fixture makes every pooch download fail unless a test
-installs its own fake downloader. Tests that read real data need the mirror named by
-REPRO_DATA_MIRROR (CI sets it) and are skipped without it.
+installs its own fake downloader. Tests that read real data need the files on this machine:
+the mirror named by REPRO_DATA_MIRROR (CI sets it), or the download cache filled by `repro data
+fetch` (`make test` runs it first); without them they are skipped with a reason that says so.
 """
 
 from __future__ import annotations
@@ -26,13 +27,23 @@ from scipy.signal import fftconvolve
 
 from repro import data
 
-MIRROR = os.environ.get(data.MIRROR_ENV)
-MIRROR = Path(MIRROR) if MIRROR else None
+MIRROR = data.mirror_dir()
+# The files on this machine, read before any test changes the environment: the mirror when
+# REPRO_DATA_MIRROR is set, else the download cache once `repro data fetch` has filled it (the
+# cache has the mirror's layout). `make test` fetches them first, so these tests always run there.
+SOURCE = (MIRROR or data.cache_dir()) if data.available() else None
 needs_mirror = pytest.mark.skipif(
-    MIRROR is None or not MIRROR.is_dir(),
-    reason=f"{data.MIRROR_ENV} is not set to the data mirror (e.g. ../shared/data): "
-    "the tests that read real data files are skipped",
+    MIRROR is None,
+    reason=f"{data.MIRROR_ENV} is not set: the registry is compared with the mirror's own manifest",
 )
+
+
+def needs_real_data(test):
+    """Run ``test`` with the real files as its mirror; skip it, saying how to get them, without them."""
+    reason = (f"the data sets are not on this machine: run `repro data fetch` once (downloads them), "
+              f"or set {data.MIRROR_ENV} to a copy of the data mirror")
+    return pytest.mark.skipif(SOURCE is None, reason=reason)(pytest.mark.usefixtures("real_data")(test))
+
 
 LEVIN_IM1 = "levin/gt/im1.png"
 LEVIN_K1 = "levin/gt/kernel1.png"
@@ -60,12 +71,17 @@ def no_mirror(monkeypatch):
 
 
 @pytest.fixture
+def real_data(monkeypatch):
+    monkeypatch.setenv(data.MIRROR_ENV, str(SOURCE))
+
+
+@pytest.fixture
 def fake_mirror(monkeypatch, tmp_path):
-    """A mirror with only levin/gt/im1.png and levin/gt/kernel1.png, copied from the real one."""
+    """A mirror with only levin/gt/im1.png and levin/gt/kernel1.png, copied from the real files."""
     root = tmp_path / "mirror"
     for relpath in (LEVIN_IM1, LEVIN_K1):
         (root / relpath).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(MIRROR / relpath, root / relpath)
+        shutil.copyfile(SOURCE / relpath, root / relpath)
     monkeypatch.setenv(data.MIRROR_ENV, str(root))
     return root
 
@@ -191,13 +207,13 @@ def test_mirror_that_is_not_a_directory(monkeypatch, tmp_path):
 # --- reading the real mirror -------------------------------------------------------------
 
 
-@needs_mirror
+@needs_real_data
 def test_levin_images_and_kernels():
     sharp, blurred = data.levin_sharp(2), data.levin_blurred(4, 8)
     for image in (sharp, blurred):
         assert image.shape == (1, 255, 255) and image.dtype == torch.float32
         assert 0 <= image.min() and image.max() <= 1 and image.max() > 0.5
-    reference = np.asarray(Image.open(MIRROR / "levin/gt/im2.png"), dtype=np.float64) / 255
+    reference = np.asarray(Image.open(SOURCE / "levin/gt/im2.png"), dtype=np.float64) / 255
     np.testing.assert_allclose(sharp[0].numpy(), reference, atol=1e-7)
 
     floats, pngs = data.levin_kernels(), data.levin_kernels(source="png")
@@ -217,7 +233,7 @@ def test_levin_images_and_kernels():
         ][1]
 
 
-@needs_mirror
+@needs_real_data
 def test_levin_blurred_image_fits_the_rotated_float_kernel():
     """The fact stated in levin_kernel's docstring, on image 1 / kernel 6."""
     x = data.levin_sharp(1)[0].double().numpy()
@@ -238,7 +254,7 @@ def test_levin_blurred_image_fits_the_rotated_float_kernel():
     assert as_stored > 3 * rotated
 
 
-@needs_mirror
+@needs_real_data
 def test_kodak_images():
     images = data.kodak_images()
     assert len(images) == 24
@@ -248,7 +264,7 @@ def test_kodak_images():
         assert 0 <= image.min() and image.max() <= 1
 
 
-@needs_mirror
+@needs_real_data
 def test_bsds500_and_gray_conversion():
     val = data.bsds500("val")
     assert val[0] == "bsds500/val/101085.jpg" and val == sorted(val)
@@ -259,7 +275,7 @@ def test_bsds500_and_gray_conversion():
         assert c.shape[0] == 3 and c.shape[1:] in {(321, 481), (481, 321)}
         assert g.shape == (1, *c.shape[1:])
         # Rec. 601 luma, as Pillow's convert("L") (which rounds to 8 bits)
-        pil = np.asarray(Image.open(MIRROR / relpath).convert("L"), dtype=np.float64) / 255
+        pil = np.asarray(Image.open(SOURCE / relpath).convert("L"), dtype=np.float64) / 255
         np.testing.assert_allclose(g[0].numpy(), pil, atol=1 / 255)
         assert abs(float(g.mean()) - pil.mean()) < 0.2 / 255
 
@@ -267,14 +283,14 @@ def test_bsds500_and_gray_conversion():
 # --- a fake mirror with broken files -------------------------------------------------------
 
 
-@needs_mirror
+@needs_real_data
 def test_fake_mirror_intact_file(fake_mirror):
     path = data.fetch(LEVIN_IM1)
     assert path == fake_mirror / LEVIN_IM1
-    assert torch.equal(data.levin_sharp(1), data._read_image(MIRROR / LEVIN_IM1, False))
+    assert torch.equal(data.levin_sharp(1), data._read_image(SOURCE / LEVIN_IM1, False))
 
 
-@needs_mirror
+@needs_real_data
 @pytest.mark.parametrize("damage", ["truncate", "flip_byte"])
 def test_fake_mirror_corrupt_file_names_file_and_both_hashes(fake_mirror, damage):
     path = fake_mirror / LEVIN_IM1
@@ -293,13 +309,40 @@ def test_fake_mirror_corrupt_file_names_file_and_both_hashes(fake_mirror, damage
     assert data.levin_kernel(1, source="png").shape == (19, 19)
 
 
-@needs_mirror
+@needs_real_data
 def test_fake_mirror_missing_file(fake_mirror):
     with pytest.raises(data.DataError, match=r"levin/gt/im2\.png is missing from the data mirror"):
         data.levin_sharp(2)
 
 
-@needs_mirror
+@needs_real_data
+def test_available_and_fetch_all_see_only_the_files_there_are(fake_mirror):
+    """The fake mirror holds two Levin files and the whole of Kodak: only Kodak is available, and
+    fetching Levin stops at its first missing file with the mirror's error."""
+    for relpath in data.registry():
+        if relpath.startswith("kodak/"):
+            (fake_mirror / relpath).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(SOURCE / relpath, fake_mirror / relpath)
+    assert data.local_copy(LEVIN_IM1) == fake_mirror / LEVIN_IM1
+    assert data.local_copy("levin/gt/im2.png") is None
+    assert data.available("kodak") and not data.available("levin") and not data.available()
+    paths = data.fetch_all("kodak", progress=False)
+    assert len(paths) == 24 and all(path.parent == fake_mirror / "kodak" for path in paths)
+    with pytest.raises(data.DataError, match="is missing from the data mirror"):
+        data.fetch_all("levin", progress=False)
+    with pytest.raises(ValueError, match="dataset must be one of"):
+        data.available("set14")
+
+
+def test_local_copy_reads_the_download_cache_without_a_mirror(no_mirror, tmp_path):
+    assert data.local_copy(LEVIN_IM1) is None and not data.available("levin")
+    cached = tmp_path / "cache" / LEVIN_IM1  # the offline fixture's cache
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(b"not checked here")
+    assert data.local_copy(LEVIN_IM1) == cached
+
+
+@needs_real_data
 def test_verification_is_cached_and_invalidated_by_a_change(fake_mirror, monkeypatch):
     hashed = []
     real_sha256 = data._sha256
@@ -314,9 +357,9 @@ def test_verification_is_cached_and_invalidated_by_a_change(fake_mirror, monkeyp
     assert len(hashed) == 2
 
 
-@needs_mirror
+@needs_real_data
 def test_fake_mirror_levin_kernels_checked_by_content(fake_mirror):
-    kernels = dict(np.load(MIRROR / data.LEVIN_KERNELS))
+    kernels = dict(np.load(SOURCE / data.LEVIN_KERNELS))
     target = fake_mirror / data.LEVIN_KERNELS
     # the same values saved again: other zip bytes, same content -> accepted
     np.savez(target, **{name: np.ascontiguousarray(k) for name, k in kernels.items()})
@@ -348,24 +391,24 @@ def test_no_mirror_and_no_network_says_how_to_point_at_a_mirror(no_mirror, tmp_p
     assert not cache.exists() or not any(p.is_file() for p in cache.rglob("*"))
 
 
-@needs_mirror
+@needs_real_data
 def test_download_into_cache_then_reuse(no_mirror, monkeypatch, tmp_path):
     entry = data.registry()[LEVIN_IM1]
     calls = []
-    serve_from(monkeypatch, {entry.url: (MIRROR / LEVIN_IM1).read_bytes()}, calls)
+    serve_from(monkeypatch, {entry.url: (SOURCE / LEVIN_IM1).read_bytes()}, calls)
     path = data.fetch(LEVIN_IM1)
     assert path == tmp_path / "cache" / LEVIN_IM1 and sha256_of(path) == entry.sha256
-    assert torch.equal(data.levin_sharp(1), data._read_image(MIRROR / LEVIN_IM1, False))
+    assert torch.equal(data.levin_sharp(1), data._read_image(SOURCE / LEVIN_IM1, False))
     assert calls == [entry.url]
     assert [p.name for p in path.parent.iterdir()] == ["im1.png"]
 
 
-@needs_mirror
+@needs_real_data
 def test_corrupt_cached_file_is_detected_and_downloaded_again(no_mirror, monkeypatch, tmp_path):
     entry = data.registry()[LEVIN_IM1]
     cached = tmp_path / "cache" / LEVIN_IM1
     cached.parent.mkdir(parents=True)
-    cached.write_bytes((MIRROR / LEVIN_IM1).read_bytes()[:500])
+    cached.write_bytes((SOURCE / LEVIN_IM1).read_bytes()[:500])
     # offline: the corrupt copy is reported, never used
     with pytest.raises(data.DataError, match="cached copy .* failed its hash check"):
         data.fetch(LEVIN_IM1)
@@ -377,7 +420,7 @@ def test_corrupt_cached_file_is_detected_and_downloaded_again(no_mirror, monkeyp
     assert entry.sha256 in str(info.value) and LEVIN_IM1 in str(info.value)
     assert [p.name for p in cached.parent.iterdir()] == ["im1.png"]
     # a good download repairs the cache
-    serve_from(monkeypatch, {entry.url: (MIRROR / LEVIN_IM1).read_bytes()}, calls)
+    serve_from(monkeypatch, {entry.url: (SOURCE / LEVIN_IM1).read_bytes()}, calls)
     assert sha256_of(data.fetch(LEVIN_IM1)) == entry.sha256
     assert len(calls) == 2
 
@@ -391,11 +434,11 @@ def test_levin_kernels_without_mirror_need_h5py(no_mirror, monkeypatch):
     assert calls == []
 
 
-@needs_mirror
+@needs_real_data
 @pytest.mark.parametrize("tamper", [False, True])
 def test_levin_kernels_converted_from_mat_are_verified(no_mirror, monkeypatch, tmp_path, tamper):
     """The download-and-convert path, with the HDF5 reader replaced by the mirror's arrays."""
-    kernels = {k: np.ascontiguousarray(v) for k, v in np.load(MIRROR / data.LEVIN_KERNELS).items()}
+    kernels = {k: np.ascontiguousarray(v) for k, v in np.load(SOURCE / data.LEVIN_KERNELS).items()}
     if tamper:
         kernels["kernel2"] = kernels["kernel2"].T.copy()
     monkeypatch.setattr(data, "_require_h5py", lambda: None)

@@ -9,6 +9,8 @@ import scipy.ndimage
 import torch
 import torch.nn.functional as F
 
+from conftest import needs_data
+
 from repro import profiles
 from repro import dil, ops
 from repro.kernels import anisotropic_gaussian, gaussian
@@ -435,12 +437,7 @@ def test_nsr_selection_picks_the_best_candidate_and_fits_the_rule():
         d3.select_wiener_nsr(images={})
 
 
-def _mirror():
-    return pytest.mark.skipif(not __import__("os").environ.get("REPRO_DATA_MIRROR"),
-                              reason="needs the data mirror (REPRO_DATA_MIRROR)")
-
-
-@_mirror()
+@needs_data("bsds500")
 @pytest.mark.slow
 def test_nsr_selection_on_train_crops_reproduces_the_constants():
     """The constants WIENER_NSR and WIENER_NOISE_FACTOR are what the selection gives (36 BSDS500

@@ -2,10 +2,11 @@
 
 import copy
 import dataclasses
-import os
 
 import pytest
 import torch
+
+from conftest import needs_data
 
 from repro import profiles
 from repro import kerneldiff as kd
@@ -529,7 +530,7 @@ def test_the_evaluation_blur_is_the_guidance_blur():
     assert residual["reflect"] < 1e-6 < 1e-3 < residual["symmetric"]
 
 
-@pytest.mark.skipif(not os.environ.get("REPRO_DATA_MIRROR"), reason="REPRO_DATA_MIRROR is not set: BSDS500 unavailable")
+@needs_data("bsds500")
 def test_test_cases_use_held_out_kernels_and_val_images():
     from repro import data
 

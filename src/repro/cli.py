@@ -4,6 +4,7 @@
     repro deblur --method wiener --kernel kernel.npy blurred.jpg restored.png
     repro deblur --method selfdeblur --kernel-size 15 --iterations 500 blurred.png restored.png
     repro reproduce --profile quick --only d3_collapse d3_evaluation
+    repro data fetch                      # download and check Levin, Kodak and BSDS500 once
 
 ``deblur`` reads a PNG or JPEG (grey or colour, 8 or 16 bits; an alpha channel is dropped, with
 a note), runs a method of :mod:`repro.methods` and writes the restored image to OUT (its format
@@ -84,6 +85,14 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("model", choices=("solver", "kerneldiff"))
     t.add_argument("--profile", default="quick", choices=list(PROFILES))
     t.add_argument("--device", default=None, choices=("cpu", "cuda"), help="default: CUDA when there is one")
+
+    g = commands.add_parser("data", help="download and check the data sets (Levin, Kodak, BSDS500)", description=(
+        "fetch: download every file of the data sets that is not in the cache yet (or read the mirror named by "
+        "REPRO_DATA_MIRROR) and check each file's SHA-256; the chapters and the tests that read real data "
+        "then run without a network."))
+    g.add_argument("action", choices=("fetch",))
+    g.add_argument("datasets", nargs="*", metavar="DATASET", help="levin, kodak, bsds500 (default: all)")
+    g.add_argument("--quiet", action="store_true", help="no progress bar")
 
     r = commands.add_parser("reproduce", help="execute the chapters and build the book (as make reproduce)")
     r.add_argument("--profile", default="quick", choices=list(PROFILES))
@@ -210,6 +219,25 @@ def train_command(args) -> int:
 
 
 # --------------------------------------------------------------------------------------------
+# data
+# --------------------------------------------------------------------------------------------
+
+
+def data_command(args) -> int:
+    from . import data
+    from ._checks import check_choice
+
+    names = args.datasets or list(data.datasets())
+    for name in names:  # every name is checked before the first download
+        check_choice(name, "dataset", data.datasets())
+    for name in names:
+        paths = data.fetch_all(name, progress=not args.quiet)
+        where = data.mirror_dir() or data.cache_dir()
+        print(f"{name}: {len(paths)} files checked in {where}")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
 # reproduce
 # --------------------------------------------------------------------------------------------
 
@@ -257,6 +285,8 @@ def main(argv=None) -> int:
             return deblur_command(args)
         if args.command == "train":
             return train_command(args)
+        if args.command == "data":
+            return data_command(args)
         return reproduce_command(args)
     except KeyboardInterrupt:
         print("repro: interrupted; nothing was written", file=sys.stderr)

@@ -45,6 +45,7 @@ import pooch
 import requests
 import torch
 from PIL import Image
+from tqdm.auto import tqdm
 
 from ._checks import check_choice
 from ._io import atomic_path
@@ -391,6 +392,36 @@ def fetch(relpath: str) -> Path:
     path = _retrieve(entry, entry.url, f"sha256:{entry.sha256}", target)
     return _verify(entry, path, "download cache", f"Delete {path} and fetch it again.")
 
+
+
+def _files_of(dataset: str | None) -> list[DataFile]:
+    if dataset is not None:
+        check_choice(dataset, "dataset", _DATASETS)
+    return [entry for entry in _REGISTRY.values() if dataset is None or entry.dataset == dataset]
+
+
+def local_copy(relpath: str) -> Path | None:
+    """The file :func:`fetch` would read without a network (the mirror's copy when
+    ``REPRO_DATA_MIRROR`` is set, else the download cache's), or ``None`` if there is none.
+    Only its presence is checked here; :func:`fetch` checks its hash."""
+    entry = _check_relpath(relpath)
+    mirror = mirror_dir()
+    path = (mirror if mirror is not None else cache_dir()) / entry.relpath
+    return path if path.is_file() else None
+
+
+def available(dataset: str | None = None) -> bool:
+    """Whether every file of ``dataset`` (``"levin"``, ``"kodak"``, ``"bsds500"``; default all)
+    can be read without a network (:func:`local_copy`)."""
+    return all(local_copy(entry.relpath) is not None for entry in _files_of(dataset))
+
+
+def fetch_all(dataset: str | None = None, progress: bool = True) -> list[Path]:
+    """:func:`fetch` every file of ``dataset`` (default all): download what is missing, and check
+    the SHA-256 of every file, with a progress bar. The first missing or corrupt file raises."""
+    entries = _files_of(dataset)
+    return [fetch(entry.relpath)
+            for entry in tqdm(entries, desc=f"data {dataset or 'all'}", unit="file", disable=not progress)]
 
 def _check_flag(value, name: str) -> bool:
     if not isinstance(value, bool):
