@@ -6,13 +6,13 @@ a non-deterministic order). This measures it: each of them runs twice with one
 seed on CUDA, at a small size, and the two results are compared bit for bit:
 
 - D3's DIL training (40 gallery kernels, 8 steps): the DRK;
-- SelfDeblur, original method (64² grey image, kernel 9, 100 iterations): x̂ and k̂;
+- SelfDeblur, original method (64² grey image, kernel 9, 100 iterations, or ``--iterations``): x̂ and k̂;
 - Kernel-Diff's ε_θ training (the smoke profile's U-Net, 20 steps): the EMA weights;
 - Kernel-Diff's guided sampler (that model, 50 steps, Wiener solver): the kernels.
 
 Without CUDA it says so and exits 0. ``--device cpu`` runs the same comparison on the CPU, where
 the runs must be bit-identical (the test suite's check of this script). ``--out`` writes the
-rows as JSON.
+rows as JSON, and ``--iterations`` shortens the SelfDeblur runs (the test suite's check runs 10).
 
     python scripts/gpu_determinism.py --out build/determinism.json
 """
@@ -45,7 +45,10 @@ def main(argv=None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
     parser.add_argument("--out", help="write the results as JSON here")
+    parser.add_argument("--iterations", type=int, default=100, help="SelfDeblur iterations (default 100)")
     args = parser.parse_args(argv)
+    if args.iterations < 2:
+        parser.error(f"--iterations must be at least 2, got {args.iterations}")
     device = args.device
     if device == "cuda" and not torch.cuda.is_available():
         print("no CUDA device: nothing to measure")
@@ -60,7 +63,7 @@ def main(argv=None) -> list[dict]:
     rows.append(compare("DIL training: DRK", a, b))
 
     y = torch.rand(1, 1, 64, 64, generator=torch.Generator().manual_seed(0)).to(device)
-    sd = selfdeblur.SelfDeblurConfig(iterations=100, ssim_switch=50)
+    sd = selfdeblur.SelfDeblurConfig(iterations=args.iterations, ssim_switch=args.iterations // 2)
     a, b = twice(lambda: selfdeblur.run_selfdeblur(y, 9, sd, seed=0, device=device, progress=False))
     rows.append(compare("SelfDeblur: x̂", a.x_hat, b.x_hat))
     rows.append(compare("SelfDeblur: k̂", a.k_hat, b.k_hat))

@@ -51,7 +51,7 @@ def _kill_when(process: subprocess.Popen, ready, timeout: float = 120.0) -> None
     assert process.returncode == -signal.SIGKILL
 
 
-DIL_RUN = dict(gallery_size=40, steps=3000, batch_size=8, log_every=10, checkpoint_every=25)
+DIL_RUN = dict(gallery_size=40, steps=1000, batch_size=8, log_every=10, checkpoint_every=25)
 
 
 def test_killed_dil_training_resumes_to_the_uninterrupted_result(tmp_path):

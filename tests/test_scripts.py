@@ -45,9 +45,15 @@ def test_device_check_is_valid_bash_and_names_what_exists():
 
 
 def test_gpu_determinism_on_the_cpu_is_bit_identical(tmp_path):
-    rows = _script("gpu_determinism").main(["--device", "cpu", "--out", str(tmp_path / "d.json")])
+    rows = _script("gpu_determinism").main(["--device", "cpu", "--iterations", "10", "--out", str(tmp_path / "d.json")])
     assert len(rows) == 5 and all(row["bit_identical"] and row["max_abs_difference"] == 0 for row in rows), rows
     assert json.loads((tmp_path / "d.json").read_text())["rows"] == rows
+
+
+def test_gpu_determinism_refuses_too_few_iterations(capsys):
+    with pytest.raises(SystemExit):
+        _script("gpu_determinism").main(["--device", "cpu", "--iterations", "1"])
+    assert "--iterations must be at least 2, got 1" in capsys.readouterr().err
 
 
 def test_step_times_covers_every_long_run_of_the_profile(tmp_path, monkeypatch):
