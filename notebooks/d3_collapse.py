@@ -150,7 +150,8 @@ plt.show()
 # row is the floor of any FFT filter, the reference of the DRK's speed target: `rfft2` of
 # the three channels, a product with a precomputed spectrum, `irfft2`.
 
-# %%
+# %% tags=["nbval-ignore-output"]
+# Wall times: nbval leaves this cell's outputs out of its comparison (repro.stored_outputs).
 table = d3.compute_table(model, settings.timing_size)
 display(Markdown(d3.format_compute_table(table)))
 mac_ratio = dil.count_parameters(model) / drk.numel()

@@ -332,7 +332,8 @@ display(Markdown(evaluation.format_table(noise)))
 # Parameters, multiply-adds per pixel and channel, and measured time per RGB megapixel
 # (float32, best of a few runs, this machine; {func}`repro.experiments.d3.compute_table`).
 
-# %%
+# %% tags=["nbval-ignore-output"]
+# Wall times: nbval leaves this cell's outputs out of its comparison (repro.stored_outputs).
 display(Markdown(d3.format_compute_table(results.compute)))
 cpu = [row for row in results.compute if row["device"] == "cpu"]
 fastest = max(row["speedup_vs_lcnn"] for row in cpu if row["method"].startswith("DRK"))

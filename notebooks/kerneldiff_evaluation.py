@@ -63,7 +63,7 @@ from IPython.display import Markdown, display
 from myst_nb import glue
 
 from repro import kerneldiff as kd
-from repro import metrics, profiles
+from repro import metrics, profiles, timing
 from repro.experiments import kerneldiff as kdx
 from repro.experiments.evaluation import find_row
 
@@ -226,7 +226,7 @@ glue("peaked_true", f"{sum(bool(c.k.max() > 0.5) for c in results.cases)}", disp
 # $\mathrm{MSE}(y, k \circledast F(y, k))$ needs only y, so it can choose among draws without
 # the ground truth. The row *{glue:text}`select_row`* of the table draws {glue:text}`n_select`
 # guided samples per image with {glue:text}`select_steps` strided steps (the cheapest sampler of
-# the sweep below, {glue:text}`select_cost` s per image for all of them) and keeps the one with
+# the sweep below, {glue:text}`select_cost` per image for all of them) and keeps the one with
 # the lowest residual ({func}`repro.kerneldiff.choose_by_residual`; `repro deblur --method
 # kerneldiff --samples N` does the same for your own image). Each point below is one sample: its
 # residual against its MNC with the true kernel, one colour per image, the chosen one circled.
@@ -249,14 +249,14 @@ plt.show()
 chosen = find_row(results.table, method=kdx.SELECT_ROW)
 select_wins = sum(c > a for c, a in zip(chosen["mnc_per_case"], alt["mnc_per_case"]))
 for name, text in {"select_row": kdx.SELECT_ROW, "n_select": settings.n_select, "select_steps": settings.select_steps,
-                   "select_cost": f"{chosen['seconds']:.1f}", "select_sample_mnc": f"{selection['sample_mnc']:.3f}",
+                   "select_cost": timing.seconds(chosen["seconds"], ".1f"), "select_sample_mnc": f"{selection['sample_mnc']:.3f}",
                    "select_chosen_mnc": f"{selection['chosen_mnc']:.3f}",
                    "select_best_mnc": f"{selection['best_mnc']:.3f}",
                    "select_is_best": f"{selection['chosen_is_best']} of {len(selection['cases'])}",
                    "select_wins": f"{select_wins} of {len(alt['mnc_per_case'])}",
                    "select_verdict": "above" if chosen["mnc_mean"] > alt["mnc_mean"] else "below",
                    "select_psnr_verdict": "above" if chosen["psnr_mean"] > alt["psnr_mean"] else "below",
-                   "select_time_ratio": f"{chosen['seconds'] / alt['seconds']:.1f}"}.items():
+                   "select_time_ratio": f"{chosen['seconds'] / alt['seconds']:.1f}×"}.items():
     glue(name, f"{text}", display=False)
 one_draw = selection["sample_mnc"]  # the mean MNC of a single draw at these steps
 closed = (selection["chosen_mnc"] - one_draw) / (alt["mnc_mean"] - one_draw) if alt["mnc_mean"] > one_draw else None
@@ -278,7 +278,7 @@ glue("select_spread", f"{max(chosen['mnc_std'], alt['mnc_std']):.2f}", display=F
 # best MNC on {glue:text}`select_is_best` images. The choice is {glue:text}`select_verdict` the
 # alternating baseline in MNC ({glue:text}`mnc_alt`; the chosen kernel is ahead on
 # {glue:text}`select_wins` images) and {glue:text}`select_psnr_verdict` it in PSNR
-# ({glue:text}`psnr_alt` dB), at {glue:text}`select_time_ratio` times its time per image.
+# ({glue:text}`psnr_alt` dB), at {glue:text}`select_time_ratio` its time per image.
 # {glue:text}`select_reading` With {glue:text}`n_cases` images and a standard deviation of MNC
 # over them of up to {glue:text}`select_spread`, differences of a few hundredths between these two
 # rows are not resolved.
@@ -355,10 +355,10 @@ glue("strided_eta", f"{settings.strided_eta:g}", display=False)
 n_sweep, n_test = settings.n_sweep, len(results.cases)
 steps_images = f"all {n_test} test images" if n_sweep == n_test else f"the first {n_sweep} of the {n_test} test images"
 glue("steps_images", steps_images, display=False)
-lines = ["| steps | η | n | MNC | PSNR (dB) | s / kernel | sampled as | device |", "|---|---|---|---|---|---|---|---|"]
+lines = ["| steps | η | n | MNC | PSNR (dB) | time / kernel | sampled as | device |", "|---|---|---|---|---|---|---|---|"]
 for r in sweep:
     lines.append(f"| {r['steps']} | {r['eta']:g} | {r['n']} | {r['mnc_mean']:.3f} ± {r['mnc_std']:.3f} | "
-                 f"{r['psnr_mean']:.2f} ± {r['psnr_std']:.2f} | {r['seconds_per_kernel']:.1f} | {r['source']} | "
+                 f"{r['psnr_mean']:.2f} ± {r['psnr_std']:.2f} | {timing.seconds(r['seconds_per_kernel'], '.1f')} | {r['source']} | "
                  f"{r['device']} |")
 display(Markdown("\n".join(lines)))
 

@@ -236,7 +236,8 @@ plt.show()
 # so a run's wall time is that of a run sharing the machine with the others (on a shared machine
 # these times also include waiting for other jobs).
 
-# %%
+# %% tags=["nbval-ignore-output"]
+# Wall times: nbval leaves this cell's outputs out of its comparison (repro.stored_outputs).
 def where(record):
     if record.get("threads") is None:
         return record["device"]

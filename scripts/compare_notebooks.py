@@ -1,9 +1,11 @@
 """Compare two trees of executed chapters cell by cell and list every number that changed.
 
-    python scripts/compare_notebooks.py OLD NEW [--report FILE] [--ignore REGEX ...]
+    python scripts/compare_notebooks.py OLD NEW [--report FILE] [--ignore REGEX ...] [--no-figures]
 
-OLD and NEW are folders of executed notebooks, e.g. ``results/quick/notebooks/`` of two clones.
-Notebooks are paired by file name and cells by position. For each code cell the script reads
+OLD and NEW are folders of executed notebooks, e.g. ``results/quick/notebooks/`` of two clones, or
+``notebooks/`` (the stored smoke outputs, which keep no figures: ``--no-figures``) and
+``results/smoke/notebooks/``. Notebooks are paired by file name and code cells by position, leaving
+out the parameters cell that papermill injects. For each code cell the script reads
 what a reader sees: glued values (by glue name), printed text, tables and Markdown; progress
 bars (stderr) are left out, and so are lines that match any ``--ignore`` pattern (wall times,
 say). Figures are compared by their bytes and counted. The report (Markdown, on stdout and in
@@ -47,7 +49,7 @@ def cell_view(cell: dict, ignore: list[re.Pattern]) -> dict:
     return {"glue": glue, "lines": lines, "figures": figures}
 
 
-def compare_cells(old: dict, new: dict) -> list[str]:
+def compare_cells(old: dict, new: dict, figures: bool = True) -> list[str]:
     """Report lines for one pair of cell views; empty when they agree."""
     out = []
     for name in sorted(old["glue"].keys() | new["glue"].keys()):
@@ -59,12 +61,17 @@ def compare_cells(old: dict, new: dict) -> list[str]:
             continue
         out.append(f"  {line}")
     changed = sum(a != b for a, b in zip(old["figures"], new["figures"])) + abs(len(old["figures"]) - len(new["figures"]))
-    if changed:
+    if changed and figures:
         out.append(f"- {changed} figure(s) changed")
     return out
 
 
-def compare_trees(old_dir: Path, new_dir: Path, ignore: list[re.Pattern]) -> tuple[list[str], int]:
+def _code_cells(path: Path) -> list[dict]:
+    return [c for c in json.loads(path.read_text())["cells"]
+            if c["cell_type"] == "code" and "injected-parameters" not in c.get("metadata", {}).get("tags", [])]
+
+
+def compare_trees(old_dir: Path, new_dir: Path, ignore: list[re.Pattern], figures: bool = True) -> tuple[list[str], int]:
     """The report and the number of cells (or notebooks) that differ."""
     report, differing = [], 0
     names = sorted({p.name for p in old_dir.glob("*.ipynb")} | {p.name for p in new_dir.glob("*.ipynb")})
@@ -77,12 +84,12 @@ def compare_trees(old_dir: Path, new_dir: Path, ignore: list[re.Pattern]) -> tup
             report.append(f"## {name}\n\nmissing: {', '.join(missing)}\n")
             differing += 1
             continue
-        old_cells, new_cells = ([c for c in json.loads(p.read_text())["cells"] if c["cell_type"] == "code"] for p in paths)
+        old_cells, new_cells = (_code_cells(p) for p in paths)
         section = []
         if len(old_cells) != len(new_cells):
             section.append(f"- {len(old_cells)} code cells → {len(new_cells)}; cells paired by position up to the shorter")
         for i, (a, b) in enumerate(zip(old_cells, new_cells)):
-            lines = compare_cells(cell_view(a, ignore), cell_view(b, ignore))
+            lines = compare_cells(cell_view(a, ignore), cell_view(b, ignore), figures)
             if lines:
                 source = "" if a["source"] == b["source"] else " (its source changed)"
                 section += [f"### code cell {i}{source}", *lines]
@@ -98,6 +105,7 @@ def main(argv=None) -> int:
     parser.add_argument("--report", type=Path, help="also write the report to this file")
     parser.add_argument("--ignore", action="append", default=[], metavar="REGEX",
                         help="leave out output lines (and glued values) that match; repeatable")
+    parser.add_argument("--no-figures", action="store_true", help="do not compare figures")
     args = parser.parse_args(argv)
     for folder in (args.old, args.new):
         if not folder.is_dir():
@@ -106,7 +114,7 @@ def main(argv=None) -> int:
         ignore = [re.compile(p) for p in args.ignore]
     except re.error as err:
         parser.error(f"--ignore: {err}")
-    report, differing = compare_trees(args.old, args.new, ignore)
+    report, differing = compare_trees(args.old, args.new, ignore, figures=not args.no_figures)
     text = f"# {args.old} → {args.new}\n\n" + "\n".join(report) + f"\n{differing} notebook(s) differ\n"
     print(text)
     if args.report:

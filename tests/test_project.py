@@ -1,6 +1,7 @@
 """Project-level checks: pinned versions agree, notebooks are paired, chapters execute."""
 
 import ast
+import copy
 import json
 import re
 from pathlib import Path
@@ -10,7 +11,7 @@ import nbformat
 import pytest
 import torch
 
-from repro import chapters
+from repro import chapters, stored_outputs
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -34,13 +35,20 @@ def test_installed_versions_match_the_pins():
 
 
 @pytest.mark.parametrize("name", chapters.CHAPTERS)
-def test_paired_notebook_is_in_sync_with_its_script(name):
+def test_paired_notebook_is_in_sync_with_its_script_outputs_included(name):
+    """The ``.ipynb`` has the script's cells and stores the outputs of one complete smoke execution
+    (every code cell executed, in order), which nbval compares; images are not stored."""
     script = jupytext.read(REPO / "notebooks" / f"{name}.py")
     paired = nbformat.read(REPO / "notebooks" / f"{name}.ipynb", as_version=4)
-    assert [c.source for c in script.cells] == [c.source for c in paired.cells], (
-        f"run `jupytext --sync notebooks/{name}.py`"
-    )
-    assert all(not c.get("outputs") for c in paired.cells), "commit paired notebooks without outputs"
+    assert [(c.cell_type, c.source, c.metadata.get("tags")) for c in script.cells] == [
+        (c.cell_type, c.source, c.metadata.get("tags")) for c in paired.cells], (
+        f"run `jupytext --sync notebooks/{name}.py`, then `make notebooks-refresh CHAPTERS={name}`")
+    refresh = f"the stored outputs are incomplete: run `make notebooks-refresh CHAPTERS={name}`"
+    assert not stored_outputs.unexecuted_cells(paired), refresh
+    counts = [c.execution_count for c in paired.cells if c.cell_type == "code"]
+    assert counts == list(range(1, len(counts) + 1)), refresh
+    assert any(c.get("outputs") for c in paired.cells), refresh
+    assert stored_outputs.clean(copy.deepcopy(paired)) == paired, "store notebooks through `make notebooks-refresh`"
     first_code = next(c for c in script.cells if c.cell_type == "code")
     assert "parameters" in first_code.metadata.get("tags", []) and "profile" in first_code.source
 

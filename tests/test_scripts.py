@@ -212,6 +212,28 @@ def _executed_notebook(path: Path, value: str, printed: str, seconds: str) -> No
     nbformat.write(nb, path)
 
 
+def test_compare_notebooks_pairs_stored_outputs_with_a_papermill_run(tmp_path):
+    """The stored smoke outputs (no figures, no injected cell) against a papermill execution."""
+    import nbformat
+
+    compare = _script("compare_notebooks")
+
+    def notebook(path, injected, figure):
+        params = nbformat.v4.new_code_cell("profile = 'quick'", metadata={"tags": ["parameters"]})
+        data = {"text/plain": "<Figure size 640x480 with 1 Axes>", **({"image/png": "iVBOR"} if figure else {})}
+        shown = nbformat.v4.new_code_cell("plot()", outputs=[
+            nbformat.v4.new_output("stream", name="stdout", text="PSNR 21.47\n"),
+            nbformat.v4.new_output("display_data", data=data)])
+        injected_cell = nbformat.v4.new_code_cell("profile = 'smoke'", metadata={"tags": ["injected-parameters"]})
+        path.parent.mkdir(parents=True, exist_ok=True)
+        nbformat.write(nbformat.v4.new_notebook(cells=[params, *([injected_cell] if injected else []), shown]), path)
+
+    notebook(tmp_path / "stored" / "ch.ipynb", injected=False, figure=False)
+    notebook(tmp_path / "run" / "ch.ipynb", injected=True, figure=True)
+    assert compare.main([str(tmp_path / "stored"), str(tmp_path / "run"), "--no-figures"]) == 0
+    assert compare.main([str(tmp_path / "stored"), str(tmp_path / "run")]) == 1  # the figure is missing
+
+
 def test_compare_notebooks_names_each_changed_number(tmp_path, capsys):
     compare = _script("compare_notebooks")
     _executed_notebook(tmp_path / "old" / "ch.ipynb", "25.08", "MNC 0.433", "12.5")

@@ -41,6 +41,13 @@ def machine_description() -> str:
     return f"{cpu}{f' ({extension})' if extension else ''}, {os.cpu_count()} cores, {gpu}, torch {torch.__version__}"
 
 
+def seconds(value: float, spec: str = ".3g") -> str:
+    """A measured duration as the book prints it, with its unit ("0.0017 s"). The unit marks it
+    as a wall time, which ``notebooks/nbval_sanitize.cfg`` masks when nbval compares stored
+    outputs: wall times vary from run to run, the results beside them must not."""
+    return f"{value:{spec}} s"
+
+
 def time_call(fn: Callable[[], object], device: torch.device | str = "cpu", repeats: int = 3,
               warmup: int = 1, reduce: Callable = statistics.median) -> float:
     """Seconds taken by ``fn()``: ``warmup`` untimed calls, then ``reduce`` (median by default, or

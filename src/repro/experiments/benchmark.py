@@ -77,7 +77,7 @@ from typing import Callable
 import torch
 from tqdm.auto import tqdm
 
-from .. import data, methods, metrics, nonblind
+from .. import data, methods, metrics, nonblind, timing
 from .._checks import check_choice, check_positive_int, resolve_device
 from .._io import load_cached, save_json
 from ..profiles import Profile, check
@@ -504,15 +504,15 @@ def _cell(value, spread, digits: int) -> str:
 
 
 def format_table(rows: list[dict], set_name: str) -> str:
-    """Markdown table of one set: method, inputs × runs, PSNR, SSIM, MNC (± run-to-run spread), s/image."""
+    """Markdown table of one set: method, inputs × runs, PSNR, SSIM, MNC (± run-to-run spread), time/image."""
     chosen = [r for r in rows if r["set"] == set_name]
     if not chosen:
         return "(no results)"
-    lines = ["| method | inputs × runs | PSNR (dB) | SSIM | MNC | s / image |", "|---|---|---|---|---|---|"]
+    lines = ["| method | inputs × runs | PSNR (dB) | SSIM | MNC | time / image |", "|---|---|---|---|---|---|"]
     for r in chosen:
         lines.append(f"| {r['method']} | {r['inputs']} × {r['runs']} | {_cell(r['psnr'], r['psnr_spread'], 2)} | "
                      f"{_cell(r['ssim'], r['ssim_spread'], 3)} | {_cell(r['mnc'], r['mnc_spread'], 3)} | "
-                     f"{r['seconds']:.3g} |")
+                     f"{timing.seconds(r['seconds'])} |")
     return "\n".join(lines)
 
 
@@ -529,7 +529,7 @@ def format_matrix(rows: list[dict], metric: str = "psnr", sets=SETS, methods=MET
             if r is None:
                 cells.append("—")
             elif metric == "seconds":
-                cells.append(f"{r['seconds']:.3g}")
+                cells.append(timing.seconds(r["seconds"]))
             else:
                 cells.append(_cell(r[metric], r[f"{metric}_spread"], digits))
         lines.append(f"| {method} | " + " | ".join(cells) + " |")

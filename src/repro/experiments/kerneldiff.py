@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from .. import data, synth
+from .. import data, synth, timing
 from .._checks import check_positive, check_positive_int, count_parameters, is_int, resolve_device
 from .._io import jsonable, load_cached, load_checkpoint, move_aside, save_checkpoint, save_json
 from ..alternating import alternating_map
@@ -360,12 +360,12 @@ def _score_rows(cases: list, estimates: dict[str, dict], solver: Solver, drk: to
 
 def format_rows(rows: list[dict]) -> str:
     """Markdown table of :func:`run_chapter`'s ``table`` rows with the paper's numbers beside ours."""
-    lines = ["| method | n | PSNR (dB) | SSIM | MNC | s / image | paper: method | paper PSNR | paper SSIM | paper MNC |",
+    lines = ["| method | n | PSNR (dB) | SSIM | MNC | time / image | paper: method | paper PSNR | paper SSIM | paper MNC |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
         paper = PAPER_TABLE.get(row["method"], {})
         mnc_text = f"{row['mnc_mean']:.3f} ± {row['mnc_std']:.3f}" if "mnc_mean" in row else "—"
-        seconds = f"{row['seconds']:.1f}" if "seconds" in row else "—"
+        seconds = timing.seconds(row["seconds"], ".1f") if "seconds" in row else "—"
         cells = [row["method"], str(row["n"]), f"{row['psnr_mean']:.2f} ± {row['psnr_std']:.2f}",
                  f"{row['ssim_mean']:.3f} ± {row['ssim_std']:.3f}", mnc_text, seconds, paper.get("method", ""),
                  *(f"{paper[m]:.3f}".rstrip("0").rstrip(".") if m in paper else "" for m in ("psnr", "ssim", "mnc"))]
