@@ -78,3 +78,26 @@ def test_a_save_removes_the_temporaries_of_killed_writers_only(tmp_path):
     assert all(p.exists() for p in (alive, elsewhere, other_file, unknown))
     assert torch.equal(_io.load_checkpoint(target)["w"], torch.ones(2))
     assert _io.remove_stale_temporaries(tmp_path / "missing" / "x.json") == []
+
+
+def test_fingerprint_keys_tensors_files_and_json_values(tmp_path):
+    from repro._io import fingerprint
+
+    x = torch.arange(6, dtype=torch.float32).reshape(2, 3)
+    key = fingerprint(x, {"b": 1, "a": [1, 2]}, 3)
+    assert len(key) == 16 and int(key, 16) >= 0
+    assert key == fingerprint(x.double(), {"a": (1, 2), "b": 1}, 3)  # float64 values, sorted keys, tuples as lists
+    different = [fingerprint(x.reshape(3, 2), {"b": 1, "a": [1, 2]}, 3),  # the shape counts
+                 fingerprint(x + 1e-6, {"b": 1, "a": [1, 2]}, 3),
+                 fingerprint(x, {"b": 1, "a": [1, 2]}, 4),
+                 fingerprint({"b": 1, "a": [1, 2]}, x, 3)]  # and the order of the parts
+    assert key not in different and len(set(different)) == len(different)
+    assert fingerprint("12") != fingerprint("1", "2") and fingerprint([1], [2]) != fingerprint([1, 2])
+    path = tmp_path / "model.pt"
+    path.write_bytes(b"weights")
+    assert fingerprint(path) != fingerprint(str(path))  # a Path is read, a string is a value
+    before = fingerprint(path)
+    path.write_bytes(b"other weights")
+    assert fingerprint(path) != before
+    with pytest.raises(ValueError, match="cannot fingerprint a object"):
+        fingerprint(object())

@@ -33,6 +33,29 @@ def jsonable(obj):
     return obj
 
 
+def fingerprint(*parts) -> str:
+    """16 hex digits of SHA-256 over ``parts``: the key under which a cached result is stored, so
+    that it is reused only for the same inputs. A tensor counts by its shape and values (as
+    float64, so one key for the same values in float32 or float64, on any device), a
+    ``pathlib.Path`` by the bytes of its file, anything else by its JSON text with sorted keys."""
+    digest = hashlib.sha256()
+    for part in parts:
+        if isinstance(part, torch.Tensor):
+            kind = "tensor"
+            data = str(tuple(part.shape)).encode() + part.detach().cpu().to(torch.float64).contiguous().numpy().tobytes()
+        elif isinstance(part, Path):
+            kind, data = "file", part.read_bytes()
+        else:
+            try:
+                kind, data = "json", json.dumps(jsonable(part), sort_keys=True).encode()
+            except TypeError:
+                raise ValueError(f"cannot fingerprint a {type(part).__name__}: give tensors, paths or "
+                                 "JSON values (numbers, strings, lists, dicts)") from None
+        # the kind and the length of each part, so that no two different sequences of parts share a text
+        digest.update(f"{kind}:{len(data)}:".encode() + data)
+    return digest.hexdigest()[:16]
+
+
 def _host_tag() -> str:
     return hashlib.sha1(socket.gethostname().encode()).hexdigest()[:8]
 

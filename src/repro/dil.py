@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import hashlib
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,7 +50,7 @@ from . import kernels as kernel_lib  # as kernel_lib: `kernels` names the tensor
 from . import ops
 from ._checks import check_choice, check_positive, check_positive_int, check_tensor, count_parameters, is_int
 from ._schedule import half_cosine_lr
-from ._io import load_cached, load_checkpoint, save_checkpoint, save_json
+from ._io import fingerprint, load_cached, load_checkpoint, save_checkpoint, save_json
 from ._threads import fixed_cpu_threads
 
 # --------------------------------------------------------------------------------------------
@@ -400,10 +399,6 @@ def _batch_indices(n: int, batch_size: int, seed: int, step: int, device) -> tor
     return torch.randint(n, (batch_size,), generator=generator).to(device)
 
 
-def _fingerprint(gallery: torch.Tensor) -> str:
-    return hashlib.sha256(gallery.detach().cpu().to(torch.float64).numpy().tobytes()).hexdigest()[:16]
-
-
 def _evaluate_terms(kernels: torch.Tensor, model: LinearCNN, weights: DILWeights) -> dict[str, float]:
     with torch.no_grad():
         loss, terms = dil_loss(kernels, model, weights)
@@ -457,7 +452,7 @@ def train_dil(
 
     model = LinearCNN(seed=seed).to(device=device, dtype=gallery.dtype)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    identity = {"config": config.to_dict(), "seed": seed, "gallery": _fingerprint(gallery)}
+    identity = {"config": config.to_dict(), "seed": seed, "gallery": fingerprint(gallery)}
     step, history = 0, []
     path = Path(checkpoint_path) if checkpoint_path is not None else None
     state = None

@@ -65,8 +65,6 @@ weights, the seed) is unchanged, so an interrupted benchmark resumes where it st
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import math
 import statistics
 import time
@@ -79,7 +77,7 @@ from tqdm.auto import tqdm
 
 from .. import data, methods, metrics, nonblind, timing
 from .._checks import check_choice, check_positive_int, resolve_device
-from .._io import load_cached, save_json
+from .._io import fingerprint, load_cached, save_json
 from ..profiles import Profile, check
 from ..store import check_profile, results_dir
 from . import d3, kerneldiff, selfdeblur
@@ -301,13 +299,6 @@ def _y(case: Case) -> torch.Tensor:
     return case.y[None].float().clamp(0, 1)
 
 
-def _file_key(*paths: Path) -> str:
-    digest = hashlib.sha256()
-    for path in paths:
-        digest.update(Path(path).read_bytes())
-    return digest.hexdigest()[:16]
-
-
 def _selfdeblur_adapter(variant: str, profile: Profile, device) -> Adapter:
     """SelfDeblur ``variant`` ("original" or "improved") via :func:`repro.experiments.selfdeblur.evaluate_runs`:
     Levin and Kodak runs in the SelfDeblur chapter's folder (shared), BSD100 runs in
@@ -332,7 +323,7 @@ def _selfdeblur_adapter(variant: str, profile: Profile, device) -> Adapter:
         return {"psnr": m["psnr"], "ssim": m["ssim"], "mnc": m["mnc"], "border": m["border"],
                 "seconds": record["seconds"], "device": record["device"]}
 
-    key = hashlib.sha256(json.dumps(config.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+    key = fingerprint(config.to_dict())
     return Adapter(f"SelfDeblur, {variant}", run, key, stochastic=True, sets=settings.selfdeblur_sets)
 
 
@@ -377,11 +368,11 @@ def adapters(profile: Profile, device=None, progress: bool = True) -> dict[str, 
         Adapter("unsharp masking", _timed(lambda case, seed: (d3.unsharp_mask(_y(case).to(device)), None), device),
                 f"sigma={d3.UNSHARP_SIGMA},amount={d3.UNSHARP_AMOUNT}"),
         Adapter("DRK (D3)", _timed(drk_method, device),
-                hashlib.sha256(drk.double().cpu().numpy().tobytes()).hexdigest()[:16]),
+                fingerprint(drk)),
         _selfdeblur_adapter("original", profile, device),
         _selfdeblur_adapter("improved", profile, device),
         Adapter("Kernel-Diff, guided", _timed(kernel_diff, device),
-                f"{_file_key(*model_files)}|step={diffusion.step}|steps={steps}", stochastic=True),
+                f"{fingerprint(*map(Path, model_files))}|step={diffusion.step}|steps={steps}", stochastic=True),
     ]
     return {a.name: a for a in table}
 
@@ -397,8 +388,7 @@ def record_id(set_name: str, case: Case, method: str, seed: int) -> str:
 
 def record_key(case: Case, adapter: Adapter, seed: int) -> str:
     """Hash of everything that determines a record: the case's data, the method's key, the seed."""
-    text = json.dumps([case.fingerprint(), adapter.name, adapter.key, seed])
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    return fingerprint(case.fingerprint(), adapter.name, adapter.key, seed)
 
 
 def load_records(path: str | Path) -> dict[str, dict]:

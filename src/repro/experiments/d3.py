@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
-import hashlib
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +20,7 @@ from tqdm.auto import tqdm
 
 from .. import data, ops
 from .._checks import check_choice, check_positive, check_tensor, count_parameters, resolve_device
-from .._io import load_cached, load_checkpoint, load_json, move_aside, save_json
+from .._io import fingerprint, load_cached, load_checkpoint, load_json, move_aside, save_json
 from .._threads import check_workers, parallel_map
 from ..dil import (DILConfig, DILRun, DILWeights, LinearCNN, collapse, deblur_drk, lcnn_apply, multiply_adds_per_pixel,
                    train_dil)
@@ -384,7 +383,7 @@ def outside_cases(settings: DILProfile) -> list:
 
 
 def _drk_key(drk: torch.Tensor) -> str:
-    return hashlib.sha256(drk.detach().cpu().to(torch.float64).numpy().tobytes()).hexdigest()[:16]
+    return fingerprint(drk)
 
 
 def fft_multiply_adds(grid_pixels: int, output_pixels: int) -> float:

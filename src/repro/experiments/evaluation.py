@@ -16,7 +16,6 @@ Generic, used by every chapter that compares restorations:
 
 from __future__ import annotations
 
-import hashlib
 import math
 import zlib
 from dataclasses import dataclass, field
@@ -28,7 +27,7 @@ from tqdm.auto import tqdm
 
 from .. import metrics, ops
 from .._checks import check_choice, check_positive, check_tensor
-from .._io import load_cached, save_json
+from .._io import fingerprint, load_cached, save_json
 
 FORMAT = "repro.evaluation/1"
 BLUR_MODES = ("valid",) + ops.PAD_MODES
@@ -51,12 +50,8 @@ class Case:
     meta: dict = field(default_factory=dict)
 
     def fingerprint(self) -> str:
-        """SHA-256 (16 hex digits) of x, k and y: a stored score is reused only for the same data."""
-        digest = hashlib.sha256()
-        for t in (self.x, self.k, self.y):
-            digest.update(str(tuple(t.shape)).encode())
-            digest.update(t.detach().cpu().to(torch.float64).contiguous().numpy().tobytes())
-        return digest.hexdigest()[:16]
+        """The fingerprint of x, k and y: a stored score is reused only for the same data."""
+        return fingerprint(self.x, self.k, self.y)
 
 
 def centre_crop(image: torch.Tensor, h: int, w: int) -> torch.Tensor:

@@ -9,7 +9,6 @@ of the evaluation table and the steps sweep, and compares them with the paper's 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import math
 import statistics
 import time
@@ -21,7 +20,7 @@ from tqdm.auto import tqdm
 
 from .. import data, synth, timing
 from .._checks import check_positive, check_positive_int, count_parameters, is_int, resolve_device
-from .._io import jsonable, load_cached, load_checkpoint, move_aside, save_checkpoint, save_json
+from .._io import fingerprint, jsonable, load_cached, load_checkpoint, move_aside, save_checkpoint, save_json
 from ..alternating import alternating_map
 from ..dil import deblur_drk
 from ..kerneldiff import (CPU_MAX_BATCH, PAPER_UNET, KernelUNet, Schedule, Solver, TrainConfig, TrainRun, UNetConfig,
@@ -296,10 +295,7 @@ def _stack_y(cases: list, device) -> torch.Tensor:
 
 
 def _kernel_key(estimates: dict, output: str) -> str:
-    digest = hashlib.sha256()
-    for name in sorted(estimates):
-        digest.update(estimates[name][output].to(torch.float64).numpy().tobytes())
-    return digest.hexdigest()[:16]
+    return fingerprint(*(estimates[name][output] for name in sorted(estimates)))
 
 
 PAPER_TABLE = {
@@ -335,7 +331,7 @@ def _score_rows(cases: list, estimates: dict[str, dict], solver: Solver, drk: to
         return lambda y, case: f(y[None].float().to(device), case.k[None, None].float().to(device))[0].clamp(0, 1).cpu()
 
     drk = drk.to(device=device, dtype=torch.float32)
-    drk_key = hashlib.sha256(drk.double().cpu().numpy().tobytes()).hexdigest()[:16]
+    drk_key = fingerprint(drk)
     methods = {"blurred input": lambda y, case: y.clamp(0, 1), "Wiener, true k (oracle)": oracle(wiener),
                "learned F, true k (oracle)": oracle(solver),
                DRK_ROW: lambda y, case: deblur_drk(y[None].float().to(device), drk)[0].clamp(0, 1).cpu()}

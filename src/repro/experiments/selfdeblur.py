@@ -58,8 +58,6 @@ multi-threaded run at a time (small convolutions do not split well across thread
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import math
 import statistics
 from collections.abc import Sequence
@@ -73,7 +71,7 @@ from tqdm.auto import tqdm
 from .. import data, kernels, metrics, nonblind
 from .. import selfdeblur as sd
 from .._checks import check_choice, check_positive, check_positive_int, check_tensor, is_int, resolve_device
-from .._io import load_checkpoint, load_json, save_checkpoint, save_json
+from .._io import fingerprint, load_checkpoint, load_json, save_checkpoint, save_json
 from .._threads import check_workers, fixed_cpu_threads, parallel_map
 from ..selfdeblur import SelfDeblurConfig
 from ..profiles import Profile, check
@@ -395,8 +393,7 @@ def run_id(case: Case, method: str, seed: int) -> str:
 def run_key(case: Case, config: SelfDeblurConfig, seed: int) -> str:
     """Hash (16 hex digits) of everything that determines a run: the input's data and kernel
     size, the configuration and the seed."""
-    text = json.dumps([case.fingerprint(), case.meta["kernel_size"], config.to_dict(), seed], sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    return fingerprint(case.fingerprint(), case.meta["kernel_size"], config.to_dict(), seed)
 
 
 def load_records(folder: str | Path) -> dict[str, dict]:
@@ -803,7 +800,7 @@ def run_failure_modes(profile: Profile, device=None, progress: bool = True) -> F
     fit_cases = cases[: settings.fit_inputs]
     sharp = torch.stack([c.x for c in fit_cases])
     blurred = torch.stack([c.y for c in fit_cases])
-    key = hashlib.sha256(json.dumps([[c.fingerprint() for c in fit_cases], settings.fit_iterations]).encode()).hexdigest()[:16]
+    key = fingerprint([c.fingerprint() for c in fit_cases], settings.fit_iterations)
     cache = folder / "fit_curves.json"
     stored = load_json(cache) if cache.exists() else {}
     if stored.get("key") == key:
