@@ -16,6 +16,7 @@ REPO = Path(__file__).resolve().parents[1]
 def test_environment_fixes_profile_results_threads_device_and_progress(tmp_path):
     env = stored_outputs.environment(tmp_path)
     assert env == {"REPRO_PROFILE": "smoke", "REPRO_RESULTS": str(tmp_path), "OMP_NUM_THREADS": "2",
+                   "ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_CBWR": "COMPATIBLE",
                    "CUDA_VISIBLE_DEVICES": "", "TQDM_DISABLE": "1"}
 
 

@@ -8,7 +8,11 @@ an intended change (``make notebooks-refresh``).
 
 Both sides run under :func:`environment`: the smoke profile, a fresh results folder (so a cached
 result of older code never stands in for a computation), two intra-op CPU threads whatever the
-core count, no GPU (the stored numbers are CPU numbers) and no progress bars. Figures are not
+core count, the same x86 code paths whatever the CPU (AVX2 for PyTorch's kernels and oneDNN's
+convolutions, MKL's reproducible ``COMPATIBLE`` branch), no GPU (the stored numbers are CPU
+numbers) and no progress bars. The code paths matter: another instruction set sums in another
+order, and the smoke profile's 20-iteration SelfDeblur runs amplify a last-bit difference into a
+different result (with PyTorch's and oneDNN's vector code switched off, 13 cells differ). Figures are not
 stored: nbval does not compare images, and the book is built from the executed chapters of
 ``results/<profile>/notebooks/``, not from these files.
 """
@@ -37,6 +41,7 @@ IMAGE_TYPES = ("image/png", "image/jpeg", "image/svg+xml")
 def environment(results: str | Path) -> dict[str, str]:
     """The variables under which stored outputs are made and compared (see the module docstring)."""
     return {"REPRO_PROFILE": PROFILE, "REPRO_RESULTS": str(results), "OMP_NUM_THREADS": "2",
+            "ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_CBWR": "COMPATIBLE",
             "CUDA_VISIBLE_DEVICES": "", "TQDM_DISABLE": "1"}
 
 
