@@ -17,10 +17,7 @@ from repro import kernels, metrics, ops
 from repro._checks import count_parameters
 from repro import selfdeblur as sd
 from repro.selfdeblur import (
-    ImageGenerator,
-    KernelGenerator,
     LossWeights,
-    NonLocalBlock,
     SelfDeblurConfig,
     crop_to_observation,
     data_loss,
@@ -34,6 +31,7 @@ from repro.selfdeblur import (
     total_variation,
     ycbcr_to_rgb,
 )
+from repro.selfdeblur_nets import ImageGenerator, KernelGenerator, NonLocalBlock
 
 F64 = torch.float64
 QUICK = SelfDeblurConfig(iterations=3, ssim_switch=2)  # a few iterations of the original method
