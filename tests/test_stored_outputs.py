@@ -107,3 +107,19 @@ def test_sanitizer_masks_wall_times_and_nothing_else():
             "trained 60 steps; 20 reverse steps (η = 1)", "argmax of eq. (12): σ = 1.503", "'-3.15'", "'+0.56'")
     for text in kept:
         assert _sanitize(text) == text
+
+
+def test_refresh_stores_a_clean_execution_and_keeps_the_old_file_when_a_cell_fails(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(stored_outputs, "NOTEBOOKS", tmp_path)
+    monkeypatch.setattr(stored_outputs, "CHAPTERS", ("good", "bad"))
+    (tmp_path / "good.py").write_text("# %%\nimport os\nprint(os.environ['REPRO_PROFILE'], 6 * 7)\n\n# %%\nx = 1\n")
+    (tmp_path / "bad.py").write_text("# %%\nprint('before')\n\n# %%\nraise RuntimeError('this cell fails')\n")
+    (tmp_path / "bad.ipynb").write_text("stored before")
+    assert stored_outputs.refresh(["good"], progress=lambda line: None) == [tmp_path / "good.ipynb"]
+    stored = nbformat.read(tmp_path / "good.ipynb", as_version=4)
+    assert [c.execution_count for c in stored.cells] == [1, 2] and stored_outputs.unexecuted_cells(stored) == []
+    assert stored.cells[0].outputs[0].text == "smoke 42\n" and "execution" not in stored.cells[0].metadata
+    assert stored_outputs.main(["bad"]) == 1
+    assert "RuntimeError: this cell fails" in capsys.readouterr().err
+    assert (tmp_path / "bad.ipynb").read_text() == "stored before"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.ipynb", "bad.py", "good.ipynb", "good.py"]
