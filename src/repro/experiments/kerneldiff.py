@@ -663,6 +663,47 @@ class KernelDiffResults:
     device: str
 
 
+def _kernel_estimators(model, solver, wiener, settings, schedule, device, key: str, select_key: str,
+                       max_batch) -> list[tuple]:
+    """The kernel estimators of the chapter's table, each as (run name, fn(chunk of cases) ->
+    {output: kernels}, outputs, cache key): alternating MAP_{x,k}, Kernel-Diff unguided, guided
+    (eq. 20 and Algorithm 1, with and without Stage II), guided through the classical Wiener F,
+    and the lowest reblurring residual of several guided samples."""
+    s, steps = model.config.kernel_size, settings.sample_steps
+    eta = settings.eta(steps, schedule.T)
+    n_select, select_eta = settings.n_select, settings.eta(settings.select_steps, schedule.T)
+
+    def guided(chunk):
+        result = sample(model, _stack_y(chunk, device), solver, True, steps, eta, seed=SEED, schedule=schedule)
+        return {"Kernel-Diff, guided": result.kernels, "Kernel-Diff, guided, Stage I only": result.stage1}
+
+    def guided_by_wiener(chunk):
+        result = sample(model, _stack_y(chunk, device), wiener, True, steps, eta, seed=SEED, schedule=schedule)
+        return {WIENER_GUIDED_ROW: result.kernels}
+
+    def unguided(chunk):
+        result = sample(model, _stack_y(chunk, device), None, False, steps, eta, seed=SEED, schedule=schedule)
+        return {"Kernel-Diff, unguided": result.kernels}
+
+    def alternating(chunk):
+        return {"alternating MAP_{x,k}": _alternating(_stack_y(chunk, device), s, solver,
+                                                      settings.alternating_iterations, SEED)[0]}
+
+    def lowest_residual(chunk):
+        result = sample(model, _stack_y(chunk, device), solver, True, settings.select_steps, select_eta,
+                        n_samples=n_select, seed=SEED, schedule=schedule, max_batch=max_batch)
+        kernels, _ = choose_by_residual(result, n_select)
+        return {SELECT_ROW: kernels, "samples": result.kernels.view(len(chunk), n_select, s, s),
+                "residuals": result.final_residual.view(len(chunk), n_select)}
+
+    return [("alternating", alternating, ["alternating MAP_{x,k}"],
+             f"{solver.key}|iterations={settings.alternating_iterations}"),
+            ("unguided", unguided, ["Kernel-Diff, unguided"], key),
+            ("guided", guided, ["Kernel-Diff, guided, Stage I only", "Kernel-Diff, guided"], key),
+            ("guided_wiener", guided_by_wiener, [WIENER_GUIDED_ROW], key.replace(solver.key, wiener.key, 1)),
+            ("lowest_residual", lowest_residual, [SELECT_ROW], select_key)]
+
+
 def run_chapter(profile: Profile, device=None, progress: bool = True) -> KernelDiffResults:
     """Everything ``kerneldiff_evaluation`` shows, computed or read back from ``results/<profile>/kerneldiff/``.
 
@@ -687,49 +728,17 @@ def run_chapter(profile: Profile, device=None, progress: bool = True) -> KernelD
     model = run.ema
     cases = test_cases(profile)
     max_batch = CPU_MAX_BATCH if device.type == "cpu" else None
-    s, steps = model.config.kernel_size, settings.sample_steps
+    steps = settings.sample_steps
     eta = settings.eta(steps, schedule.T)
     model_key = f"{MODEL_FILE}:{run.step}:{dataclasses.astuple(unet_config(profile))}:{dataclasses.astuple(settings.train)}"
     key = f"{solver.key}|{model_key}|steps={steps}|eta={eta}|seed={SEED}"
 
-    def guided(chunk):
-        result = sample(model, _stack_y(chunk, device), solver, True, steps, eta, seed=SEED, schedule=schedule)
-        return {"Kernel-Diff, guided": result.kernels, "Kernel-Diff, guided, Stage I only": result.stage1}
-
-    def guided_by_wiener(chunk):
-        result = sample(model, _stack_y(chunk, device), wiener, True, steps, eta, seed=SEED, schedule=schedule)
-        return {WIENER_GUIDED_ROW: result.kernels}
-
-    def unguided(chunk):
-        result = sample(model, _stack_y(chunk, device), None, False, steps, eta, seed=SEED, schedule=schedule)
-        return {"Kernel-Diff, unguided": result.kernels}
-
-    def alternating(chunk):
-        return {"alternating MAP_{x,k}": _alternating(_stack_y(chunk, device), s, solver,
-                                                      settings.alternating_iterations, SEED)[0]}
-
     n_select, select_eta = settings.n_select, settings.eta(settings.select_steps, schedule.T)
     select_key = (f"{solver.key}|{model_key}|steps={settings.select_steps}|eta={select_eta}|seed={SEED}"
                   f"|samples={n_select}")
-
-    def lowest_residual(chunk):
-        result = sample(model, _stack_y(chunk, device), solver, True, settings.select_steps, select_eta,
-                        n_samples=n_select, seed=SEED, schedule=schedule, max_batch=max_batch)
-        kernels, _ = choose_by_residual(result, n_select)
-        return {SELECT_ROW: kernels, "samples": result.kernels.view(len(chunk), n_select, s, s),
-                "residuals": result.final_residual.view(len(chunk), n_select)}
-
     estimates = {}
-    for run_name, fn, outputs in (
-        ("alternating", alternating, ["alternating MAP_{x,k}"]),
-        ("unguided", unguided, ["Kernel-Diff, unguided"]),
-        ("guided", guided, ["Kernel-Diff, guided, Stage I only", "Kernel-Diff, guided"]),
-        ("guided_wiener", guided_by_wiener, [WIENER_GUIDED_ROW]),
-        ("lowest_residual", lowest_residual, [SELECT_ROW]),
-    ):
-        run_key = {"alternating": f"{solver.key}|iterations={settings.alternating_iterations}",
-                   "guided_wiener": key.replace(solver.key, wiener.key, 1),
-                   "lowest_residual": select_key}.get(run_name, key)
+    for run_name, fn, outputs, run_key in _kernel_estimators(model, solver, wiener, settings, schedule, device,
+                                                             key, select_key, max_batch):
         found = _estimate(run_name, run_key, fn, cases, folder, settings.batch, progress)
         estimates |= {(run_name, output): found for output in outputs}
     table = _score_rows(cases, estimates, solver, drk, folder, progress)
