@@ -12,7 +12,7 @@ core count, the same x86 code paths whatever the CPU (AVX2 for PyTorch's kernels
 convolutions, MKL's reproducible ``COMPATIBLE`` branch), no GPU (the stored numbers are CPU
 numbers) and no progress bars. The code paths matter: another instruction set sums in another
 order, and the smoke profile's 20-iteration SelfDeblur runs amplify a last-bit difference into a
-different result (with PyTorch's and oneDNN's vector code switched off, 13 cells differ). Figures are not
+different result (the README's "What `make test` checks" says how this was measured). Figures are not
 stored: nbval does not compare images, and the book is built from the executed chapters of
 ``results/<profile>/notebooks/``, not from these files.
 """

@@ -382,10 +382,6 @@ def outside_cases(settings: DILProfile) -> list:
     return cases + build_cases(images, levin, crop=settings.crop, seed=SEED, meta={"family": "Levin et al."})
 
 
-def _drk_key(drk: torch.Tensor) -> str:
-    return fingerprint(drk)
-
-
 def fft_multiply_adds(grid_pixels: int, output_pixels: int) -> float:
     """Estimated real multiply-adds per output pixel of one FFT convolution on a grid.
 
@@ -541,7 +537,7 @@ def run_chapter(profile: Profile, device: str | None = None, progress: bool = Tr
     runs = train_variants(profile, device, progress)
     drks = {name: run.drk.cpu() for name, run in runs.items()}
     drk_methods = {f"DRK {name}": drk_method(d) for name, d in drks.items()}
-    drk_keys = {f"DRK {name}": _drk_key(d) for name, d in drks.items()}
+    drk_keys = {f"DRK {name}": fingerprint(d) for name, d in drks.items()}
     baselines, baseline_keys = classical_methods(), _classical_keys()
 
     main = {}

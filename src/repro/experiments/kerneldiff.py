@@ -294,10 +294,6 @@ def _stack_y(cases: list, device) -> torch.Tensor:
     return torch.stack([c.y for c in cases]).to(device=device, dtype=torch.float32)
 
 
-def _kernel_key(estimates: dict, output: str) -> str:
-    return fingerprint(*(estimates[name][output] for name in sorted(estimates)))
-
-
 PAPER_TABLE = {
     "learned F, true k (oracle)": {"psnr": 22.95, "ssim": 0.810, "method": "DWDN, true kernel"},
     "alternating MAP_{x,k}": {"psnr": 17.56, "ssim": 0.387, "mnc": 0.283, "method": "Blind-DPS (alternating diffusion)"},
@@ -339,7 +335,7 @@ def _score_rows(cases: list, estimates: dict[str, dict], solver: Solver, drk: to
             DRK_ROW: drk_key}
     for (run, output), kernels in estimates.items():
         methods[output] = restore(kernels, output)
-        keys[output] = f"{solver.key}|{_kernel_key(kernels, output)}"
+        keys[output] = f"{solver.key}|{fingerprint(*(kernels[name][output] for name in sorted(kernels)))}"
     rows = evaluate(methods, cases, folder / "eval_bsd100.json", keys=keys, progress=progress)
     stored = load_results(folder / "eval_bsd100.json")
     for row in rows:
