@@ -495,6 +495,19 @@ def test_read_image_converts_other_modes(tmp_path):
     np.testing.assert_allclose(gray.numpy(), np.full((1, 4, 5), 0.299), atol=1e-7)
 
 
+def test_gray_is_rec601_luma_computed_elementwise_the_same_on_every_cpu(tmp_path):
+    """Luma as three float32 products summed in a fixed order, bit for bit. A BLAS dot product
+    (``np.tensordot``) gave other last bits with the AVX-512 kernel that numpy's OpenBLAS picks on
+    an AVX-512 CPU than with its AVX2 kernel, and a SelfDeblur run on the grey image amplified the
+    difference to 0.6 dB."""
+    rgb = np.random.default_rng(0).integers(0, 256, (33, 47, 3), dtype=np.uint8)
+    path = tmp_path / "colour.png"
+    Image.fromarray(rgb, "RGB").save(path)
+    channels = [torch.from_numpy(rgb[..., i].astype(np.float32)) / 255 for i in range(3)]
+    r, g, b = (torch.tensor(w, dtype=torch.float32) * c for w, c in zip((0.299, 0.587, 0.114), channels))
+    assert torch.equal(data.read_image(path, gray=True), ((r + g) + b)[None])
+
+
 def test_read_image_handles_the_common_modes(tmp_path):
     from PIL import Image
 

@@ -458,8 +458,10 @@ def _read_image(path: Path, gray: bool) -> torch.Tensor:
     else:
         array = array.transpose(2, 0, 1)
         if gray:
-            weights = np.asarray(_LUMA_601, dtype=np.float32)
-            array = np.tensordot(weights, array, axes=1)[None]
+            # elementwise, not a BLAS dot product: BLAS picks its kernel (and so the last bit of
+            # the sum) by CPU, and a SelfDeblur run amplifies a last-bit change of its input
+            r, g, b = (np.float32(w) * channel for w, channel in zip(_LUMA_601, array))
+            array = ((r + g) + b)[None]
     return torch.from_numpy(np.ascontiguousarray(array))
 
 
