@@ -34,7 +34,7 @@ import torch
 from repro import profiles
 from repro import kerneldiff as kd
 from repro import nonblind
-from repro._io import load_json, save_json
+from repro._io import Entries, save_json
 from repro.store import PROFILES, results_dir
 from repro.experiments import kerneldiff as kdx
 from repro.experiments import solver as learned_solver
@@ -121,7 +121,8 @@ def mnc_checks() -> list[dict]:
     checks = []
     for profile in PROFILES:
         path = results_dir(profile, kdx.CHAPTER) / "steps.json"
-        comparison = kdx.steps_comparison(load_json(path)["rows"]) if path.exists() else None
+        rows = list(Entries(path, kdx.STEPS_FORMAT).entries.values())
+        comparison = kdx.steps_comparison(rows) if rows else None
         if comparison is None:
             continue
         checks.append({"profile": profile, **comparison})

@@ -131,7 +131,7 @@ def test_scores_and_summary(tmp_path):
     assert identity["ssim_mean"] == pytest.approx(np.mean(ssims), rel=1e-12)
     assert truth["psnr_mean"] == math.inf and truth["ssim_mean"] == pytest.approx(1.0)
     stored = json.loads((tmp_path / "r.json").read_text())
-    assert set(stored["cases"]) == {c.name for c in cases}
+    assert set(stored["entries"]) == {c.name for c in cases}
 
 
 def test_rerun_reuses_everything(tmp_path):
@@ -188,12 +188,12 @@ def test_corrupt_or_foreign_results_are_recomputed(tmp_path):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             evaluation.evaluate({"m": m}, cases, path, progress=False)
-        assert [str(w.message).startswith(f"cache entry {path} is corrupt") for w in caught] == (
-            [True] if name == "corrupt.json" else [])
+        why = "is corrupt" if name == "corrupt.json" else "is not of format"  # both set aside, with a warning
+        assert [str(w.message).startswith(f"cache entry {path} {why}") for w in caught] == [True]
         assert m.calls == [c.name for c in cases]  # everything recomputed, nothing read from the bad file
         assert set(evaluation.load_results(path)) == {c.name for c in cases}
     assert (tmp_path / "corrupt.json.corrupt").read_text() == "{ not json"  # kept for inspection
-    assert not (tmp_path / "other.json.corrupt").exists()
+    assert json.loads((tmp_path / "other.json.stale").read_text()) == {"something": "else"}
 
 
 def test_summarize_groups_and_filters(tmp_path):

@@ -101,3 +101,55 @@ def test_fingerprint_keys_tensors_files_and_json_values(tmp_path):
     assert fingerprint(path) != before
     with pytest.raises(ValueError, match="cannot fingerprint a object"):
         fingerprint(object())
+
+
+def test_cached_computes_once_per_key_and_returns_what_it_reads_back(tmp_path):
+    calls = []
+
+    def compute():
+        calls.append(len(calls))
+        return {"curve": (1.5, 2.5)}
+
+    path = tmp_path / "result.json"
+    first = _io.cached(path, {"n": 1}, compute)
+    assert first == {"curve": [1.5, 2.5]}  # as read back from JSON, also on the first call
+    assert _io.cached(path, {"n": 1}, compute) == first and calls == [0]
+    assert _io.cached(path, {"n": 2}, compute) == first and calls == [0, 1]  # another key: recomputed
+    assert _io.load_json(path) == {"key": {"n": 2}, "value": first}
+    path.write_text("{not json")
+    with pytest.warns(UserWarning, match="corrupt"):
+        assert _io.cached(path, {"n": 2}, compute) == first
+    assert calls == [0, 1, 2] and (tmp_path / "result.json.corrupt").exists()
+
+
+def test_cached_tensors_in_a_checkpoint_and_nothing_written_when_compute_fails(tmp_path):
+    def compute():
+        return {"x": torch.arange(3.0)}
+
+    value = _io.cached(tmp_path / "t.pt", "k", compute, _io.load_checkpoint, _io.save_checkpoint)
+    assert torch.equal(value["x"], torch.arange(3.0))
+
+    def fail():
+        raise RuntimeError("interrupted")
+
+    with pytest.raises(RuntimeError, match="interrupted"):
+        _io.cached(tmp_path / "other.json", "k", fail)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.pt"]
+
+
+def test_entries_resume_per_name_and_key_and_set_aside_another_format(tmp_path):
+    path = tmp_path / "runs.json"
+    runs = _io.Entries(path, "test/1")
+    assert runs.entries == {} and runs.get("a", 1) is None and not path.exists()
+    runs.put("a", 1, {"score": 0.5})
+    runs.put("b", (1, "x"), {"score": 0.7})
+    again = _io.Entries(path, "test/1")  # as a resumed run reads it
+    assert again.get("a", 1) == {"score": 0.5, "key": 1}
+    assert again.get("a", 2) is None  # computed for another key: to be recomputed
+    assert again.get("b", (1, "x")) == {"score": 0.7, "key": [1, "x"]}  # a tuple key as its JSON list
+    with pytest.warns(UserWarning, match="not of format test/2"):
+        assert _io.Entries(path, "test/2").entries == {}
+    assert (tmp_path / "runs.json.stale").exists() and not path.exists()
+    path.write_text("{not json")
+    with pytest.warns(UserWarning, match="corrupt"):
+        assert _io.Entries(path, "test/1").entries == {}

@@ -122,10 +122,10 @@ def test_killed_evaluation_resumes_without_losing_or_repeating_a_case(tmp_path):
     assert sorted(set(calls)) == sorted(names)  # nothing lost
     assert all(calls.count(n) == 1 for n in saved_before)  # nothing finished was recomputed
     assert len(calls) - len(names) <= 1  # at most the case in flight at the kill ran twice
-    stored = json.loads(path.read_text())["cases"]
+    stored = json.loads(path.read_text())["entries"]
     straight = tmp_path / "straight.json"
     evaluation.evaluate({"slow": slow_method(str(tmp_path / "other.log"), 0.0)}, eval_cases(), straight, progress=False)
-    assert stored == json.loads(straight.read_text())["cases"]
+    assert stored == json.loads(straight.read_text())["entries"]
 
 
 # ------------------------------------------------------------------------------ fuzz

@@ -107,7 +107,7 @@ def test_kerneldiff_sampling_benchmark_runs_on_the_cpu():
 
 
 def test_kerneldiff_benchmark_checks_the_steps_sweep_of_every_profile_that_has_one(tmp_path, monkeypatch, capsys):
-    from repro._io import load_json, save_json
+    from repro._io import Entries, load_json
     from repro.store import results_dir
 
     monkeypatch.setenv("REPRO_RESULTS", str(tmp_path))
@@ -117,11 +117,15 @@ def test_kerneldiff_benchmark_checks_the_steps_sweep_of_every_profile_that_has_o
     def sweep(profile, full, few):  # per-image MNC of the 1000- and 50-step rows
         rows = [{"steps": steps, "mnc_mean": sum(mnc) / len(mnc), "mnc_per_case": mnc, "seconds_per_kernel": seconds}
                 for steps, mnc, seconds in ((1000, full, 20.0), (50, few, 1.0))]
-        save_json({"key": "k", "rows": rows}, results_dir(profile, kdx.CHAPTER) / "steps.json")
+        store(profile, rows)
+
+    def store(profile, rows):  # as the evaluation chapter's steps sweep stores them
+        entries = Entries(results_dir(profile, kdx.CHAPTER) / "steps.json", kdx.STEPS_FORMAT)
+        for row in rows:
+            entries.put(str(row["steps"]), "k", row)
 
     # smoke's sweep (40, 20 and 10 steps) has no row above 100 steps: no check
-    save_json({"key": "k", "rows": [{"steps": 40, "mnc_mean": 0.3, "mnc_per_case": [0.3, 0.3], "seconds_per_kernel": 1.0}]},
-              results_dir("smoke", kdx.CHAPTER) / "steps.json")
+    store("smoke", [{"steps": 40, "mnc_mean": 0.3, "mnc_per_case": [0.3, 0.3], "seconds_per_kernel": 1.0}])
     sweep("quick", [0.5, 0.6, 0.4], [0.49, 0.59, 0.41])
     sweep("paper", [0.5, 0.6, 0.4, 0.5], [0.1, 0.2, 0.1, 0.2])
     checks = bench.mnc_checks()

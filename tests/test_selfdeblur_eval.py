@@ -218,9 +218,10 @@ def test_evaluate_runs_validation(tmp_path):
     small = _cases(size=20, ksize=5)
     with pytest.raises(ValueError, match="cannot be run by 'original'"):
         se.evaluate_runs(small, TINY, [0], tmp_path)
-    (tmp_path / "runs.json").write_text('{"format": "other"}')
-    with pytest.raises(ValueError, match="not a run index"):
-        se.evaluate_runs(cases, TINY, [0], tmp_path)
+    (tmp_path / "runs.json").write_text('{"format": "other"}')  # an older index is set aside, not trusted
+    with pytest.warns(UserWarning, match="not of format"):
+        assert se.load_records(tmp_path) == {}
+    assert (tmp_path / "runs.json.stale").exists()
 
 
 # ------------------------------------------------------------------------------------------

@@ -5,7 +5,9 @@ so an interrupted write never leaves a half-written file. A process killed durin
 remove its temporary file; the next save of the same file removes it (:func:`atomic_path`). A
 cache entry that is corrupt or was written for other settings is moved aside with a warning and
 rebuilt (:func:`load_cached`, :func:`move_aside`). The science modules use these for their
-resumable training checkpoints; the experiments' result store (:mod:`repro.store`) for all else.
+resumable training checkpoints. The experiments cache their results in the store
+(:mod:`repro.store`): a result computed in one piece with :func:`cached`, results computed one
+at a time (resumable runs) with :class:`Entries`.
 """
 
 from __future__ import annotations
@@ -165,6 +167,57 @@ def load_cached(path: str | os.PathLike, loader=load_json, is_valid=None):
         move_aside(path, "corrupt", f"is corrupt ({err})")
         return None
     return obj if is_valid is None or is_valid(obj) else None
+
+
+def cached(path: str | os.PathLike, key, compute, loader=load_json, saver=save_json):
+    """The value stored at ``path`` for ``key``; else ``compute()``, stored there with ``key``.
+
+    The cache of a result computed in one piece (a figure's curves, a selection, a timing table):
+    the file holds ``{"key": key, "value": value}``, written atomically. An entry for another key
+    is recomputed and replaced; a corrupt one is moved aside first (:func:`load_cached`). The value
+    is always returned as read back from the file, so that a fresh and a cached call give the same
+    object (with JSON: lists for tuples, string keys). ``key``: any JSON value, usually a
+    :func:`fingerprint` of the inputs; ``loader``/``saver``: :func:`load_checkpoint` and
+    :func:`save_checkpoint` for tensors."""
+    def is_entry(obj) -> bool:
+        return isinstance(obj, dict) and set(obj) == {"key", "value"} and obj["key"] == jsonable(key)
+
+    entry = load_cached(path, loader, is_valid=is_entry)
+    if entry is None:
+        saver({"key": jsonable(key), "value": compute()}, path)
+        entry = loader(path)
+    return entry["value"]
+
+
+class Entries:
+    """Results computed one at a time and kept in one file, each with the key it was computed for,
+    so that a long run resumes after a kill and recomputes only what is missing or changed.
+
+    The file holds ``{"format": format, "entries": {name: entry}}``, each entry a dict with a
+    ``"key"``; :meth:`put` rewrites it atomically. A corrupt file is moved aside as ``.corrupt``,
+    one of another format (written by an older version) as ``.stale``, each with a warning, and
+    the run starts empty. ``loader``/``saver``: :func:`load_checkpoint` and
+    :func:`save_checkpoint` for entries that hold tensors."""
+
+    def __init__(self, path: str | os.PathLike, format: str, loader=load_json, saver=save_json):
+        self.path, self.format, self._saver = Path(path), format, saver
+        stored = load_cached(self.path, loader)
+        if stored is not None and not (isinstance(stored, dict) and stored.get("format") == format
+                                       and isinstance(stored.get("entries"), dict)):
+            move_aside(self.path, "stale", f"is not of format {format}")
+            stored = None
+        self.entries: dict[str, dict] = {} if stored is None else stored["entries"]
+
+    def get(self, name: str, key) -> dict | None:
+        """The entry ``name`` if it was stored for ``key``, else None."""
+        entry = self.entries.get(name)
+        return entry if entry is not None and entry["key"] == jsonable(key) else None
+
+    def put(self, name: str, key, entry: dict) -> dict:
+        """Store ``entry`` under ``name`` for ``key`` and rewrite the file; return the stored entry."""
+        self.entries[name] = {**entry, "key": jsonable(key)}
+        self._saver({"format": self.format, "entries": self.entries}, self.path)
+        return self.entries[name]
 
 
 def move_aside(path: str | os.PathLike, suffix: str, why: str) -> Path:

@@ -77,7 +77,7 @@ from tqdm.auto import tqdm
 
 from .. import data, methods, metrics, nonblind, timing
 from .._checks import check_choice, check_positive_int, resolve_device
-from .._io import fingerprint, load_cached, save_json
+from .._io import Entries, fingerprint
 from ..profiles import Profile, check
 from ..store import check_profile, results_dir
 from . import d3, kerneldiff, selfdeblur
@@ -85,7 +85,7 @@ from .evaluation import Case, build_cases, counted
 from .selfdeblur import protocol_border
 from .solver import solver_path
 
-FORMAT = "repro.benchmark/1"
+FORMAT = "repro.benchmark/2"
 CHAPTER = "benchmark"
 
 SETS = ("levin", "kodak", "bsd100-mild", "bsd100-motion")
@@ -393,8 +393,7 @@ def record_key(case: Case, adapter: Adapter, seed: int) -> str:
 
 def load_records(path: str | Path) -> dict[str, dict]:
     """The records stored at ``path`` (empty if none; a corrupt file is moved aside and rebuilt)."""
-    stored = load_cached(path, is_valid=lambda obj: isinstance(obj, dict) and obj.get("format") == FORMAT)
-    return {} if stored is None else stored["records"]
+    return Entries(path, FORMAT).entries
 
 
 def run(sets: dict[str, list[Case]], methods: dict[str, Adapter], path: str | Path, runs: int,
@@ -419,8 +418,7 @@ def run(sets: dict[str, list[Case]], methods: dict[str, Adapter], path: str | Pa
         names = [c.name for c in cases]
         if len(set(names)) != len(names):
             raise ValueError(f"the cases of set {name!r} must have distinct names")
-    path = Path(path)
-    stored = load_records(path)
+    stored = Entries(path, FORMAT)
     plan = [(set_name, case, adapter, seed)
             for set_name, cases in sets.items() for case in cases for adapter in methods.values()
             if adapter.sets is None or set_name in adapter.sets
@@ -428,17 +426,16 @@ def run(sets: dict[str, list[Case]], methods: dict[str, Adapter], path: str | Pa
     new = 0
     for set_name, case, adapter, seed in tqdm(plan, desc="benchmark", disable=not progress, leave=False):
         rid, key = record_id(set_name, case, adapter.name, seed), record_key(case, adapter, seed)
-        if stored.get(rid, {}).get("key") == key:
+        if stored.get(rid, key) is not None:
             continue
         if stop_after is not None and new >= stop_after:
             break
         scores = adapter.run(case, seed)
-        stored[rid] = {"id": rid, "key": key, "set": set_name, "case": case.name, "method": adapter.name,
-                       "seed": seed, "oracle": adapter.oracle, "stochastic": adapter.stochastic, **scores}
-        save_json({"format": FORMAT, "records": stored}, path)
+        stored.put(rid, key, {"id": rid, "set": set_name, "case": case.name, "method": adapter.name, "seed": seed,
+                              "oracle": adapter.oracle, "stochastic": adapter.stochastic, **scores})
         new += 1
     order = [record_id(s, c, a.name, seed) for s, c, a, seed in plan]
-    return [stored[rid] for rid in order if rid in stored]
+    return [stored.entries[rid] for rid in order if rid in stored.entries]
 
 
 # --------------------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from .. import data, ops
 from .._checks import check_choice, check_positive, check_tensor, count_parameters, resolve_device
-from .._io import fingerprint, load_cached, load_checkpoint, load_json, move_aside, save_json
+from .._io import cached, fingerprint, load_cached, load_checkpoint, move_aside
 from .._threads import check_workers, parallel_map
 from ..dil import (DILConfig, DILRun, DILWeights, LinearCNN, collapse, deblur_drk, lcnn_apply, multiply_adds_per_pixel,
                    train_dil)
@@ -562,24 +562,15 @@ def run_chapter(profile: Profile, device: str | None = None, progress: bool = Tr
     evaluate(noise_methods, noise_cases, folder / "eval_noise.json", keys=baseline_keys | drk_keys, progress=progress)
     noise = summarize(folder / "eval_noise.json", group_by="noise_sigma", methods=list(noise_methods))
 
-    nsr_path = folder / "wiener_nsr.json"
     nsr_settings = {"n_images": settings.nsr_images, "crop": settings.nsr_crop}
-    nsr = load_json(nsr_path) if nsr_path.exists() else None
-    if not (nsr and nsr.get("settings") == nsr_settings and nsr.get("candidates") == list(NSR_CANDIDATES)):
-        nsr = select_wiener_nsr(settings.nsr_images, settings.nsr_crop, progress=progress) | {"settings": nsr_settings}
-        save_json(nsr, nsr_path)
+    nsr = cached(folder / "wiener_nsr.json", {"settings": nsr_settings, "candidates": list(NSR_CANDIDATES)},
+                 lambda: select_wiener_nsr(settings.nsr_images, settings.nsr_crop, progress=progress)
+                 | {"settings": nsr_settings})
 
-    timing_path = folder / "compute.json"
-    compute = load_json(timing_path) if timing_path.exists() else None
-    image = f"1x3x{settings.timing_size}x{settings.timing_size} float32"
-    if not (compute and compute[0].get("image") == image and compute[1].get("method") == "L-CNN, channels-last"
-            and compute[0].get("threads") == 1):
-        # missing, or written for another image size or by an older compute_table: measure again
-        model = runs["full"].model
-        compute = compute_table(model, settings.timing_size, "cpu")
-        if torch.cuda.is_available():
-            compute += compute_table(model, settings.timing_size, "cuda")
-        save_json(compute, timing_path)
+    devices = ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]
+    compute = cached(folder / "compute.json", {"size": settings.timing_size, "devices": devices},
+                     lambda: [row for device in devices
+                              for row in compute_table(runs["full"].model, settings.timing_size, device)])
     return D3Results(profile=profile.name, settings=dataclasses.asdict(settings), runs=runs, mild=main[0.0],
                      mild_noisy=main[0.01], mild_by_bin=by_bin, mild_by_dataset=by_dataset, outside=outside_by_family,
                      noise=noise, compute=compute, wiener_nsr=nsr, paper=PAPER_RESULT)

@@ -27,9 +27,9 @@ from tqdm.auto import tqdm
 
 from .. import metrics, ops
 from .._checks import check_choice, check_positive, check_tensor
-from .._io import fingerprint, load_cached, save_json
+from .._io import Entries, fingerprint
 
-FORMAT = "repro.evaluation/1"
+FORMAT = "repro.evaluation/2"
 BLUR_MODES = ("valid",) + ops.PAD_MODES
 """``valid``: the physical model, y sees the scene beyond x's border (see :func:`build_cases`);
 the others: x blurred with that boundary extension (``repro.ops.blur``)."""
@@ -156,13 +156,10 @@ def _score(x_hat, case: Case, method: str) -> dict[str, float]:
 
 
 def load_results(path: str | Path) -> dict:
-    """The stored scores of :func:`evaluate`: {case name: {"fingerprint", "meta", "methods"}}.
-
-    A missing file is an empty result; so is a corrupt one or one of another format, which
-    :func:`repro.store.load_cached` moves aside with a warning so that it is recomputed.
-    """
-    stored = load_cached(path, is_valid=lambda obj: isinstance(obj, dict) and obj.get("format") == FORMAT)
-    return {} if stored is None else stored["cases"]
+    """The stored scores of :func:`evaluate`: {case name: {"key" (the case's fingerprint), "meta",
+    "methods"}}. A missing file is an empty result; so is a corrupt one or one of another format,
+    which :class:`repro._io.Entries` moves aside with a warning so that it is recomputed."""
+    return Entries(path, FORMAT).entries
 
 
 def evaluate(
@@ -190,23 +187,21 @@ def evaluate(
     if len(set(names)) != len(names):
         raise ValueError("cases must have distinct names")
     keys = {name: "" for name in methods} | dict(keys or {})
-    path = Path(results_path)
-    stored = load_results(path)
+    stored = Entries(results_path, FORMAT)
 
     for case in tqdm(cases, desc="evaluate", disable=not progress, leave=False):
-        fingerprint = case.fingerprint()
-        entry = stored.get(case.name)
-        if entry is None or entry["fingerprint"] != fingerprint:
-            entry = {"fingerprint": fingerprint, "meta": case.meta, "methods": {}}
-        todo = [m for m in methods if entry["methods"].get(m, {}).get("key") != keys[m]]
+        # an entry per case, for the case's data; in it a score per method, for the method's key
+        entry = stored.get(case.name, case.fingerprint())
+        todo = [m for m in methods if entry is None or entry["methods"].get(m, {}).get("key") != keys[m]]
+        if not todo:
+            continue
+        entry = entry or {"meta": case.meta, "methods": {}}
         for name in todo:
             with torch.no_grad():
                 x_hat = methods[name](case.y, case)
             entry["methods"][name] = {**_score(x_hat, case, name), "key": keys[name]}
-        if todo or case.name not in stored:
-            stored[case.name] = entry
-            save_json({"format": FORMAT, "cases": stored}, path)
-    return summarize({name: stored[name] for name in names}, methods=list(methods))
+        stored.put(case.name, case.fingerprint(), entry)
+    return summarize({name: stored.entries[name] for name in names}, methods=list(methods))
 
 
 def summarize(

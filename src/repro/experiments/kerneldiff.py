@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from .. import data, synth, timing
 from .._checks import check_positive, check_positive_int, count_parameters, is_int, resolve_device
-from .._io import fingerprint, jsonable, load_cached, load_checkpoint, move_aside, save_checkpoint, save_json
+from .._io import Entries, cached, fingerprint, jsonable, load_cached, load_checkpoint, move_aside, save_checkpoint
 from ..alternating import alternating_map
 from ..dil import deblur_drk
 from ..kerneldiff import (CPU_MAX_BATCH, PAPER_UNET, KernelUNet, Schedule, Solver, TrainConfig, TrainRun, UNetConfig,
@@ -42,6 +42,8 @@ CHAPTER = "kerneldiff"
 """Folder of the chapter's results, ``results/<profile>/kerneldiff/`` (shared with the solver of
 ``repro.nonblind``)."""
 MODEL_FILE = "diffusion.pt"
+KERNELS_FORMAT = "repro.kerneldiff.kernels/2"  # kernels_<run>.pt: estimated kernels per case
+STEPS_FORMAT = "repro.kerneldiff.steps/2"  # steps.json: a row per step count of the sweep
 SEED = 0
 
 
@@ -274,20 +276,16 @@ def _estimate(run: str, key: str, fn, cases: list, folder: Path, batch: int, pro
     guided sampler before and after Stage II). Returns {case name: {output: kernel, "seconds":
     time per case}}; a case is recomputed when its data or ``key`` changed.
     """
-    path = folder / f"kernels_{run}.pt"
-    stored = load_cached(path, loader=load_checkpoint,
-                         is_valid=lambda obj: isinstance(obj, dict) and obj.get("key") == key)
-    stored = stored or {"key": key, "cases": {}}
-    todo = [c for c in cases if stored["cases"].get(c.name, {}).get("fingerprint") != c.fingerprint()]
+    stored = Entries(folder / f"kernels_{run}.pt", KERNELS_FORMAT, load_checkpoint, save_checkpoint)
+    todo = [c for c in cases if stored.get(c.name, [key, c.fingerprint()]) is None]
     for chunk in tqdm(_chunks(todo, batch), desc=run, disable=not progress, leave=False):
         start = time.perf_counter()
         outputs = fn(chunk)
         seconds = (time.perf_counter() - start) / len(chunk)
         for i, case in enumerate(chunk):
-            stored["cases"][case.name] = {"fingerprint": case.fingerprint(), "seconds": seconds,
-                                          **{name: kernels[i].detach().cpu() for name, kernels in outputs.items()}}
-        save_checkpoint(stored, path)
-    return {c.name: stored["cases"][c.name] for c in cases}
+            stored.put(case.name, [key, case.fingerprint()],
+                       {"seconds": seconds, **{name: kernels[i].detach().cpu() for name, kernels in outputs.items()}})
+    return {c.name: stored.entries[c.name] for c in cases}
 
 
 def _stack_y(cases: list, device) -> torch.Tensor:
@@ -374,32 +372,32 @@ def _alternating(y: torch.Tensor, kernel_size: int, solver: Solver, iterations: 
 
 def _figure5(cases, model, solver, settings, schedule, folder, key, progress) -> dict:
     """Fig. 5: the reblurring MSE along the iterations, ``n_trials`` trials per image, Kernel-Diff
-    (guided, one batch of initial noises) against alternating MAP_{x,k} (one batch of initial kernels)."""
-    path = folder / "fig5.json"
-    cached = load_cached(path, is_valid=lambda obj: isinstance(obj, dict) and obj.get("key") == key)
-    if cached is not None:
-        return cached
+    (guided, one batch of initial noises) against alternating MAP_{x,k} (one batch of initial
+    kernels); cached in ``fig5.json`` for ``key``."""
     device = next(model.parameters()).device
-    out = {"key": key, "images": []}
     s, steps = model.config.kernel_size, settings.sample_steps
-    for case in tqdm(cases[: settings.n_trial_images], desc="Fig. 5", disable=not progress, leave=False):
-        y = case.y[None].to(device=device, dtype=torch.float32)
-        result = sample(model, y, solver, True, steps, settings.eta(steps, schedule.T), n_samples=settings.n_trials,
-                        seed=SEED, schedule=schedule)
-        # one batch of identical images: alternating_map draws a different initial kernel for each
-        _, alternating = _alternating(y.expand(settings.n_trials, -1, -1, -1).contiguous(), s, solver,
-                                      settings.alternating_iterations, SEED)
-        with torch.no_grad():
-            true_residual, _ = reblur_loss(y, case.k[None, None].to(device=device, dtype=torch.float32), solver)
-        out["images"].append({
-            "case": case.name,
-            "kernel_diff": result.residual.T.tolist(),
-            "kernel_diff_refined": result.refine_residual[-1].tolist(),
-            "alternating": alternating.T.tolist(),
-            "true_kernel": true_residual.item(),
-        })
-    save_json(out, path)
-    return out
+
+    def compute() -> dict:
+        images = []
+        for case in tqdm(cases[: settings.n_trial_images], desc="Fig. 5", disable=not progress, leave=False):
+            y = case.y[None].to(device=device, dtype=torch.float32)
+            result = sample(model, y, solver, True, steps, settings.eta(steps, schedule.T),
+                            n_samples=settings.n_trials, seed=SEED, schedule=schedule)
+            # one batch of identical images: alternating_map draws a different initial kernel for each
+            _, alternating = _alternating(y.expand(settings.n_trials, -1, -1, -1).contiguous(), s, solver,
+                                          settings.alternating_iterations, SEED)
+            with torch.no_grad():
+                true_residual, _ = reblur_loss(y, case.k[None, None].to(device=device, dtype=torch.float32), solver)
+            images.append({
+                "case": case.name,
+                "kernel_diff": result.residual.T.tolist(),
+                "kernel_diff_refined": result.refine_residual[-1].tolist(),
+                "alternating": alternating.T.tolist(),
+                "true_kernel": true_residual.item(),
+            })
+        return {"images": images}
+
+    return cached(folder / "fig5.json", key, compute)
 
 
 def _drawn(found: dict, output: str, per_case: int, source: str) -> dict:
@@ -422,13 +420,11 @@ def _steps_sweep(cases, model, solver, settings, schedule, folder, key, drawn, p
     (with one sample per image two draws differed by 0.07 in mean MNC). Every other row samples
     the ``n_sweep`` images as one batch. ``n`` is the number of kernels scored.
     """
-    path = folder / "steps.json"
-    cached = load_cached(path, is_valid=lambda obj: isinstance(obj, dict) and obj.get("key") == key)
-    rows = cached["rows"] if cached is not None else []
+    stored = Entries(folder / "steps.json", STEPS_FORMAT)
     device = next(model.parameters()).device
     chosen = cases[: settings.n_sweep]
     for steps in tqdm(settings.step_counts, desc="steps sweep", disable=not progress, leave=False):
-        if any(row["steps"] == steps for row in rows):
+        if stored.get(str(steps), key) is not None:
             continue
         eta = settings.eta(steps, schedule.T)
         if steps in drawn:
@@ -451,15 +447,14 @@ def _steps_sweep(cases, model, solver, settings, schedule, folder, key, drawn, p
         k_true = torch.stack([c.k for c in chosen]).double().repeat_interleave(repeats, dim=0)
         scores = mnc(kernels.detach().cpu().double(), k_true)
         quality = psnr(images.detach().cpu().to(x.dtype), x)
-        rows.append({"steps": steps, "eta": eta, "n": len(kernels), "mnc_mean": scores.mean().item(),
+        stored.put(str(steps), key, {"steps": steps, "eta": eta, "n": len(kernels), "mnc_mean": scores.mean().item(),
                      "mnc_std": scores.std(unbiased=False).item(),
                      "mnc_per_case": scores.view(len(chosen), repeats).mean(dim=1).tolist(),
                      "psnr_mean": quality.mean().item(),
                      "psnr_per_case": quality.view(len(chosen), repeats).mean(dim=1).tolist(),
                      "psnr_std": quality.std(unbiased=False).item(), "seconds_per_kernel": seconds,
                      "source": source, "device": str(device)})
-        save_json({"key": key, "rows": rows}, path)
-    return sorted(rows, key=lambda row: -row["steps"])
+    return sorted((stored.entries[str(steps)] for steps in settings.step_counts), key=lambda row: -row["steps"])
 
 
 def paired_gap(a: list[float], b: list[float]) -> tuple[float, float]:

@@ -71,7 +71,7 @@ from tqdm.auto import tqdm
 from .. import data, kernels, metrics, nonblind
 from .. import selfdeblur as sd
 from .._checks import check_choice, check_positive, check_positive_int, check_tensor, is_int, resolve_device
-from .._io import fingerprint, load_checkpoint, load_json, save_checkpoint, save_json
+from .._io import Entries, cached, fingerprint, load_checkpoint, save_checkpoint
 from .._threads import check_workers, fixed_cpu_threads, parallel_map
 from ..selfdeblur import SelfDeblurConfig
 from ..profiles import Profile, check
@@ -109,7 +109,7 @@ LEVIN_BORDER = 15
 """Border cropped before comparing (SelfDeblur's Levin scripts; FACTS.md)."""
 
 KODAK_COUNT, LEVIN_IMAGES, LEVIN_KERNELS = 24, 4, 8
-FORMAT = "repro.selfdeblur_eval/1"
+FORMAT = "repro.selfdeblur_eval/2"
 NEGATIVE_RESULTS = ("over-regularised", "small kernels")
 """Kotera et al.'s §4.1 modifications that did not help, simulated in the failure-modes chapter."""
 KERNEL_L2_ABLATIONS = ("without kernel ℓ²", "kernel ℓ² as a sum")
@@ -398,13 +398,7 @@ def run_key(case: Case, config: SelfDeblurConfig, seed: int) -> str:
 
 def load_records(folder: str | Path) -> dict[str, dict]:
     """The run records stored in ``<folder>/runs.json`` (empty if there is none)."""
-    path = Path(folder) / "runs.json"
-    if not path.exists():
-        return {}
-    stored = load_json(path)
-    if not isinstance(stored, dict) or stored.get("format") != FORMAT:
-        raise ValueError(f"{path} is not a run index of format {FORMAT}; delete it to recompute")
-    return stored["runs"]
+    return Entries(Path(folder) / "runs.json", FORMAT).entries
 
 
 def load_run(folder: str | Path, record: dict) -> dict:
@@ -459,6 +453,57 @@ def evaluate_runs(cases: Sequence[Case], configs: dict[str, SelfDeblurConfig], s
                          stop_after=stop_after, workers=workers)
 
 
+def _check_plan(plan: Sequence[tuple], stop_after: int | None) -> None:
+    if not isinstance(plan, Sequence) or not plan or not all(isinstance(part, tuple) and len(part) == 3 for part in plan):
+        raise ValueError("plan must be a non-empty list of (cases, configs, seeds)")
+    for cases, configs, seeds in plan:
+        if not isinstance(cases, Sequence) or not cases or not all(isinstance(c, Case) for c in cases):
+            raise ValueError("cases must be a non-empty list of Case (see kodak_cases, levin_cases)")
+        if not isinstance(configs, dict) or not configs or not all(isinstance(c, SelfDeblurConfig) for c in configs.values()):
+            raise ValueError("configs must be a non-empty dict method name -> SelfDeblurConfig")
+        seeds = list(seeds)
+        if not seeds or not all(is_int(s) and s >= 0 for s in seeds) or len(set(seeds)) != len(seeds):
+            raise ValueError(f"seeds must be distinct ints >= 0, got {seeds!r}")
+    if stop_after is not None and not (is_int(stop_after) and stop_after >= 0):
+        raise ValueError(f"stop_after must be None or an int >= 0, got {stop_after!r}")
+
+
+def _runs_to_do(plan: Sequence[tuple], index: Entries, folder: Path, reference, batched: bool):
+    """The ids of the plan's runs in order (a run named twice once), and the missing ones as
+    ``(case, method, config, seeds)`` groups; a stored run scored against another x_k is rescored."""
+    order, named, todo = [], set(), []
+    for cases, configs, seeds in plan:
+        for case in cases:
+            for method, config in configs.items():
+                missing = []
+                for seed in seeds:
+                    rid = run_id(case, method, seed)
+                    if rid in named:  # named by two parts of the plan: run once
+                        continue
+                    named.add(rid)
+                    order.append(rid)
+                    record = index.get(rid, run_key(case, config, seed))
+                    if record is None:
+                        missing.append(seed)
+                    elif record.get("oracle") != ORACLE:  # scored against another x_k
+                        index.put(rid, record["key"], _rescore(folder, case, record, reference(case)))
+                groups = _contiguous(sorted(missing)) if batched else [[s] for s in missing]
+                todo += [(case, method, config, group) for group in groups]
+    return order, todo
+
+
+def _first_runs(todo: list[tuple], stop_after: int | None) -> list[tuple]:
+    """The first ``stop_after`` runs of ``todo`` (all if None), splitting a group if needed."""
+    if stop_after is None:
+        return todo
+    kept, budget = [], stop_after
+    for case, method, config, group in todo:
+        if budget > 0:
+            kept.append((case, method, config, group[:budget]))
+            budget -= len(kept[-1][-1])
+    return kept
+
+
 def evaluate_plan(plan: Sequence[tuple], folder: str | Path, device=None, batched: bool | None = None,
                   progress: bool = True, stop_after: int | None = None, workers: int | None = None) -> list[dict]:
     """Run each part ``(cases, configs, seeds)`` of ``plan`` -- every method of ``configs`` on every
@@ -474,18 +519,7 @@ def evaluate_plan(plan: Sequence[tuple], folder: str | Path, device=None, batche
     finished run is stored at once, whatever the others do. ``stop_after``: stop after this many
     *new* runs (to bound one call's time; a later call goes on).
     """
-    if not isinstance(plan, Sequence) or not plan or not all(isinstance(part, tuple) and len(part) == 3 for part in plan):
-        raise ValueError("plan must be a non-empty list of (cases, configs, seeds)")
-    for cases, configs, seeds in plan:
-        if not isinstance(cases, Sequence) or not cases or not all(isinstance(c, Case) for c in cases):
-            raise ValueError("cases must be a non-empty list of Case (see kodak_cases, levin_cases)")
-        if not isinstance(configs, dict) or not configs or not all(isinstance(c, SelfDeblurConfig) for c in configs.values()):
-            raise ValueError("configs must be a non-empty dict method name -> SelfDeblurConfig")
-        seeds = list(seeds)
-        if not seeds or not all(is_int(s) and s >= 0 for s in seeds) or len(set(seeds)) != len(seeds):
-            raise ValueError(f"seeds must be distinct ints >= 0, got {seeds!r}")
-    if stop_after is not None and not (is_int(stop_after) and stop_after >= 0):
-        raise ValueError(f"stop_after must be None or an int >= 0, got {stop_after!r}")
+    _check_plan(plan, stop_after)
     device = resolve_device(device)
     batched = device.type == "cuda" if batched is None else batched
     if not isinstance(batched, bool):
@@ -494,8 +528,7 @@ def evaluate_plan(plan: Sequence[tuple], folder: str | Path, device=None, batche
     for cases, configs, _ in plan:
         check_feasible(cases, configs)
     folder = Path(folder)
-    index = load_records(folder)
-    order, named, todo = [], set(), []
+    index = Entries(folder / "runs.json", FORMAT)
     references: dict[str, torch.Tensor] = {}
 
     def reference(case: Case) -> torch.Tensor:
@@ -504,53 +537,32 @@ def evaluate_plan(plan: Sequence[tuple], folder: str | Path, device=None, batche
             references[case.name] = error_ratio_reference(case)
         return references[case.name]
 
-    for cases, configs, seeds in plan:
-        for case in cases:
-            for method, config in configs.items():
-                missing = []
-                for seed in seeds:
-                    rid = run_id(case, method, seed)
-                    if rid in named:  # named by two parts of the plan: run once
-                        continue
-                    named.add(rid)
-                    order.append(rid)
-                    if index.get(rid, {}).get("key") != run_key(case, config, seed):
-                        missing.append(seed)
-                    elif index[rid].get("oracle") != ORACLE:  # scored against another x_k
-                        index[rid] = _rescore(folder, case, index[rid], reference(case))
-                        save_json({"format": FORMAT, "runs": index}, folder / "runs.json")
-                groups = _contiguous(sorted(missing)) if batched else [[s] for s in missing]
-                todo += [(case, method, config, group) for group in groups]
-    if stop_after is not None:  # keep the first stop_after runs, splitting a group if needed
-        kept, budget = [], stop_after
-        for case, method, config, group in todo:
-            if budget > 0:
-                kept.append((case, method, config, group[:budget]))
-                budget -= len(kept[-1][-1])
-        todo = kept
-    threads = RUN_THREADS if device.type == "cpu" else None
+    order, todo = _runs_to_do(plan, index, folder, reference, batched)
+    todo = _first_runs(todo, stop_after)
     jobs = [(case.y[None], case.meta["kernel_size"], config, group, device) for case, method, config, group in todo]
+    conditions = {"threads": RUN_THREADS if device.type == "cpu" else None, "workers": min(workers, len(jobs)),
+                  "device": str(device)}
     with tqdm(total=sum(len(g) for *_, g in todo), desc="SelfDeblur runs", disable=not progress) as bar:
         for i, result in parallel_map(_run_job, jobs, workers):
             case, method, config, group = todo[i]
             for r, seed in enumerate(group):
                 x_hat, k_hat = result.x_hat[r].cpu(), result.k_hat[r].cpu()
                 record = {
-                    "id": run_id(case, method, seed), "key": run_key(case, config, seed), "case": case.name,
-                    "dataset": case.meta["dataset"], "input": case.meta["input"], "image": case.meta["image"],
-                    "threads": threads, "workers": min(workers, len(jobs)),
+                    "id": run_id(case, method, seed), "case": case.name, "dataset": case.meta["dataset"],
+                    "input": case.meta["input"], "image": case.meta["image"], **conditions,
                     "kernel": case.meta["kernel"], "kernel_size": case.meta["kernel_size"], "method": method,
                     "seed": seed, "metrics": score_run(case, x_hat, k_hat, reference(case)), "oracle": ORACLE,
                     "final_loss": float(result.loss_curve[r, -1]), "seconds": result.seconds / len(group),
-                    "device": str(device), "restarts_in_call": len(group),
+                    "restarts_in_call": len(group),
                     "fit_iterations": [s["fit_iterations"][r] if s["fit_iterations"] else None for s in result.stages],
                 }
-                save_checkpoint({**record, "x_hat": x_hat, "k_hat": k_hat, "loss_curve": result.loss_curve[r].clone(),
-                                 "config": config.to_dict()}, folder / "runs" / f"{record['id']}.pt")
-                index[record["id"]] = record
-                save_json({"format": FORMAT, "runs": index}, folder / "runs.json")
+                key = run_key(case, config, seed)
+                save_checkpoint({**record, "key": key, "x_hat": x_hat, "k_hat": k_hat,
+                                 "loss_curve": result.loss_curve[r].clone(), "config": config.to_dict()},
+                                folder / "runs" / f"{record['id']}.pt")
+                index.put(record["id"], key, record)
                 bar.update(1)
-    return [index[rid] for rid in order if rid in index]
+    return [index.entries[rid] for rid in order if rid in index.entries]
 
 
 # --------------------------------------------------------------------------------------------
@@ -801,14 +813,13 @@ def run_failure_modes(profile: Profile, device=None, progress: bool = True) -> F
     sharp = torch.stack([c.x for c in fit_cases])
     blurred = torch.stack([c.y for c in fit_cases])
     key = fingerprint([c.fingerprint() for c in fit_cases], settings.fit_iterations)
-    cache = folder / "fit_curves.json"
-    stored = load_json(cache) if cache.exists() else {}
-    if stored.get("key") == key:
-        curves = {name: torch.tensor(v, dtype=torch.float64) for name, v in stored["curves"].items()}
-    else:
+
+    def compute() -> dict[str, list]:
         both = fit_curves(torch.cat([sharp, blurred]), settings.fit_iterations, device=device)
-        curves = {"sharp": both[: len(fit_cases)], "blurred": both[len(fit_cases):]}
-        save_json({"key": key, "curves": {n: c.tolist() for n, c in curves.items()}}, cache)
+        return {"sharp": both[: len(fit_cases)].tolist(), "blurred": both[len(fit_cases):].tolist()}
+
+    curves = {name: torch.tensor(v, dtype=torch.float64)
+              for name, v in cached(folder / "fit_curves.json", key, compute).items()}
 
     first = cases[0]
     plan = [([first], {m: settings.config(m) for m in METHODS}, range(settings.spread_runs))]
