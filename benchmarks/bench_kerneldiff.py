@@ -35,7 +35,7 @@ from repro import profiles
 from repro import kerneldiff as kd
 from repro import nonblind
 from repro._io import Entries, save_json
-from repro.store import PROFILES, results_dir
+from repro.store import PROFILES, Store
 from repro.experiments import kerneldiff as kdx
 from repro.experiments import solver as learned_solver
 
@@ -120,7 +120,7 @@ def mnc_checks() -> list[dict]:
     no row above 100 steps, so it gives none."""
     checks = []
     for profile in PROFILES:
-        path = results_dir(profile, kdx.CHAPTER) / "steps.json"
+        path = Store.default().folder(profiles.get(profile), kdx.CHAPTER) / "steps.json"
         rows = list(Entries(path, kdx.STEPS_FORMAT).entries.values())
         comparison = kdx.steps_comparison(rows) if rows else None
         if comparison is None:

@@ -16,6 +16,7 @@ from repro import selfdeblur as sd
 from repro.experiments import selfdeblur as se
 from repro.experiments.evaluation import build_cases
 from repro.experiments import d3
+from repro.store import Store
 
 
 
@@ -127,17 +128,16 @@ def test_score_forgives_a_shift_but_not_blur():
 # ------------------------------------------------------------------------------------------
 
 
-def test_selfdeblur_runs_on_a_bsd100_case_with_an_even_kernel(tmp_path, monkeypatch):
+def test_selfdeblur_runs_on_a_bsd100_case_with_an_even_kernel(tmp_path):
     """The branch only the paper profile reaches (SelfDeblur on the BSD100 sets): an even true
     kernel is estimated at the next odd size, the run is stored in the benchmark's own folder and
     scored by the common protocol; a second call reuses the stored run."""
-    monkeypatch.setenv("REPRO_RESULTS", str(tmp_path))
     gen = torch.Generator().manual_seed(1)
     image = torch.nn.functional.avg_pool2d(torch.rand(1, 3, 48, 48, generator=gen), 3, 1, 1)[0]
     case = build_cases({"img": image}, {"motion0": kernels.gaussian(8, 1.5)}, crop=32,
                        meta={"dataset": "BSD100"})[0]
     assert case.k.shape[-1] == 8
-    adapter = bm._selfdeblur_adapter("original", profiles.get("smoke"), "cpu")
+    adapter = bm._selfdeblur_adapter("original", profiles.get("smoke"), "cpu", Store(tmp_path))
     first = adapter.run(case, 0)
     assert all(torch.isfinite(torch.tensor(first[m])) for m in ("psnr", "ssim", "mnc"))
     assert 0 < first["mnc"] <= 1 + 1e-9 and first["border"] == se.protocol_border(32)

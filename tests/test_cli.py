@@ -14,7 +14,7 @@ from repro import cli, dil, methods
 from repro.data import read_image
 from repro.nonblind import wiener
 from repro._io import save_checkpoint
-from repro.store import results_dir
+from repro.store import Store
 from repro.experiments import d3
 from repro.experiments import kerneldiff as kdx
 from repro.experiments import solver as learned_solver
@@ -53,7 +53,7 @@ def place_drk(profile: str, seed: int = 3, step: int | None = None) -> torch.Ten
     model = dil.LinearCNN(seed=seed)
     save_checkpoint({"run": {"config": config.to_dict(), "seed": d3.SEED, "gallery": "test"},
                      "step": config.steps if step is None else step, "model": model.state_dict(),
-                     "optimizer": {}, "history": []}, results_dir(profile, "d3") / "dil_full.pt")
+                     "optimizer": {}, "history": []}, Store.default().folder(profiles.get(profile), "d3") / "dil_full.pt")
     with torch.no_grad():
         return dil.collapse(model).detach()
 
@@ -69,7 +69,7 @@ def place_kerneldiff(profile: str, step: int | None = None) -> None:
     steps = chosen.kerneldiff.train.steps
     save_checkpoint({"run": kdx.profile_run_identity(chosen), "step": steps if step is None else step,
                      "model": model.state_dict(), "ema": model.state_dict(), "optimizer": {}, "history": [],
-                     "pending": []}, results_dir(profile, kdx.CHAPTER) / kdx.MODEL_FILE)
+                     "pending": []}, Store.default().folder(profiles.get(profile), kdx.CHAPTER) / kdx.MODEL_FILE)
     solver = nonblind.LearnedWiener(**chosen.solver.model)
     save_checkpoint({"run": {}, "step": 0, "model": solver.state_dict(), "config": solver.config},
                     learned_solver.solver_path(chosen))
@@ -264,7 +264,7 @@ def test_registry_and_its_checks():
     assert methods.METHODS["selfdeblur"].estimates_kernel and methods.METHODS["selfdeblur"].needs_kernel_size
 
     @methods.register("identity-test", "returns its input")
-    def identity(y, *, kernel_size, device, seed, profile, progress):
+    def identity(y, *, kernel_size, device, seed, profile, progress, store):
         return y, None
 
     try:

@@ -455,10 +455,10 @@ def test_nsr_selection_on_train_crops_reproduces_the_constants():
 
 def test_train_variant_moves_a_stale_checkpoint_aside(tmp_path, monkeypatch):
     from repro._io import save_checkpoint
-    from repro.store import results_dir
+    from repro.store import Store
 
     monkeypatch.setenv("REPRO_RESULTS", str(tmp_path))
-    path = results_dir("smoke", "d3") / "dil_full.pt"
+    path = Store.default().folder(profiles.get("smoke"), "d3") / "dil_full.pt"
     path.parent.mkdir(parents=True, exist_ok=True)
     config = d3.variant_configs(profiles.get("smoke"))["full"]
     current = {"run": {"config": config.to_dict(), "seed": d3.SEED}, "model": {}}

@@ -1,5 +1,6 @@
 """Atomic writes, per-profile results, corrupt files named in errors."""
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -7,7 +8,7 @@ import sys
 import pytest
 import torch
 
-from repro import _io, store
+from repro import _io, profiles, store
 
 
 def test_atomic_path_keeps_the_old_file_on_failure(tmp_path):
@@ -34,12 +35,20 @@ def test_corrupt_json_and_checkpoint_are_named(tmp_path):
         _io.load_checkpoint(ckpt)
 
 
-def test_results_dir_per_profile(tmp_path, monkeypatch):
-    monkeypatch.setenv("REPRO_RESULTS", str(tmp_path))
-    assert store.results_dir("smoke", "toy1d") == tmp_path / "smoke" / "toy1d"
-    assert (tmp_path / "smoke" / "toy1d").is_dir()
+def test_store_folder_per_profile_and_chapter(tmp_path, monkeypatch):
+    smoke = profiles.get("smoke")
+    assert store.Store(tmp_path / "r").folder(smoke, "toy1d") == tmp_path / "r" / "smoke" / "toy1d"
+    assert (tmp_path / "r" / "smoke" / "toy1d").is_dir()
+    monkeypatch.setenv("REPRO_RESULTS", str(tmp_path / "env"))  # the default store reads it when asked
+    assert store.Store.resolve(None) == store.Store(tmp_path / "env")
+    with pytest.raises(ValueError, match="profile must be a repro.profiles.Profile"):
+        store.Store(tmp_path).folder("smoke", "toy1d")
     with pytest.raises(ValueError, match="profile must be one of"):
-        store.results_dir("fast", "toy1d")
+        store.Store(tmp_path).folder(dataclasses.replace(smoke, name="fast"), "toy1d")
+    with pytest.raises(ValueError, match="store must be a repro.store.Store"):
+        store.Store.resolve(str(tmp_path))
+    with pytest.raises(ValueError, match="root must be a path"):
+        store.Store(3)
 
 
 def test_load_cached_rebuilds_missing_corrupt_and_invalid_entries(tmp_path):

@@ -560,12 +560,12 @@ def test_classical_rows_use_the_books_one_wiener_nsr(monkeypatch):
 
 def test_trained_model_loads_a_finished_run_and_retrains_a_stale_one(tmp_path, monkeypatch):
     from repro._io import save_checkpoint
-    from repro.store import results_dir
+    from repro.store import Store
 
     monkeypatch.setenv("REPRO_RESULTS", str(tmp_path))
     monkeypatch.setattr(synth, "training_images", lambda n: list(torch.rand(2, 3, 40, 40)))
     settings = profiles.get("smoke").kerneldiff
-    path = results_dir("smoke", kdx.CHAPTER) / kdx.MODEL_FILE
+    path = Store.default().folder(profiles.get("smoke"), kdx.CHAPTER) / kdx.MODEL_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     weights = kd.KernelUNet(kdx.unet_config(profiles.get("smoke"))).state_dict()
     finished = {"run": kdx.profile_run_identity(profiles.get("smoke")), "step": settings.train.steps, "model": weights,
@@ -584,7 +584,7 @@ def test_trained_model_loads_a_finished_run_and_retrains_a_stale_one(tmp_path, m
 
 def test_a_longer_training_run_continues_the_longest_finished_one_and_equals_one_from_scratch(tmp_path, monkeypatch):
     from repro._io import load_checkpoint
-    from repro.store import results_dir
+    from repro.store import Store
 
     monkeypatch.setenv("REPRO_RESULTS", str(tmp_path))
     monkeypatch.setattr(synth, "training_images", lambda n: list(torch.rand(2, 3, 40, 40, generator=torch.Generator().manual_seed(3))))
@@ -595,7 +595,7 @@ def test_a_longer_training_run_continues_the_longest_finished_one_and_equals_one
     settings = smoke.kerneldiff
     longer = settings.train.steps + 4
     profile_run = kdx.trained_model(smoke, "cpu", progress=False)
-    assert kdx.model_path(smoke) == results_dir("smoke", kdx.CHAPTER) / kdx.MODEL_FILE
+    assert kdx.model_path(smoke) == Store.default().folder(profiles.get("smoke"), kdx.CHAPTER) / kdx.MODEL_FILE
     assert kdx.model_path(smoke, settings.train.steps) == kdx.model_path(smoke)
     assert kdx.model_path(smoke, longer).name == f"diffusion_{longer}steps.pt"
     trained = []  # the step of the checkpoint each training starts from

@@ -80,7 +80,7 @@ def test_the_layer_check_finds_a_forbidden_import(tmp_path, monkeypatch):
     """The check itself: a science module that imported the store would be reported."""
     fake = tmp_path / "repro"
     fake.mkdir()
-    (fake / "ops.py").write_text("import torch\n\n\ndef f():\n    from .store import results_dir\n")
+    (fake / "ops.py").write_text("import torch\n\n\ndef f():\n    from .store import Store\n")
     monkeypatch.setattr(sys.modules[__name__], "PACKAGE", fake)
     found = [(m, top) for m, _, top in _imports(fake / "ops.py")]
     assert found == [("torch", True), ("repro.store", False)]

@@ -108,7 +108,7 @@ def test_kerneldiff_sampling_benchmark_runs_on_the_cpu():
 
 def test_kerneldiff_benchmark_checks_the_steps_sweep_of_every_profile_that_has_one(tmp_path, monkeypatch, capsys):
     from repro._io import Entries, load_json
-    from repro.store import results_dir
+    from repro.store import Store
 
     monkeypatch.setenv("REPRO_RESULTS", str(tmp_path))
     bench = _script("bench_kerneldiff", "benchmarks")
@@ -120,7 +120,7 @@ def test_kerneldiff_benchmark_checks_the_steps_sweep_of_every_profile_that_has_o
         store(profile, rows)
 
     def store(profile, rows):  # as the evaluation chapter's steps sweep stores them
-        entries = Entries(results_dir(profile, kdx.CHAPTER) / "steps.json", kdx.STEPS_FORMAT)
+        entries = Entries(Store.default().folder(profiles.get(profile), kdx.CHAPTER) / "steps.json", kdx.STEPS_FORMAT)
         for row in rows:
             entries.put(str(row["steps"]), "k", row)
 

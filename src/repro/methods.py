@@ -2,9 +2,10 @@
 
 Every method is a function
 
-    fn(y, *, kernel_size, device, seed, profile, progress, **options) -> (x_hat, k_hat or None)
+    fn(y, *, kernel_size, device, seed, profile, progress, store, **options) -> (x_hat, k_hat or None)
 
-taking one blurred image ``y`` (1, C, H, W), C = 1 (grey) or 3 (RGB), float32 in [0, 1], and
+taking one blurred image ``y`` (1, C, H, W), C = 1 (grey) or 3 (RGB), float32 in [0, 1] (and
+the ``repro.store.Store`` in which the trained methods find the models of ``profile``), and
 returning the restored image with the shape of ``y`` in [0, 1] and, for blind methods that
 estimate one, the blur kernel (kh, kw) (non-negative, summing to 1), both on the CPU. Adding a
 method is one :func:`register` call (or one entry in :data:`METHODS`); :func:`deblur` checks
@@ -60,7 +61,7 @@ from .kernels import gaussian
 from .nonblind import wiener
 from .selfdeblur import SelfDeblurConfig, crop_to_observation, run_selfdeblur
 from .profiles import Profile
-from .store import results_dir
+from .store import Store
 
 MIN_SIDE = 16
 """Smallest image side any method accepts (pixels)."""
@@ -133,9 +134,12 @@ def _check_kernel_fits(kh: int, kw: int, y: torch.Tensor) -> None:
 
 
 def deblur(name: str, y: torch.Tensor, *, kernel_size: int | None = None, device="cpu", seed: int = 0,
-           profile: str = "quick", progress: bool = True, **options) -> tuple[torch.Tensor, torch.Tensor | None]:
+           profile: str = "quick", progress: bool = True, store: Store | None = None,
+           **options) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Run the method ``name`` of :data:`METHODS` on ``y`` (1, C, H, W) after checking every
-    argument; returns ``(x_hat, k_hat or None)`` on the CPU, x̂ float32 in [0, 1] with y's shape."""
+    argument; returns ``(x_hat, k_hat or None)`` on the CPU, x̂ float32 in [0, 1] with y's shape.
+    The trained methods read the models of ``profile`` from ``store`` (default
+    :meth:`repro.store.Store.default`)."""
     check_choice(name, "method", METHODS)
     method = METHODS[name]
     check_image(y, "image")
@@ -155,7 +159,7 @@ def deblur(name: str, y: torch.Tensor, *, kernel_size: int | None = None, device
         raise ValueError(f"method {name!r} does not take the option(s) {unknown}; it takes {list(method.options)}")
     options = {k: v for k, v in options.items() if v is not None}
     x_hat, k_hat = method.fn(y.float(), kernel_size=kernel_size, device=device, seed=seed, profile=settings,
-                             progress=progress, **options)
+                             progress=progress, store=Store.resolve(store), **options)
     x_hat = x_hat.detach().cpu().float().clamp(0, 1).reshape(y.shape)
     return x_hat, None if k_hat is None else k_hat.detach().cpu().float()
 
@@ -166,8 +170,8 @@ def deblur(name: str, y: torch.Tensor, *, kernel_size: int | None = None, device
 
 
 @register("drk", "D3: the full-DIL Deep Restoration Kernel trained by the D3 chapters (mild blur, no kernel)")
-def _drk(y, *, kernel_size, device, seed, profile, progress):
-    drk = d3.load_trained_drk(profile, "full")
+def _drk(y, *, kernel_size, device, seed, profile, progress, store):
+    drk = d3.load_trained_drk(profile, "full", store)
     return deblur_drk(y.to(device), drk.to(device)), None
 
 
@@ -194,7 +198,7 @@ def load_kernel(path) -> torch.Tensor:
 
 @register("wiener", "Wiener deconvolution with a known kernel (--kernel), or blind with D3's fixed Gaussian guess",
           options=("kernel", "noise_sigma"))
-def _wiener(y, *, kernel_size, device, seed, profile, progress, kernel=None, noise_sigma=0.01):
+def _wiener(y, *, kernel_size, device, seed, profile, progress, store, kernel=None, noise_sigma=0.01):
     if kernel is None:
         kernel = gaussian(kernel_size or 11, d3.GUESS_SIGMA)
     elif not isinstance(kernel, torch.Tensor):
@@ -207,7 +211,7 @@ def _wiener(y, *, kernel_size, device, seed, profile, progress, kernel=None, noi
 
 @register("selfdeblur", "SelfDeblur improved by Kotera et al. (blind; needs --kernel-size; estimates the kernel)",
           estimates_kernel=True, needs_kernel_size=True, options=("iterations", "variant"))
-def _selfdeblur(y, *, kernel_size, device, seed, profile, progress, iterations=None, variant="improved"):
+def _selfdeblur(y, *, kernel_size, device, seed, profile, progress, store, iterations=None, variant="improved"):
     check_choice(variant, "variant", ("improved", "original"))
     config = SelfDeblurConfig.kotera() if variant == "improved" else SelfDeblurConfig()
     if iterations is None:
@@ -229,17 +233,18 @@ def kerneldiff_train_command(profile: Profile) -> str:
 _KERNELDIFF_CACHE: dict = {}
 
 
-def load_kerneldiff(profile: Profile, device="cpu"):
+def load_kerneldiff(profile: Profile, device="cpu", store: Store | None = None):
     """(ε-network (EMA weights), solver F, profile settings) trained by the Kernel-Diff chapters
-    for ``profile``, read from ``results/<profile>/kerneldiff/`` without training anything.
+    for ``profile``, read from ``<store>/<profile>/kerneldiff/`` without training anything.
 
     ``FileNotFoundError`` naming :func:`kerneldiff_train_command` when a model is missing or only
     partly trained; ``ValueError`` when a file is corrupt or of another configuration. Kept in
     memory while the files are unchanged (one load for many images)."""
     settings = profile.kerneldiff
     device = torch.device(device)
-    folder = results_dir(profile.name, kd_experiments.CHAPTER)
-    path, solver_file = folder / kd_experiments.MODEL_FILE, solver_path(profile)
+    store = Store.resolve(store)
+    folder = store.folder(profile, kd_experiments.CHAPTER)
+    path, solver_file = folder / kd_experiments.MODEL_FILE, solver_path(profile, store)
     train = f"train it with: {kerneldiff_train_command(profile)}"
     for file, what in ((path, "Kernel-Diff ε-network"), (solver_file, "Kernel-Diff solver F")):
         if not file.exists():
@@ -254,8 +259,8 @@ def load_kerneldiff(profile: Profile, device="cpu"):
     if state.get("step") != settings.train.steps:
         raise FileNotFoundError(f"the Kernel-Diff ε-network of profile {profile.name!r} is only partly trained ({path}: "
                                 f"step {state.get('step')} of {settings.train.steps}); {train}")
-    model = kd_experiments.trained_model(profile, device, progress=False).ema  # finished: loaded, never trained here
-    solver_model = load_learned_wiener(profile, device).requires_grad_(False)
+    model = kd_experiments.trained_model(profile, device, progress=False, store=store).ema  # finished: loaded
+    solver_model = load_learned_wiener(profile, device, store).requires_grad_(False)
 
     def solver(y: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
         return solver_model(y, k)
@@ -273,7 +278,7 @@ def kerneldiff_sizes(profile: Profile) -> tuple[int, int]:
 @register("kerneldiff", "Kernel-Diff: guided diffusion sampling of the kernel with the chapters' trained model and "
           "solver (blind; estimates the kernel; the model's kernel size)", estimates_kernel=True,
           options=("steps", "samples"), odd_kernel=False)
-def _kerneldiff(y, *, kernel_size, device, seed, profile, progress, steps=None, samples=1):
+def _kerneldiff(y, *, kernel_size, device, seed, profile, progress, store, steps=None, samples=1):
     image_size, size = kerneldiff_sizes(profile)
     if kernel_size is not None and kernel_size != size:
         raise ValueError(f"the Kernel-Diff model of profile {profile.name!r} estimates {size}x{size} kernels only; "
@@ -285,7 +290,7 @@ def _kerneldiff(y, *, kernel_size, device, seed, profile, progress, steps=None, 
     for name, value in (("steps", steps), ("samples", samples)):
         if value is not None and not is_int(value, 1):
             raise ValueError(f"{name} must be a positive int, got {value!r}")
-    model, solver, settings = load_kerneldiff(profile, device)
+    model, solver, settings = load_kerneldiff(profile, device, store)
     schedule = kd.Schedule()
     steps = settings.sample_steps if steps is None else min(steps, schedule.T)
     eta = settings.eta(steps, schedule.T)

@@ -1,13 +1,16 @@
-"""Where the experiments' results live: ``results/<profile>/<chapter>/``.
+"""Where the experiments' results live: ``<root>/<profile>/<chapter>/``.
 
 Every experiment that computes something heavy keeps its outputs under the folder of its profile
 (``smoke``, ``quick`` or ``paper``) and chapter, so that the book can be rebuilt without
-recomputing. The files are written atomically and read back with the checks of
-:mod:`repro._io`. The science modules never import this module.
+recomputing. The experiments receive a :class:`Store` (by default the one of
+:meth:`Store.default`: ``$REPRO_RESULTS`` or ``results/``); the files in it are written
+atomically and read back with the checks of :mod:`repro._io`. The science modules never import
+this module.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -30,8 +33,38 @@ def results_root() -> Path:
     return Path(__file__).resolve().parents[2] / "results"
 
 
-def results_dir(profile: str, chapter: str) -> Path:
-    """``results/<profile>/<chapter>/``, created if missing."""
-    path = results_root() / check_profile(profile) / chapter
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+@dataclasses.dataclass(frozen=True)
+class Store:
+    """A results tree: each chapter of each profile keeps its files in :meth:`folder`."""
+
+    root: Path
+
+    def __post_init__(self):
+        if not isinstance(self.root, (str, os.PathLike)):
+            raise ValueError(f"root must be a path, got {type(self.root).__name__}")
+        object.__setattr__(self, "root", Path(self.root))
+
+    @classmethod
+    def default(cls) -> Store:
+        """The store of :func:`results_root`, read when called (so that ``$REPRO_RESULTS`` set
+        later counts)."""
+        return cls(results_root())
+
+    @classmethod
+    def resolve(cls, store: Store | None) -> Store:
+        """``store``, or :meth:`default` for None; anything else is a ``ValueError``."""
+        if store is None:
+            return cls.default()
+        if not isinstance(store, cls):
+            raise ValueError(f"store must be a repro.store.Store or None, got {type(store).__name__}")
+        return store
+
+    def folder(self, profile, chapter: str) -> Path:
+        """``<root>/<profile name>/<chapter>/``, created if missing. ``profile``: a
+        ``repro.profiles.Profile`` (its name alone is refused, as by every experiment)."""
+        name = getattr(profile, "name", None)
+        if isinstance(profile, str) or not isinstance(name, str):
+            raise ValueError(f"profile must be a repro.profiles.Profile (repro.profiles.get(name)), got {profile!r}")
+        path = self.root / check_profile(name) / chapter
+        path.mkdir(parents=True, exist_ok=True)
+        return path

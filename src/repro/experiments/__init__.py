@@ -2,8 +2,11 @@
 
 They sit on top of the science modules (:mod:`repro.dil`, :mod:`repro.selfdeblur`,
 :mod:`repro.kerneldiff`, ...), which take plain values and never import this package or the
-result store. Each module keeps its heavy results in ``results/<profile>/<chapter>/``
-(:mod:`repro.store`) and returns what the chapters' notebooks show.
+result store. Each chapter's entry point takes a ``repro.profiles.Profile`` and a
+``repro.store.Store`` (``store=None``: :meth:`repro.store.Store.default`, ``$REPRO_RESULTS`` or
+``results/``), keeps its heavy results in ``<store>/<profile>/<chapter>/``, cached with
+:func:`repro._io.cached` and :class:`repro._io.Entries`, and returns a typed result that the
+chapter's notebook shows.
 
 - :mod:`repro.experiments.evaluation`       test cases, resumable per-case scoring, summary tables
 - :mod:`repro.experiments.d3`               the D3 / NSD-DIL chapters

@@ -79,7 +79,7 @@ from .. import data, methods, metrics, nonblind, timing
 from .._checks import check_choice, check_positive_int, resolve_device
 from .._io import Entries, fingerprint
 from ..profiles import Profile, check
-from ..store import check_profile, results_dir
+from ..store import Store, check_profile
 from . import d3, kerneldiff, selfdeblur
 from .evaluation import Case, build_cases, counted
 from .selfdeblur import protocol_border
@@ -299,19 +299,19 @@ def _y(case: Case) -> torch.Tensor:
     return case.y[None].float().clamp(0, 1)
 
 
-def _selfdeblur_adapter(variant: str, profile: Profile, device) -> Adapter:
+def _selfdeblur_adapter(variant: str, profile: Profile, device, store: Store) -> Adapter:
     """SelfDeblur ``variant`` ("original" or "improved") via :func:`repro.experiments.selfdeblur.evaluate_runs`:
     Levin and Kodak runs in the SelfDeblur chapter's folder (shared), BSD100 runs in
-    ``results/<profile>/benchmark/selfdeblur/``; scores from its :func:`~repro.experiments.selfdeblur.score_run`
+    ``<store>/<profile>/benchmark/selfdeblur/``; scores from its :func:`~repro.experiments.selfdeblur.score_run`
     (the same protocol as :func:`score`)."""
     settings = profile.benchmark
     config = profile.selfdeblur.config(variant)
-    own = results_dir(profile.name, CHAPTER) / "selfdeblur"
+    own = store.folder(profile, CHAPTER) / "selfdeblur"
 
     def run(case: Case, seed: int) -> dict:
         dataset = case.meta.get("dataset")
         if dataset in ("levin", "kodak"):
-            chosen, folder = case, selfdeblur.chapter_folder(profile)
+            chosen, folder = case, selfdeblur.chapter_folder(profile, store)
         else:  # SelfDeblur's kernels are odd: the next odd size for an even true kernel
             size = int(case.k.shape[-1]) | 1
             meta = case.meta | {"dataset": f"benchmark-{dataset}",
@@ -327,18 +327,19 @@ def _selfdeblur_adapter(variant: str, profile: Profile, device) -> Adapter:
     return Adapter(f"SelfDeblur, {variant}", run, key, stochastic=True, sets=settings.selfdeblur_sets)
 
 
-def adapters(profile: Profile, device=None, progress: bool = True) -> dict[str, Adapter]:
+def adapters(profile: Profile, device=None, progress: bool = True, store: Store | None = None) -> dict[str, Adapter]:
     """The benchmark's methods (:data:`METHODS`) for ``profile``, models loaded or trained by
-    their own chapters (module docstring)."""
+    their own chapters (module docstring) in ``store``."""
     settings = check(profile).benchmark
     device = resolve_device(device)
-    common = {"device": device, "profile": profile.name, "progress": False}
+    store = Store.resolve(store)
+    common = {"device": device, "profile": profile.name, "progress": False, "store": store}
 
     # the other chapters' models: loaded from their caches (trained there if missing)
-    drk = d3.train_variant(profile, "full", str(device), progress=progress).drk
-    kerneldiff.chapter_solver(profile, device, progress)  # trained here only if its chapter has not
-    diffusion = kerneldiff.trained_model(profile, device, progress)
-    model_files = (results_dir(profile.name, kerneldiff.CHAPTER) / kerneldiff.MODEL_FILE, solver_path(profile))
+    drk = d3.train_variant(profile, "full", str(device), progress=progress, store=store).drk
+    kerneldiff.chapter_solver(profile, device, progress, store)  # trained here only if its chapter has not
+    diffusion = kerneldiff.trained_model(profile, device, progress, store=store)
+    model_files = (kerneldiff.model_path(profile, store=store), solver_path(profile, store))
     steps = settings.kerneldiff_steps
 
     def wiener_oracle(case, seed):
@@ -369,8 +370,8 @@ def adapters(profile: Profile, device=None, progress: bool = True) -> dict[str, 
                 f"sigma={d3.UNSHARP_SIGMA},amount={d3.UNSHARP_AMOUNT}"),
         Adapter("DRK (D3)", _timed(drk_method, device),
                 fingerprint(drk)),
-        _selfdeblur_adapter("original", profile, device),
-        _selfdeblur_adapter("improved", profile, device),
+        _selfdeblur_adapter("original", profile, device, store),
+        _selfdeblur_adapter("improved", profile, device, store),
         Adapter("Kernel-Diff, guided", _timed(kernel_diff, device),
                 f"{fingerprint(*map(Path, model_files))}|step={diffusion.step}|steps={steps}", stochastic=True),
     ]
@@ -618,14 +619,15 @@ class BenchmarkResults:
     seconds: float
 
 
-def run_chapter(profile: Profile, device=None, progress: bool = True) -> BenchmarkResults:
+def run_chapter(profile: Profile, device=None, progress: bool = True, store: Store | None = None) -> BenchmarkResults:
     """Everything the ``benchmark`` chapter shows, computed or read back from
-    ``results/<profile>/benchmark/records.json`` (and the SelfDeblur runs from their folders)."""
+    ``<store>/<profile>/benchmark/records.json`` (and the SelfDeblur runs from their folders)."""
     start = time.perf_counter()
     settings = check(profile).benchmark
+    store = Store.resolve(store)
     sets = test_sets(profile)
-    methods = adapters(profile, device, progress)
-    records = run(sets, methods, results_dir(profile.name, CHAPTER) / "records.json", settings.runs, progress)
+    methods = adapters(profile, device, progress, store)
+    records = run(sets, methods, store.folder(profile, CHAPTER) / "records.json", settings.runs, progress)
     rows = summarize(records)
     return BenchmarkResults(profile=profile.name, settings=settings, description=describe(profile), sets=sets,
                             records=records, rows=rows,

@@ -28,7 +28,7 @@ from ..kernels import MILD_BLUR_VARIANCE_BINS, gaussian, mild_blur_kernel, motio
 from ..metrics import psnr
 from ..nonblind import wiener
 from ..profiles import Profile, check
-from ..store import results_dir
+from ..store import Store
 from ..timing import time_call
 from .evaluation import build_cases, counted, evaluate, summarize
 
@@ -107,6 +107,8 @@ PROFILES = {
 # 2. The chapter: train the variants, build the benchmark, evaluate, time
 # --------------------------------------------------------------------------------------------
 
+CHAPTER = "d3"
+"""Folder of the D3 chapters' results, ``<store>/<profile>/d3/``."""
 SEED = 0
 """Seed of every training run of the chapter (the gallery has its own, ``DILConfig.gallery_seed``)."""
 
@@ -256,14 +258,15 @@ def variant_configs(profile: Profile) -> dict[str, DILConfig]:
     return configs
 
 
-def train_variant(profile: Profile, name: str, device: str | None = None, progress: bool = True) -> DILRun:
+def train_variant(profile: Profile, name: str, device: str | None = None, progress: bool = True,
+                  store: Store | None = None) -> DILRun:
     """Train the variant ``name`` of :func:`variant_configs`, or load it from
-    ``results/<profile>/d3/dil_<name>.pt`` (resuming an interrupted run; a checkpoint trained with
+    ``<store>/<profile>/d3/dil_<name>.pt`` (resuming an interrupted run; a checkpoint trained with
     other settings of the profile is moved aside as ``.stale`` and retrained)."""
     configs = variant_configs(profile)
     check_choice(name, "name", configs)
     device = str(resolve_device(device))
-    path = results_dir(profile.name, "d3") / f"dil_{name}.pt"
+    path = Store.resolve(store).folder(profile, CHAPTER) / f"dil_{name}.pt"
     state = load_cached(path, load_checkpoint, is_valid=lambda s: isinstance(s, dict))
     run = state.get("run") if state is not None else None
     if state is not None and not (isinstance(run, dict) and run.get("config") == configs[name].to_dict()
@@ -278,9 +281,9 @@ def train_command(profile: Profile) -> str:
     return f"python -m repro.chapters execute --profile {check(profile).name} d3_collapse"
 
 
-def load_trained_drk(profile: Profile, name: str = "full") -> torch.Tensor:
+def load_trained_drk(profile: Profile, name: str = "full", store: Store | None = None) -> torch.Tensor:
     """The DRK of the variant ``name`` trained by the D3 chapters for ``profile``, read from
-    ``results/<profile>/d3/dil_<name>.pt`` without training anything.
+    ``<store>/<profile>/d3/dil_<name>.pt`` without training anything.
 
     Raises ``FileNotFoundError`` naming the file and :func:`train_command` when the checkpoint is
     missing or unfinished, and ``ValueError`` when it is corrupt or was written for another
@@ -289,7 +292,7 @@ def load_trained_drk(profile: Profile, name: str = "full") -> torch.Tensor:
     configs = variant_configs(profile)
     check_choice(name, "name", configs)
     config = configs[name]
-    path = results_dir(profile.name, "d3") / f"dil_{name}.pt"
+    path = Store.resolve(store).folder(profile, CHAPTER) / f"dil_{name}.pt"
     retrain = f"train it with: {train_command(profile)}" if name == "full" else (
         f"train it with: python -m repro.chapters execute --profile {profile.name} d3_evaluation")
     if not path.exists():
@@ -313,24 +316,25 @@ def load_trained_drk(profile: Profile, name: str = "full") -> torch.Tensor:
 
 
 def train_variants(profile: Profile, device: str | None = None, progress: bool = True,
-                   workers: int | None = None) -> dict[str, DILRun]:
+                   workers: int | None = None, store: Store | None = None) -> dict[str, DILRun]:
     """Every variant of :func:`variant_configs`, trained or loaded (:func:`train_variant`). On the
     CPU the variants train side by side in ``workers`` processes (default one per core), each
     on one thread as always, so the weights do not depend on ``workers``."""
     names = list(variant_configs(profile))
     device = str(resolve_device(device))
     workers = check_workers(workers, device)
-    jobs = [(profile, name, device) for name in names]
+    store = Store.resolve(store)
+    jobs = [(profile, name, device, store) for name in names]
     for _ in tqdm(parallel_map(_train_variant_job, jobs, workers), total=len(jobs), desc="DIL variants",
                   disable=not progress, leave=False):
         pass
-    return {name: train_variant(profile, name, device, progress=False) for name in names}  # read back
+    return {name: train_variant(profile, name, device, progress=False, store=store) for name in names}  # read back
 
 
 def _train_variant_job(job: tuple) -> None:
     """Train (or finish) one variant into its checkpoint: a job of :func:`train_variants`."""
-    profile, name, device = job
-    train_variant(profile, name, device, progress=False)
+    profile, name, device, store = job
+    train_variant(profile, name, device, progress=False, store=store)
 
 
 def _test_images(settings: DILProfile, which: str) -> dict[str, tuple[torch.Tensor, dict]]:
@@ -523,8 +527,10 @@ class D3Results:
     paper: dict
 
 
-def run_chapter(profile: Profile, device: str | None = None, progress: bool = True) -> D3Results:
-    """Everything ``d3_evaluation`` shows, computed or read back from ``results/<profile>/d3/``.
+def run_chapter(profile: Profile, device: str | None = None, progress: bool = True,
+                store: Store | None = None) -> D3Results:
+    """Everything ``d3_evaluation`` shows, computed or read back from ``<store>/<profile>/d3/``
+    (``store``: default :meth:`repro.store.Store.default`).
 
     Trains the variants (:func:`train_variants`), evaluates the mild-blur benchmark without
     noise and with σ = 0.01 (all baselines and all DRKs), the out-of-gallery kernels and the
@@ -533,8 +539,9 @@ def run_chapter(profile: Profile, device: str | None = None, progress: bool = Tr
     on the CPU, and on CUDA when there is one; cached).
     """
     settings = check(profile).d3
-    folder = results_dir(profile.name, "d3")
-    runs = train_variants(profile, device, progress)
+    store = Store.resolve(store)
+    folder = store.folder(profile, CHAPTER)
+    runs = train_variants(profile, device, progress, store=store)
     drks = {name: run.drk.cpu() for name, run in runs.items()}
     drk_methods = {f"DRK {name}": drk_method(d) for name, d in drks.items()}
     drk_keys = {f"DRK {name}": fingerprint(d) for name, d in drks.items()}

@@ -28,7 +28,7 @@ from ..kerneldiff import (CPU_MAX_BATCH, PAPER_UNET, KernelUNet, Schedule, Solve
                           wiener_solver)
 from ..metrics import mnc, psnr
 from ..profiles import Profile, check
-from ..store import results_dir
+from ..store import Store
 from . import solver as learned_solver
 from .d3 import train_variant, wiener_nsr
 from .evaluation import build_cases, evaluate, load_results
@@ -153,20 +153,21 @@ def _train_config(profile: Profile, steps: int | None) -> TrainConfig:
     return dataclasses.replace(settings.train, steps=steps)
 
 
-def model_path(profile: Profile, steps: int | None = None) -> Path:
-    """Where :func:`trained_model` keeps ε_θ of ``profile``: ``results/<profile>/kerneldiff/diffusion.pt``,
+def model_path(profile: Profile, steps: int | None = None, store: Store | None = None) -> Path:
+    """Where :func:`trained_model` keeps ε_θ of ``profile``: ``<store>/<profile>/kerneldiff/diffusion.pt``,
     or ``diffusion_<steps>steps.pt`` for a run of another length than the profile's."""
+    folder = Store.resolve(store).folder(profile, CHAPTER)
     if _train_config(profile, steps) == profile.kerneldiff.train:
-        return results_dir(profile.name, CHAPTER) / MODEL_FILE
-    return results_dir(profile.name, CHAPTER) / f"diffusion_{steps}steps.pt"
+        return folder / MODEL_FILE
+    return folder / f"diffusion_{steps}steps.pt"
 
 
-def _shorter_runs(profile: Profile, steps: int) -> list[int]:
+def _shorter_runs(profile: Profile, steps: int, store: Store) -> list[int]:
     """The step counts below ``steps`` of ``profile``'s ε_θ checkpoints, longest first: the
     profile's own and each ``diffusion_<n>steps.pt`` found; the caller checks that each exists
     and is finished."""
     names = (f.name.removeprefix("diffusion_").removesuffix("steps.pt")
-             for f in results_dir(profile.name, CHAPTER).glob("diffusion_*steps.pt"))
+             for f in store.folder(profile, CHAPTER).glob("diffusion_*steps.pt"))
     counts = {profile.kerneldiff.train.steps} | {int(n) for n in names if n.isdigit()}
     return sorted((n for n in counts if 0 < n < steps), reverse=True)
 
@@ -179,7 +180,8 @@ def profile_run_identity(profile: Profile, steps: int | None = None) -> dict:
     return run_identity(unet_config(profile), _train_config(profile, steps), SEED, data_key, Schedule().T)
 
 
-def trained_model(profile: Profile, device=None, progress: bool = True, steps: int | None = None) -> TrainRun:
+def trained_model(profile: Profile, device=None, progress: bool = True, steps: int | None = None,
+                  store: Store | None = None) -> TrainRun:
     """ε_θ of ``profile``: read from :func:`model_path` when it holds the finished run, otherwise
     trained (resuming an interrupted run; a checkpoint trained with other settings of the profile
     is moved aside as ``<file>.stale`` and retrained) on the profile's data:
@@ -195,7 +197,8 @@ def trained_model(profile: Profile, device=None, progress: bool = True, steps: i
     device = resolve_device(device)
     unet, schedule = unet_config(profile), Schedule()
     data_key = jsonable(dataclasses.asdict(spec))
-    path, identity = model_path(profile, steps), profile_run_identity(profile, steps)
+    store = Store.resolve(store)
+    path, identity = model_path(profile, steps, store), profile_run_identity(profile, steps)
 
     def load(file: Path) -> dict | None:
         return load_cached(file, lambda f: load_checkpoint(f, map_location=device),
@@ -212,8 +215,8 @@ def trained_model(profile: Profile, device=None, progress: bool = True, steps: i
         return TrainRun(model=model.eval(), ema=ema.eval().requires_grad_(False), config=config,
                         seed=SEED, step=state["step"], history=state["history"])
     if state is None:  # continue the longest finished shorter run of this profile, if any
-        for shorter_steps in _shorter_runs(profile, config.steps):
-            shorter = load(model_path(profile, shorter_steps))
+        for shorter_steps in _shorter_runs(profile, config.steps, store):
+            shorter = load(model_path(profile, shorter_steps, store))
             if shorter is not None and shorter.get("run") == profile_run_identity(profile, shorter_steps) \
                     and shorter.get("step") == shorter_steps:
                 save_checkpoint(shorter | {"run": identity}, path)
@@ -224,16 +227,17 @@ def trained_model(profile: Profile, device=None, progress: bool = True, steps: i
                  progress=progress)
 
 
-def chapter_solver(profile: Profile, device=None, progress: bool = True) -> Solver:
+def chapter_solver(profile: Profile, device=None, progress: bool = True, store: Store | None = None) -> Solver:
     """The learned non-blind solver F of ``profile`` (:func:`repro.experiments.solver.train_learned_wiener`:
     read from its cache or trained), frozen, as a :data:`Solver` with a ``key``."""
-    model = learned_solver.train_learned_wiener(profile, device=resolve_device(device), progress=progress).eval()
+    model = learned_solver.train_learned_wiener(profile, device=resolve_device(device), progress=progress,
+                                                store=store).eval()
     model.requires_grad_(False)
 
     def solve(y: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
         return model(y, k)
 
-    solve.key = "learned:" + learned_solver.solver_path(profile).name + f":{count_parameters(model)}"
+    solve.key = "learned:" + learned_solver.SOLVER_FILE + f":{count_parameters(model)}"
     solve.model = model
     return solve
 
@@ -695,8 +699,9 @@ def _kernel_estimators(model, solver, wiener, settings, schedule, device, key: s
             ("lowest_residual", lowest_residual, [SELECT_ROW], select_key)]
 
 
-def run_chapter(profile: Profile, device=None, progress: bool = True) -> KernelDiffResults:
-    """Everything ``kerneldiff_evaluation`` shows, computed or read back from ``results/<profile>/kerneldiff/``.
+def run_chapter(profile: Profile, device=None, progress: bool = True, store: Store | None = None) -> KernelDiffResults:
+    """Everything ``kerneldiff_evaluation`` shows, computed or read back from ``<store>/<profile>/kerneldiff/``
+    (``store``: default :meth:`repro.store.Store.default`).
 
     Trains (or loads) the learned solver F (``repro.nonblind``) and ε_θ (:func:`trained_model`);
     on :func:`test_cases` estimates kernels with Kernel-Diff guided (with and without Stage II),
@@ -709,13 +714,14 @@ def run_chapter(profile: Profile, device=None, progress: bool = True) -> KernelD
     """
     settings = check(profile).kerneldiff
     device = resolve_device(device)
-    folder = results_dir(profile.name, CHAPTER)
+    store = Store.resolve(store)
+    folder = store.folder(profile, CHAPTER)
     schedule = Schedule()
 
-    solver = chapter_solver(profile, device, progress)
+    solver = chapter_solver(profile, device, progress, store)
     wiener = classical_solver()
-    run = trained_model(profile, device, progress)
-    drk = train_variant(profile, "full", str(device), progress=progress).drk  # the D3 chapters' cache
+    run = trained_model(profile, device, progress, store=store)
+    drk = train_variant(profile, "full", str(device), progress=progress, store=store).drk  # the D3 chapters' cache
     model = run.ema
     cases = test_cases(profile)
     max_batch = CPU_MAX_BATCH if device.type == "cpu" else None

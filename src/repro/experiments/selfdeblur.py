@@ -75,7 +75,7 @@ from .._io import Entries, cached, fingerprint, load_checkpoint, save_checkpoint
 from .._threads import check_workers, fixed_cpu_threads, parallel_map
 from ..selfdeblur import SelfDeblurConfig
 from ..profiles import Profile, check
-from ..store import check_profile, results_dir
+from ..store import Store, check_profile
 from .evaluation import Case, centre_crop, build_cases, counted
 
 METHODS = {"original": SelfDeblurConfig(), "improved": SelfDeblurConfig.kotera()}
@@ -754,10 +754,10 @@ def explore_run(settings: SelfDeblurProfile, image: int, kernel: int, seed: int,
 # --------------------------------------------------------------------------------------------
 
 
-def chapter_folder(profile: Profile) -> Path:
-    """``results/<profile>/selfdeblur/``: the runs of both chapters (shared, so Fig. 2's runs on
+def chapter_folder(profile: Profile, store: Store | None = None) -> Path:
+    """``<store>/<profile>/selfdeblur/``: the runs of both chapters (shared, so Fig. 2's runs on
     the first Kodak input are reused by the evaluation)."""
-    return results_dir(check(profile).name, "selfdeblur")
+    return Store.resolve(store).folder(check(profile), "selfdeblur")
 
 
 @dataclass(frozen=True)
@@ -791,23 +791,25 @@ class FailureModeResults:
     folder: Path
 
 
-def run_evaluation(profile: Profile, device=None, progress: bool = True) -> EvaluationResults:
+def run_evaluation(profile: Profile, device=None, progress: bool = True, store: Store | None = None
+                   ) -> EvaluationResults:
     """Everything ``selfdeblur_evaluation`` shows: all runs of both methods on the profile's
-    Kodak and Levin inputs (resumable) and Table 1."""
+    Kodak and Levin inputs (resumable, in :func:`chapter_folder`) and Table 1."""
     settings = check(profile).selfdeblur
     cases = kodak_cases(settings) + levin_cases(settings)
     configs = {m: settings.config(m) for m in METHODS}
-    folder = chapter_folder(profile)
+    folder = chapter_folder(profile, store)
     records = evaluate_runs(cases, configs, range(settings.runs), folder, device=device, progress=progress)
     return EvaluationResults(settings=settings, cases=cases, records=records, table=table1(records), folder=folder)
 
 
-def run_failure_modes(profile: Profile, device=None, progress: bool = True) -> FailureModeResults:
+def run_failure_modes(profile: Profile, device=None, progress: bool = True, store: Store | None = None
+                      ) -> FailureModeResults:
     """Everything ``selfdeblur_failure_modes`` computes: the Gx fitting curves of Fig. 1 (cached
     in ``fit_curves.json``), the runs of Fig. 2 and of the §4.1 variants on the first Kodak input,
     and the no-blur objective table of that input."""
     settings = check(profile).selfdeblur
-    folder = chapter_folder(profile)
+    folder = chapter_folder(profile, store)
     cases = kodak_cases(settings)
     fit_cases = cases[: settings.fit_inputs]
     sharp = torch.stack([c.x for c in fit_cases])

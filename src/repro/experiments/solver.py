@@ -23,7 +23,7 @@ from .._schedule import half_cosine_lr
 from .._threads import fixed_cpu_threads
 from ..nonblind import LearnedWiener, multiscale_l1
 from ..profiles import Profile, check
-from ..store import results_dir
+from ..store import Store
 
 # --------------------------------------------------------------------------------------------
 # Training, profiles, cache
@@ -96,9 +96,9 @@ SOLVER_PROFILES = {
 }
 
 
-def solver_path(profile: Profile) -> Path:
-    """``results/<profile>/kerneldiff/solver.pt``: the cached weights of the profile's solver."""
-    return results_dir(check(profile).name, CHAPTER) / SOLVER_FILE
+def solver_path(profile: Profile, store: Store | None = None) -> Path:
+    """``<store>/<profile>/kerneldiff/solver.pt``: the cached weights of the profile's solver."""
+    return Store.resolve(store).folder(check(profile), CHAPTER) / SOLVER_FILE
 
 
 class SolverNotTrainedError(FileNotFoundError):
@@ -112,7 +112,7 @@ def _psnr(x_hat: torch.Tensor, x: torch.Tensor) -> float:
 
 def train_learned_wiener(profile: Profile, device=None, progress: bool = True, seed: int = 0,
                          stop_at: int | None = None, images=None, config: SolverProfile | None = None,
-                         ) -> LearnedWiener:
+                         store: Store | None = None) -> LearnedWiener:
     """Train the :class:`LearnedWiener` of ``profile`` and cache it at :func:`solver_path`.
 
     Data: :class:`repro.synth.BlurPairs` with the profile's training kernels and crops
@@ -128,7 +128,8 @@ def train_learned_wiener(profile: Profile, device=None, progress: bool = True, s
     :data:`SOLVER_HISTORY`; an interrupted run resumes from it and computes exactly what an
     uninterrupted one would. ``stop_at``: stop after that step (checkpoint kept, returns the
     partial model) — a long run can be split. ``config`` overrides the profile's
-    :class:`SolverProfile` (``profile.solver``; tests); ``device`` defaults to CUDA when available.
+    :class:`SolverProfile` (``profile.solver``; tests); ``device`` defaults to CUDA when available;
+    ``store`` to :meth:`repro.store.Store.default`.
     """
     config = check(profile).solver if config is None else config
     if not isinstance(config, SolverProfile):
@@ -141,7 +142,7 @@ def train_learned_wiener(profile: Profile, device=None, progress: bool = True, s
     spec = profile.kerneldiff_data
     identity = jsonable({"profile": profile.name, "config": config.to_dict(), "seed": seed,
                          "data": dataclasses.asdict(spec)})
-    final = solver_path(profile)
+    final = solver_path(profile, store)
     state = load_cached(final, load_checkpoint, is_valid=lambda s: isinstance(s, dict) and "model" in s)
     if state is not None and state.get("run") == identity:
         return _model_from_state(state, device)
@@ -213,13 +214,13 @@ def _model_from_state(state: dict, device) -> LearnedWiener:
     return model.to(resolve_device(device)).eval()
 
 
-def load_learned_wiener(profile: Profile, device=None) -> LearnedWiener:
+def load_learned_wiener(profile: Profile, device=None, store: Store | None = None) -> LearnedWiener:
     """The trained :class:`LearnedWiener` of ``profile`` from :func:`solver_path`, in eval mode.
 
     Raises :class:`SolverNotTrainedError` (a ``FileNotFoundError``) naming the command that
     trains it if nothing is cached; a partial (interrupted) run counts as missing.
     """
-    path = solver_path(profile)
+    path = solver_path(profile, store)
     if not path.exists():
         raise SolverNotTrainedError(
             f"no trained LearnedWiener for profile {profile.name!r} at {path}; train it with "
