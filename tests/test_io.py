@@ -162,3 +162,27 @@ def test_entries_resume_per_name_and_key_and_set_aside_another_format(tmp_path):
     path.write_text("{not json")
     with pytest.warns(UserWarning, match="corrupt"):
         assert _io.Entries(path, "test/1").entries == {}
+
+
+def test_training_checkpoint_resumes_its_own_run_only(tmp_path):
+    path = tmp_path / "run.pt"
+    mine = _io.TrainingCheckpoint(path, {"seed": 0, "sizes": (3, 4)})
+    assert mine.load() is None  # nothing saved yet
+    mine.save(5, [{"step": 5, "loss": 0.5}], model={"w": torch.ones(2)}, optimizer={})
+    state = mine.load()
+    assert state["step"] == 5 and torch.equal(state["model"]["w"], torch.ones(2))
+    assert _io.load_json(tmp_path / "run.json") == {"run": {"seed": 0, "sizes": [3, 4]}, "step": 5,
+                                                    "history": [{"step": 5, "loss": 0.5}]}
+    other = _io.TrainingCheckpoint(path, {"seed": 1, "sizes": (3, 4)})
+    with pytest.raises(ValueError, match="run.pt was written for another run"):
+        other.load()
+    with pytest.warns(UserWarning, match="other settings"):
+        assert other.load(other_run="aside") is None
+    assert (tmp_path / "run.pt.stale").exists() and not path.exists()
+    _io.save_checkpoint({"run": {"seed": 0, "sizes": (3, 4)}, "step": 1}, path)  # no model, no optimiser
+    with pytest.warns(UserWarning, match="not a training checkpoint"):
+        assert mine.load() is None
+    nowhere = _io.TrainingCheckpoint(None, {"seed": 0})
+    nowhere.save(1, [], model={})
+    assert nowhere.load() is None and sorted(p.name for p in tmp_path.iterdir()) == [
+        "run.json", "run.pt.corrupt", "run.pt.stale"]

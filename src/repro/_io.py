@@ -189,6 +189,49 @@ def cached(path: str | os.PathLike, key, compute, loader=load_json, saver=save_j
     return entry["value"]
 
 
+class TrainingCheckpoint:
+    """Where a resumable training run keeps its state: one run, named by its ``identity`` (its
+    configuration, seed and data: a dict of plain values).
+
+    :meth:`save` writes ``{"run": identity, "step", "history", **state}`` to ``path`` atomically
+    and the loss curves, ``{"run", "step", "history"}``, as JSON to ``history_path`` (default:
+    ``path`` with ``.json``), readable while the run goes on. ``path=None``: nothing is saved or
+    resumed. A run that resumes from :meth:`load` and replays steps that are pure functions of
+    (seed, step) computes what an uninterrupted one would."""
+
+    def __init__(self, path: str | os.PathLike | None, identity, history_path: str | os.PathLike | None = None):
+        self.path = None if path is None else Path(path)
+        self.identity = identity  # compared with the saved one as torch.save keeps it
+        self.history_path = (None if self.path is None else
+                             Path(history_path) if history_path is not None else self.path.with_suffix(".json"))
+
+    def load(self, map_location="cpu", needs=("model", "optimizer", "step"), other_run: str = "raise") -> dict | None:
+        """The saved state of this run, or None: no file, or a corrupt one (moved aside, with a
+        warning). A state without the fields ``needs`` counts as corrupt. A state of another
+        run raises ``ValueError`` naming the file (``other_run="raise"``), or is moved aside as
+        ``.stale`` with a warning and None returned (``"aside"``: a profile's run retrained
+        after its settings changed)."""
+        if self.path is None:
+            return None
+        state = load_cached(self.path, lambda p: load_checkpoint(p, map_location=map_location))
+        if state is not None and not (isinstance(state, dict) and set(needs) <= set(state)):
+            move_aside(self.path, "corrupt", f"is not a training checkpoint (no {', '.join(needs)})")
+            return None
+        if state is not None and state.get("run") != self.identity:
+            if other_run == "raise":
+                raise ValueError(f"checkpoint {self.path} was written for another run ({state.get('run')}), not "
+                                 f"{self.identity}; delete it or pass resume=False")
+            move_aside(self.path, "stale", "was written for other settings of this run")
+            return None
+        return state
+
+    def save(self, step: int, history: list, **state) -> None:
+        """Save the run at ``step``: its ``state`` (model, optimiser, ...) and loss curves."""
+        if self.path is not None:
+            save_checkpoint({"run": self.identity, "step": step, "history": history, **state}, self.path)
+            save_json({"run": self.identity, "step": step, "history": history}, self.history_path)
+
+
 class Entries:
     """Results computed one at a time and kept in one file, each with the key it was computed for,
     so that a long run resumes after a kill and recomputes only what is missing or changed.

@@ -50,7 +50,7 @@ from . import kernels as kernel_lib  # as kernel_lib: `kernels` names the tensor
 from . import ops
 from ._checks import check_choice, check_positive, check_positive_int, check_tensor, count_parameters, is_int
 from ._schedule import half_cosine_lr
-from ._io import fingerprint, load_cached, load_checkpoint, save_checkpoint, save_json
+from ._io import TrainingCheckpoint, fingerprint
 from ._threads import fixed_cpu_threads
 
 # --------------------------------------------------------------------------------------------
@@ -454,30 +454,16 @@ def train_dil(
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     identity = {"config": config.to_dict(), "seed": seed, "gallery": fingerprint(gallery)}
     step, history = 0, []
-    path = Path(checkpoint_path) if checkpoint_path is not None else None
-    state = None
-    if path is not None and resume:  # a corrupt checkpoint is moved aside and training starts over
-        state = load_cached(path, lambda p: load_checkpoint(p, map_location=device),
-                            is_valid=lambda s: isinstance(s, dict) and {"model", "optimizer", "step"} <= set(s))
+    checkpoint = TrainingCheckpoint(checkpoint_path, identity)
+    state = checkpoint.load(device) if resume else None  # a corrupt checkpoint is moved aside: start over
     if state is not None:
-        if state.get("run") != identity:
-            raise ValueError(
-                f"checkpoint {path} was written for another run ({state.get('run')}), not {identity}; "
-                f"delete it or pass resume=False"
-            )
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         step, history = state["step"], state["history"]
     first = step
 
     def save():
-        if path is not None:
-            save_checkpoint(
-                {"run": identity, "step": step, "model": model.state_dict(),
-                 "optimizer": optimizer.state_dict(), "history": history},
-                path,
-            )
-            save_json({"run": identity, "step": step, "history": history}, path.with_suffix(".json"))
+        checkpoint.save(step, history, model=model.state_dict(), optimizer=optimizer.state_dict())
 
     last = config.steps if stop_at is None else min(stop_at, config.steps)
     bar = tqdm(total=last, initial=min(step, last), desc="DIL", disable=not progress, leave=False)

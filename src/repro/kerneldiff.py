@@ -51,7 +51,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ._checks import check_positive, check_positive_int, check_tensor, count_parameters, is_int
-from ._io import jsonable, load_checkpoint, save_checkpoint, save_json
+from ._io import TrainingCheckpoint, jsonable
 from ._threads import fixed_cpu_threads
 from .nonblind import wiener
 from .synth import blur_reflect
@@ -551,21 +551,17 @@ def train(unet: UNetConfig, config: TrainConfig, data, seed: int = 0, checkpoint
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     identity = run_identity(unet, config, seed, repr(data) if data_key is None else data_key, schedule.T)
     step, history, pending = 0, [], []
-    path = Path(checkpoint_path) if checkpoint_path is not None else None
-    if path is not None and resume and path.exists():
-        state = load_checkpoint(path, map_location=device)
-        if not isinstance(state, dict) or state.get("run") != identity:
-            raise ValueError(f"checkpoint {path} was written for another run; delete it or pass resume=False")
+    checkpoint = TrainingCheckpoint(checkpoint_path, identity)
+    state = checkpoint.load(device, needs=("model", "ema", "optimizer", "step", "pending")) if resume else None
+    if state is not None:
         model.load_state_dict(state["model"])
         ema.load_state_dict(state["ema"])
         optimizer.load_state_dict(state["optimizer"])
         step, history, pending = state["step"], state["history"], state["pending"]
 
     def save():
-        if path is not None:
-            save_checkpoint({"run": identity, "step": step, "model": model.state_dict(), "ema": ema.state_dict(),
-                             "optimizer": optimizer.state_dict(), "history": history, "pending": pending}, path)
-            save_json({"run": identity, "step": step, "history": history}, path.with_suffix(".json"))
+        checkpoint.save(step, history, model=model.state_dict(), ema=ema.state_dict(),
+                        optimizer=optimizer.state_dict(), pending=pending)
 
     last = config.steps if stop_at is None else min(stop_at, config.steps)
     first = step
@@ -703,6 +699,74 @@ def refine(y: torch.Tensor, k: torch.Tensor, solver: Solver, steps: int = REFINE
     return k, torch.stack(history)
 
 
+def _sample_arguments(model, y, solver, guided, steps, eta, n_samples, seed, schedule, refine_steps, trace_every,
+                      max_batch):
+    """:func:`sample`'s arguments checked: (y (B, 3, H, W), eta, schedule, timesteps, refine_steps,
+    trace_every), the defaults filled in."""
+    check_tensor(y, "y", (3, 4))
+    y = y[None] if y.ndim == 3 else y
+    cfg = model.config
+    if tuple(y.shape[1:]) != (3, cfg.image_size, cfg.image_size):
+        raise ValueError(f"y must be (B, 3, {cfg.image_size}, {cfg.image_size}) for this model, got {tuple(y.shape)}")
+    if guided and solver is None:
+        raise ValueError("guided sampling needs a non-blind solver (solver=...)")
+    if not is_int(n_samples, 1) or not is_int(seed, 0):
+        raise ValueError(f"n_samples must be an int >= 1 and seed an int >= 0, got {n_samples!r}, {seed!r}")
+    eta = check_positive(eta, "eta", allow_zero=True)
+    schedule = schedule or Schedule()
+    timesteps = schedule.timesteps(schedule.T if steps is None else steps)
+    refine_steps = (REFINE_STEPS if guided else 0) if refine_steps is None else refine_steps
+    if not is_int(refine_steps, 0):
+        raise ValueError(f"refine_steps must be an int >= 0, got {refine_steps!r}")
+    if refine_steps > 0 and solver is None:
+        raise ValueError("the Stage II refinement needs a non-blind solver (solver=...)")
+    trace_every = max(1, len(timesteps) // 50) if trace_every is None else trace_every
+    if not is_int(trace_every, 1):
+        raise ValueError(f"trace_every must be an int >= 1, got {trace_every!r}")
+    _check_max_batch(max_batch)
+    return y, eta, schedule, timesteps, refine_steps, trace_every
+
+
+def _stage1(model, y, k, guide, solver, schedule, timesteps, eta, generator, guidance_scale, trace_every, max_batch,
+            progress):
+    """Stage I of Algorithm 1: the reverse diffusion of the kernels ``k`` (N, 1, s, s) from k_T,
+    each step guided through the solver ``guide`` (None: unguided). Returns the last iterate,
+    the reblurring loss L of every step (when ``solver`` is given), and k̃₀ every ``trace_every``
+    steps with their timesteps."""
+    N, s = k.shape[0], k.shape[-1]
+    y_unit = 2 * y - 1
+
+    def guidance(y_part, k0_part):  # L and ∇_{k̂₀} L
+        with torch.enable_grad():
+            k0g = k0_part.detach().requires_grad_(True)
+            loss, _ = reblur_loss(y_part, unit_to_kernel(k0g), guide)
+            return loss.detach(), torch.autograd.grad(loss.sum(), k0g)[0]
+
+    def residual(y_part, k0_part):  # L only (unguided)
+        with torch.no_grad():
+            return reblur_loss(y_part, unit_to_kernel(k0_part), solver)[0]
+
+    residuals, trace_steps, trace_kernels = [], [], []
+    for i, t in enumerate(tqdm(timesteps, desc="Kernel-Diff sampling", disable=not progress, leave=False)):
+        t_prev = timesteps[i + 1] if i + 1 < len(timesteps) else -1
+        with torch.no_grad():
+            eps = in_chunks(model, max_batch, k, y_unit, torch.full((N,), t, device=k.device, dtype=torch.long))
+            k0 = schedule.predict_k0(k, t, eps).clamp(-1, 1)
+        noise = torch.randn(N, 1, s, s, generator=generator, dtype=k.dtype).to(k.device)
+        k_next = schedule.ddim_step(k, t, t_prev, k0, eta, noise)
+        if guide is not None:
+            loss, grad = in_chunks(guidance, max_batch, y, k0)
+            k_next = k_next - (guidance_scale / loss).view(-1, 1, 1, 1) * grad
+            residuals.append(loss)
+        elif solver is not None:
+            residuals.append(in_chunks(residual, max_batch, y, k0))
+        if i % trace_every == 0 or t_prev == -1:
+            trace_steps.append(t)
+            trace_kernels.append(unit_to_kernel(k0)[:, 0])
+        k = k_next.detach()
+    return k, residuals, trace_steps, trace_kernels
+
+
 def sample(model: KernelUNet, y: torch.Tensor, solver: Solver | None = None, guided: bool = True,
            steps: int | None = None, eta: float = 1.0, n_samples: int = 1, seed: int = 0,
            schedule: Schedule | None = None, guidance_scale: float = GUIDANCE_SCALE,
@@ -730,66 +794,18 @@ def sample(model: KernelUNet, y: torch.Tensor, solver: Solver | None = None, gui
       slower per kernel than a moderate one (:data:`CPU_MAX_BATCH`).
     * Seeded: the same arguments give the same kernels on the same machine.
     """
-    check_tensor(y, "y", (3, 4))
-    y = y[None] if y.ndim == 3 else y
-    cfg = model.config
-    if tuple(y.shape[1:]) != (3, cfg.image_size, cfg.image_size):
-        raise ValueError(f"y must be (B, 3, {cfg.image_size}, {cfg.image_size}) for this model, got {tuple(y.shape)}")
-    if guided and solver is None:
-        raise ValueError("guided sampling needs a non-blind solver (solver=...)")
-    if not is_int(n_samples, 1) or not is_int(seed, 0):
-        raise ValueError(f"n_samples must be an int >= 1 and seed an int >= 0, got {n_samples!r}, {seed!r}")
-    eta = check_positive(eta, "eta", allow_zero=True)
-    schedule = schedule or Schedule()
-    steps = schedule.T if steps is None else steps
-    timesteps = schedule.timesteps(steps)
-    refine_steps = (REFINE_STEPS if guided else 0) if refine_steps is None else refine_steps
-    if not is_int(refine_steps, 0):
-        raise ValueError(f"refine_steps must be an int >= 0, got {refine_steps!r}")
-    if refine_steps > 0 and solver is None:
-        raise ValueError("the Stage II refinement needs a non-blind solver (solver=...)")
-    trace_every = max(1, len(timesteps) // 50) if trace_every is None else trace_every
-    if not is_int(trace_every, 1):
-        raise ValueError(f"trace_every must be an int >= 1, got {trace_every!r}")
-    _check_max_batch(max_batch)
-
+    y, eta, schedule, timesteps, refine_steps, trace_every = _sample_arguments(
+        model, y, solver, guided, steps, eta, n_samples, seed, schedule, refine_steps, trace_every, max_batch)
     start = time.perf_counter()
     parameter = next(model.parameters())
     device, dtype = parameter.device, parameter.dtype
     y = y.to(device=device, dtype=dtype).repeat_interleave(n_samples, dim=0)
-    y_unit = 2 * y - 1
-    N, s = y.shape[0], cfg.kernel_size
+    N, s = y.shape[0], model.config.kernel_size
     generator = torch.Generator().manual_seed(seed)
     k = torch.randn(N, 1, s, s, generator=generator, dtype=dtype).to(device)
-
-    def guidance(y_part, k0_part):  # L and ∇_{k̂₀} L
-        with torch.enable_grad():
-            k0g = k0_part.detach().requires_grad_(True)
-            loss, _ = reblur_loss(y_part, unit_to_kernel(k0g), solver)
-            return loss.detach(), torch.autograd.grad(loss.sum(), k0g)[0]
-
-    def residual(y_part, k0_part):  # L only (unguided)
-        with torch.no_grad():
-            return reblur_loss(y_part, unit_to_kernel(k0_part), solver)[0]
-
-    residuals, trace_steps, trace_kernels = [], [], []
-    for i, t in enumerate(tqdm(timesteps, desc="Kernel-Diff sampling", disable=not progress, leave=False)):
-        t_prev = timesteps[i + 1] if i + 1 < len(timesteps) else -1
-        with torch.no_grad():
-            eps = in_chunks(model, max_batch, k, y_unit, torch.full((N,), t, device=device, dtype=torch.long))
-            k0 = schedule.predict_k0(k, t, eps).clamp(-1, 1)
-        noise = torch.randn(N, 1, s, s, generator=generator, dtype=dtype).to(device)
-        k_next = schedule.ddim_step(k, t, t_prev, k0, eta, noise)
-        if solver is not None and guided:
-            loss, grad = in_chunks(guidance, max_batch, y, k0)
-            k_next = k_next - (guidance_scale / loss).view(-1, 1, 1, 1) * grad
-            residuals.append(loss)
-        elif solver is not None:
-            residuals.append(in_chunks(residual, max_batch, y, k0))
-        if i % trace_every == 0 or t_prev == -1:
-            trace_steps.append(t)
-            trace_kernels.append(unit_to_kernel(k0)[:, 0])
-        k = k_next.detach()
+    k, residuals, trace_steps, trace_kernels = _stage1(model, y, k, solver if guided else None, solver, schedule,
+                                                       timesteps, eta, generator, guidance_scale, trace_every,
+                                                       max_batch, progress)
     k = k.clamp(-1, 1)
     stage1 = unit_to_kernel(k)[:, 0]
     refine_residual = None

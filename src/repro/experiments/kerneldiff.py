@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from .. import data, synth, timing
 from .._checks import check_positive, check_positive_int, count_parameters, is_int, resolve_device
-from .._io import Entries, cached, fingerprint, jsonable, load_cached, load_checkpoint, move_aside, save_checkpoint
+from .._io import Entries, TrainingCheckpoint, cached, fingerprint, jsonable, load_cached, load_checkpoint, save_checkpoint
 from ..alternating import alternating_map
 from ..dil import deblur_drk
 from ..kerneldiff import (CPU_MAX_BATCH, PAPER_UNET, KernelUNet, Schedule, Solver, TrainConfig, TrainRun, UNetConfig,
@@ -200,15 +200,9 @@ def trained_model(profile: Profile, device=None, progress: bool = True, steps: i
     store = Store.resolve(store)
     path, identity = model_path(profile, steps, store), profile_run_identity(profile, steps)
 
-    def load(file: Path) -> dict | None:
-        return load_cached(file, lambda f: load_checkpoint(f, map_location=device),
-                           is_valid=lambda s: isinstance(s, dict))
-
-    state = load(path)
-    if state is not None and state.get("run") != identity:
-        move_aside(path, "stale", "was trained with other settings of this profile")  # retrained, not refused
-        state = None
-    elif state is not None and state.get("step") == config.steps:
+    # another run's checkpoint (the profile's settings changed) is retrained, not refused
+    state = TrainingCheckpoint(path, identity).load(device, needs=("model", "ema", "step"), other_run="aside")
+    if state is not None and state.get("step") == config.steps:
         model, ema = KernelUNet(unet).to(device), KernelUNet(unet).to(device)
         model.load_state_dict(state["model"])
         ema.load_state_dict(state["ema"])
@@ -216,8 +210,9 @@ def trained_model(profile: Profile, device=None, progress: bool = True, steps: i
                         seed=SEED, step=state["step"], history=state["history"])
     if state is None:  # continue the longest finished shorter run of this profile, if any
         for shorter_steps in _shorter_runs(profile, config.steps, store):
-            shorter = load(model_path(profile, shorter_steps, store))
-            if shorter is not None and shorter.get("run") == profile_run_identity(profile, shorter_steps) \
+            shorter = load_cached(model_path(profile, shorter_steps, store),
+                                  lambda f: load_checkpoint(f, map_location=device))
+            if isinstance(shorter, dict) and shorter.get("run") == profile_run_identity(profile, shorter_steps) \
                     and shorter.get("step") == shorter_steps:
                 save_checkpoint(shorter | {"run": identity}, path)
                 break

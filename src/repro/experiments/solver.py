@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from .. import synth
 from .._checks import check_positive, check_positive_int, is_int, resolve_device
-from .._io import jsonable, load_cached, load_checkpoint, move_aside, save_checkpoint, save_json
+from .._io import TrainingCheckpoint, jsonable, load_cached, load_checkpoint
 from .._schedule import half_cosine_lr
 from .._threads import fixed_cpu_threads
 from ..nonblind import LearnedWiener, multiscale_l1
@@ -146,8 +146,9 @@ def train_learned_wiener(profile: Profile, device=None, progress: bool = True, s
     state = load_cached(final, load_checkpoint, is_valid=lambda s: isinstance(s, dict) and "model" in s)
     if state is not None and state.get("run") == identity:
         return _model_from_state(state, device)
-    folder = final.parent
-    ckpt_path, history_path = folder / SOLVER_CHECKPOINT, folder / SOLVER_HISTORY
+    history_path = final.parent / SOLVER_HISTORY
+    partial = TrainingCheckpoint(final.parent / SOLVER_CHECKPOINT, identity, history_path)
+    finished = TrainingCheckpoint(final, identity, history_path)
 
     if images is None:
         images = synth.training_images(spec.max_train_images)
@@ -158,19 +159,15 @@ def train_learned_wiener(profile: Profile, device=None, progress: bool = True, s
     model = LearnedWiener(**config.model, seed=seed).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     step, history = 0, []
-    state = load_cached(ckpt_path, lambda p: load_checkpoint(p, map_location=device),
-                        is_valid=lambda s: isinstance(s, dict) and {"model", "optimizer", "step"} <= set(s))
-    if state is not None and state.get("run") != identity:
-        move_aside(ckpt_path, "stale", "was written for other settings of this profile")  # retrained, not refused
-    elif state is not None:
+    state = partial.load(device, other_run="aside")  # another run's checkpoint is retrained, not refused
+    if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         step, history = state["step"], state["history"]
 
-    def save(path):
-        save_checkpoint({"run": identity, "step": step, "model": model.state_dict(), "config": model.config,
-                         "optimizer": optimizer.state_dict(), "history": history}, path)
-        save_json({"run": identity, "step": step, "history": history}, history_path)
+    def save(checkpoint: TrainingCheckpoint):
+        checkpoint.save(step, history, model=model.state_dict(), config=model.config,
+                        optimizer=optimizer.state_dict())
 
     last = config.steps if stop_at is None else min(stop_at, config.steps)
     bar = tqdm(total=last, initial=min(step, last), desc=f"LearnedWiener ({profile.name})", disable=not progress,
@@ -187,25 +184,28 @@ def train_learned_wiener(profile: Profile, device=None, progress: bool = True, s
             optimizer.step()
             step += 1
             if step % config.log_every == 0 or step == config.steps:
-                with torch.no_grad():
-                    model.eval()
-                    val_out = model(val_y, val_k)
-                    model.train()
-                history.append({"step": step, "train_loss": loss.item(),
-                                "val_l1": (val_out - val_x).abs().mean().item(),
-                                "val_psnr": _psnr(val_out, val_x)})
+                history.append({"step": step, "train_loss": loss.item(), **_validate(model, val_y, val_x, val_k)})
                 bar.set_postfix(loss=f"{loss.item():.4f}", val_psnr=f"{history[-1]['val_psnr']:.2f}")
             if step % config.checkpoint_every == 0 and step < config.steps:
-                save(ckpt_path)
+                save(partial)
             bar.update(1)
     bar.close()
     model.eval()
     if step < config.steps:
-        save(ckpt_path)
+        save(partial)
     else:
-        save(final)
-        ckpt_path.unlink(missing_ok=True)
+        save(finished)
+        partial.path.unlink(missing_ok=True)
     return model
+
+
+def _validate(model: LearnedWiener, y: torch.Tensor, x: torch.Tensor, k: torch.Tensor) -> dict[str, float]:
+    """L1 and PSNR of the model (in eval mode, then back to training) on the validation pairs."""
+    with torch.no_grad():
+        model.eval()
+        out = model(y, k)
+        model.train()
+    return {"val_l1": (out - x).abs().mean().item(), "val_psnr": _psnr(out, x)}
 
 
 def _model_from_state(state: dict, device) -> LearnedWiener:
