@@ -74,7 +74,7 @@ from tqdm.auto import tqdm
 from . import kernels, metrics, ops
 from ._checks import check_choice, check_int, check_positive, check_tensor
 # the generators, and the image sizes they accept, are part of this module's interface
-from .selfdeblur_nets import MIN_IMAGE_SIZE, ImageGenerator, KernelGenerator, _kernel_pair, level_sizes
+from .selfdeblur_nets import MIN_IMAGE_SIZE, ImageGenerator, KernelGenerator, kernel_pair, level_sizes
 
 # --------------------------------------------------------------------------------------------
 # 1. Configuration
@@ -256,14 +256,14 @@ def pad_observation(y: torch.Tensor, kernel_size, mode: str = "reflect") -> torc
     with a centred δ gives y back: ``(pad_observation(y, k.shape), δ)`` is the no-blur pair.
     ``mode`` is any padding of :func:`repro.ops.pad` (reflection by default)."""
     check_tensor(y, "y", (4,))
-    return ops.pad(y, _observation_pads(_kernel_pair(kernel_size)), mode)
+    return ops.pad(y, _observation_pads(kernel_pair(kernel_size)), mode)
 
 
 def crop_to_observation(x: torch.Tensor, kernel_size) -> torch.Tensor:
     """The part of x (B, C, H + kh − 1, W + kw − 1) aligned with y: the inverse of
     :func:`pad_observation` (for comparisons with the sharp image)."""
     check_tensor(x, "x", (4,))
-    top, bottom, left, right = _observation_pads(_kernel_pair(kernel_size))
+    top, bottom, left, right = _observation_pads(kernel_pair(kernel_size))
     H, W = x.shape[-2] - top - bottom, x.shape[-1] - left - right
     if H < 1 or W < 1:
         raise ValueError(f"x of shape {tuple(x.shape)} is not larger than kernel_size {kernel_size!r}")
@@ -419,7 +419,7 @@ def scale_plan(image_size, kernel_size, config: SelfDeblurConfig) -> list[Stage]
     """
     if not isinstance(config, SelfDeblurConfig):
         raise ValueError(f"config must be a SelfDeblurConfig, got {type(config).__name__}")
-    kh, kw = _kernel_pair(kernel_size)
+    kh, kw = kernel_pair(kernel_size)
     if not (isinstance(image_size, (tuple, list, torch.Size)) and len(image_size) == 2
             and all(isinstance(n, int) and n >= 1 for n in image_size)):
         raise ValueError(f"image_size must be a pair of positive ints, got {image_size!r}")

@@ -208,7 +208,7 @@ def level_sizes(size: int, levels: int = 5) -> list[int]:
     return [-(-size // 2**i) for i in range(1, levels + 1)]
 
 
-def _kernel_pair(kernel_size) -> tuple[int, int]:
+def kernel_pair(kernel_size) -> tuple[int, int]:
     """``kernel_size`` (int or pair) as (kh, kw) of odd ints >= 1, else ValueError."""
     pair = (kernel_size, kernel_size) if isinstance(kernel_size, int) and not isinstance(kernel_size, bool) \
         else kernel_size
@@ -294,7 +294,7 @@ class KernelGenerator(nn.Module):
     def __init__(self, kernel_size: tuple[int, int], in_features: int = 200, hidden: int = 1000,
                  restarts: int = 1, generators: Sequence[torch.Generator] | None = None):
         super().__init__()
-        self.kernel_size = _kernel_pair(kernel_size)
+        self.kernel_size = kernel_pair(kernel_size)
         for name, value in (("in_features", in_features), ("hidden", hidden), ("restarts", restarts)):
             check_int(value, name, 1)
         _check_generators(generators, restarts)
