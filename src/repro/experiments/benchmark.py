@@ -57,7 +57,7 @@ come from the other chapters' caches for the same profile; when a cache is missi
 functions train it (seconds in the smoke profile, minutes to tens of minutes in quick).
 
 Storage: every (set, case, method, seed) record is one entry of
-``results/<profile>/benchmark/records.json``, rewritten atomically after each record
+``<store>/<profile>/benchmark/records.json``, rewritten atomically after each record
 (:func:`run`); a record is reused while its key (the case's data, the method's parameters or
 weights, the seed) is unchanged, so an interrupted benchmark resumes where it stopped.
 """

@@ -2,7 +2,7 @@
 
 The science (the L-CNN, its collapse into a DRK, Deep Identity Learning, deblurring) is
 :mod:`repro.dil`; this module trains the chapter's variants per profile and caches them in
-``results/<profile>/d3/``, selects the Wiener baselines' noise-to-signal ratio on BSDS500 *train*
+``<store>/<profile>/d3/``, selects the Wiener baselines' noise-to-signal ratio on BSDS500 *train*
 crops, builds the mild-blur and out-of-gallery test sets, and times the DRK against the L-CNN.
 """
 

@@ -2,7 +2,7 @@
 
 The science (the reblurring loss, the DDPM schedule, the conditional ε-network, training and
 Algorithm 1's sampler) is :mod:`repro.kerneldiff`; this module trains ε_θ per profile (cached and
-resumable in ``results/<profile>/kerneldiff/``), builds the BSD100 test cases, scores every row
+resumable in ``<store>/<profile>/kerneldiff/``), builds the BSD100 test cases, scores every row
 of the evaluation table and the steps sweep, and compares them with the paper's Table 2.
 """
 
@@ -39,7 +39,7 @@ from .kerneldiff_data import KernelDiffData
 # --------------------------------------------------------------------------------------------
 
 CHAPTER = "kerneldiff"
-"""Folder of the chapter's results, ``results/<profile>/kerneldiff/`` (shared with the solver of
+"""Folder of the chapter's results, ``<store>/<profile>/kerneldiff/`` (shared with the solver of
 ``repro.nonblind``)."""
 MODEL_FILE = "diffusion.pt"
 KERNELS_FORMAT = "repro.kerneldiff.kernels/2"  # kernels_<run>.pt: estimated kernels per case

@@ -3,7 +3,7 @@
 The model (:class:`repro.nonblind.LearnedWiener`) and its loss are science; this module holds
 each profile's training schedule (:class:`SolverProfile`), trains it on the profile's synthetic
 pairs (:mod:`repro.experiments.kerneldiff_data`), resumably, and caches the weights at
-``results/<profile>/kerneldiff/`` :data:`SOLVER_FILE`. Train them with
+``<store>/<profile>/kerneldiff/`` :data:`SOLVER_FILE`. Train them with
 ``repro train solver --profile quick``.
 """
 
@@ -29,7 +29,7 @@ from ..store import Store
 # Training, profiles, cache
 # --------------------------------------------------------------------------------------------
 
-#: Name of the trained solver's weights in ``results/<profile>/kerneldiff/``.
+#: Name of the trained solver's weights in ``<store>/<profile>/kerneldiff/``.
 SOLVER_FILE = "solver.pt"
 #: Name of the resumable training checkpoint beside it (deleted once training is done).
 SOLVER_CHECKPOINT = "solver_training.pt"
