@@ -413,8 +413,8 @@ glue("table_steps_note", "the paper's sampler" if settings.sample_steps == kd.Sc
 glue("sweep_longest", f"{longest['steps']}", display=False)
 for name, entry in (("longest", longest), ("table", table_steps)):
     glue(f"sweep_{name}_scores", f"MNC {entry['mnc']:.3f} and {entry['psnr']:.2f} dB", display=False)
-    glue(f"sweep_{name}_vs_alt", f"{kdx.describe_gap(entry['mnc_gap'], entry['mnc_se'], 3)} in MNC and "
-         f"{kdx.describe_gap(entry['psnr_gap'], entry['psnr_se'], 2, 'dB')} in PSNR", display=False)
+    glue(f"sweep_{name}_vs_alt", f"{metrics.describe_gap(entry['mnc_gap'], entry['mnc_se'], 3)} in MNC and "
+         f"{metrics.describe_gap(entry['psnr_gap'], entry['psnr_se'], 2, 'dB')} in PSNR", display=False)
 glue("sweep_alt_scores", f"MNC {longest['method_mnc']:.3f} and {longest['method_psnr']:.2f} dB", display=False)
 changed = [f"{metric}: {before} → {after}" for metric, before, after in
            kdx.verdict_changes(sweep_vs_alt, settings.sample_steps)]

@@ -16,7 +16,7 @@ the T-step sampler); the alternating
 MAP_{x,k} baseline with the same solver; and the blurred input. Every row scores the same pairs:
 mean MNC and PSNR (x̂ = F(y, k̂), clamped) ± standard error over the pairs, then each guided
 row's paired differences to the alternating baseline and to the longest unscaled sampler
-(``repro.experiments.kerneldiff.paired_gap``). Uses the profile's trained ε_θ and learned solver (trained
+(``repro.metrics.paired_gap``). Uses the profile's trained ε_θ and learned solver (trained
 first if missing, as the chapters do; ``--train-steps N``: ε_θ trained N steps instead,
 :func:`repro.experiments.kerneldiff.trained_model`). Prints one line per row; ``--out FILE`` also writes the
 rows and differences as JSON.
@@ -35,7 +35,7 @@ from repro import profiles
 from repro import kerneldiff as kd
 from repro import synth
 from repro._checks import check_positive
-from repro.metrics import mnc, psnr
+from repro.metrics import describe_gap, mnc, paired_gap, psnr
 from repro._io import save_json
 from repro.experiments import kerneldiff as kdx
 
@@ -105,7 +105,7 @@ def run(model: kd.KernelUNet, solver, y: torch.Tensor, x: torch.Tensor, k: torch
 
 def paired_differences(rows: list[dict]) -> list[dict]:
     """For every guided row of :func:`run`: its paired differences (mean over the pairs ± standard
-    error, :func:`repro.experiments.kerneldiff.paired_gap`) to the alternating baseline in MNC and PSNR, and
+    error, :func:`repro.metrics.paired_gap`) to the alternating baseline in MNC and PSNR, and
     to the guided sampler with the most steps and the official guidance step (when that was run;
     otherwise the first multiplier) in MNC."""
     alternating = next(row for row in rows if row["method"].startswith("alternating"))
@@ -113,18 +113,18 @@ def paired_differences(rows: list[dict]) -> list[dict]:
     reference = 1.0 if any(row["guidance_multiplier"] == 1.0 for row in guided) else guided[0]["guidance_multiplier"]
     longest = max((row for row in guided if row["guidance_multiplier"] == reference), key=lambda row: row["steps"])
     return [{"steps": row["steps"], "guidance_multiplier": row["guidance_multiplier"],
-             "mnc_vs_alternating": kdx.paired_gap(row["mnc_per_pair"], alternating["mnc_per_pair"]),
-             "psnr_vs_alternating": kdx.paired_gap(row["psnr_per_pair"], alternating["psnr_per_pair"]),
+             "mnc_vs_alternating": paired_gap(row["mnc_per_pair"], alternating["mnc_per_pair"]),
+             "psnr_vs_alternating": paired_gap(row["psnr_per_pair"], alternating["psnr_per_pair"]),
              "longest_steps": longest["steps"],
-             "mnc_vs_longest": kdx.paired_gap(row["mnc_per_pair"], longest["mnc_per_pair"])} for row in guided]
+             "mnc_vs_longest": paired_gap(row["mnc_per_pair"], longest["mnc_per_pair"])} for row in guided]
 
 
 def format_difference(entry: dict) -> str:
-    """One printed line of :func:`paired_differences` (:func:`repro.experiments.kerneldiff.describe_gap`)."""
+    """One printed line of :func:`paired_differences` (:func:`repro.metrics.describe_gap`)."""
     multiplier = "" if entry["guidance_multiplier"] == 1.0 else f", guidance ×{entry['guidance_multiplier']:g}"
     return (f"{str(entry['steps']) + ' steps' + multiplier:28s} against alternating: MNC "
-            f"{kdx.describe_gap(*entry['mnc_vs_alternating'], 3)}, PSNR {kdx.describe_gap(*entry['psnr_vs_alternating'], 2, 'dB')}; "
-            f"against {entry['longest_steps']} steps: MNC {kdx.describe_gap(*entry['mnc_vs_longest'], 3)}")
+            f"{describe_gap(*entry['mnc_vs_alternating'], 3)}, PSNR {describe_gap(*entry['psnr_vs_alternating'], 2, 'dB')}; "
+            f"against {entry['longest_steps']} steps: MNC {describe_gap(*entry['mnc_vs_longest'], 3)}")
 
 
 def format_row(row: dict) -> str:

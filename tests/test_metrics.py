@@ -374,3 +374,21 @@ def test_cuda_matches_cpu(camera):
     torch.testing.assert_close(M.mnc(k.cuda(), k.flip(0).cuda()).cpu(), M.mnc(k, k.flip(0)))
     _, shift = M.align(x.cuda(), r.cuda(), max_shift=3, border=8)
     assert torch.equal(shift.cpu(), M.align(x, r, max_shift=3, border=8)[1])
+
+
+def test_describe_gap_says_ahead_or_behind_only_beyond_two_standard_errors():
+    assert M.describe_gap(3.091, 0.8, 2, "dB") == "+3.09 ± 0.80 dB, ahead"
+    assert M.describe_gap(-0.21, 0.05, 3) == "-0.210 ± 0.050, behind"
+    assert M.describe_gap(0.1, 0.05, 2).endswith("not resolved")  # exactly two standard errors
+    assert M.describe_gap(0.0, 0.0, 1) == "+0.0 ± 0.0, not resolved"
+    assert M.gap_verdict(0.11, 0.05) == "ahead" and M.gap_verdict(-0.11, 0.05) == "behind"
+    for bad in ((float("nan"), 0.1), (0.1, -1.0), (0.1, float("inf"))):
+        with pytest.raises(ValueError, match="finite"):
+            M.describe_gap(*bad, 2)
+
+
+def test_paired_gap_is_the_mean_difference_and_its_standard_error():
+    gap, se = M.paired_gap([3.0, 5.0, 7.0], [1.0, 2.0, 3.0])  # differences 2, 3, 4
+    assert gap == 3.0 and se == pytest.approx(1 / math.sqrt(3), rel=1e-15)
+    with pytest.raises(ValueError):
+        M.paired_gap([1.0, 2.0], [1.0])  # not the same inputs

@@ -22,6 +22,7 @@ and :func:`compare_up_to_shift` reports PSNR, SSIM (and the error ratio) there.
 from __future__ import annotations
 
 import math
+import statistics
 
 import torch
 import torch.nn.functional as F
@@ -379,3 +380,30 @@ def compare_up_to_shift(
         aligned_k, _ = align(x_k, ref, max_shift, step, border)
         result["error_ratio"] = error_ratio(interior, ref_interior, _crop(aligned_k, border))
     return result
+
+
+# --------------------------------------------------------------------------------------------
+# Paired differences: two methods scored on the same inputs
+# --------------------------------------------------------------------------------------------
+
+
+def paired_gap(a: list[float], b: list[float]) -> tuple[float, float]:
+    """Mean of the per-image differences a_i − b_i (same images, same order) and its standard
+    error s_d / √n."""
+    d = [a_i - b_i for a_i, b_i in zip(a, b, strict=True)]
+    return statistics.fmean(d), statistics.stdev(d) / math.sqrt(len(d))
+
+
+def gap_verdict(gap: float, se: float) -> str:
+    """"ahead" when a paired difference exceeds two standard errors, "behind" when it is below
+    minus two, otherwise "not resolved" (this many images cannot tell its sign)."""
+    if not (math.isfinite(gap) and math.isfinite(se) and se >= 0):
+        raise ValueError(f"gap must be finite and se finite and >= 0, got {gap!r}, {se!r}")
+    return "ahead" if gap > 2 * se else "behind" if gap < -2 * se else "not resolved"
+
+
+def describe_gap(gap: float, se: float, digits: int, unit: str = "") -> str:
+    """A paired difference, its standard error and :func:`gap_verdict` as the chapters write it:
+    "+3.09 ± 0.80 dB, ahead"."""
+    verdict = gap_verdict(gap, se)
+    return f"{gap:+.{digits}f} ± {se:.{digits}f}{' ' + unit if unit else ''}, {verdict}"

@@ -9,7 +9,6 @@ of the evaluation table and the steps sweep, and compares them with the paper's 
 from __future__ import annotations
 
 import dataclasses
-import math
 import statistics
 import time
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from .. import data, synth, timing
+from .. import data, metrics, synth, timing
 from .._checks import check_positive, check_positive_int, count_parameters, is_int, resolve_device
 from .._io import Entries, TrainingCheckpoint, cached, fingerprint, jsonable, load_cached, load_checkpoint, save_checkpoint
 from ..alternating import alternating_map
@@ -456,13 +455,6 @@ def _steps_sweep(cases, model, solver, settings, schedule, folder, key, drawn, p
     return sorted((stored.entries[str(steps)] for steps in settings.step_counts), key=lambda row: -row["steps"])
 
 
-def paired_gap(a: list[float], b: list[float]) -> tuple[float, float]:
-    """Mean of the per-image differences a_i − b_i (same images, same order) and its standard
-    error s_d / √n."""
-    d = [a_i - b_i for a_i, b_i in zip(a, b, strict=True)]
-    return statistics.fmean(d), statistics.stdev(d) / math.sqrt(len(d))
-
-
 def sweep_against(sweep: list[dict], table: list[dict], method: str) -> list[dict]:
     """Every row of the steps sweep (:func:`run_chapter`'s ``steps``) beside the table row
     ``method`` (e.g. the alternating baseline or the blurred input) on the same images.
@@ -490,32 +482,17 @@ def sweep_against(sweep: list[dict], table: list[dict], method: str) -> list[dic
         entry = {"steps": row["steps"], "images": n, "mnc": row["mnc_mean"], "psnr": row["psnr_mean"],
                  "method_psnr": statistics.fmean(baseline["psnr_per_case"][:n]), "method_mnc": None,
                  "mnc_gap": None, "mnc_se": None}
-        entry["psnr_gap"], entry["psnr_se"] = paired_gap(row["psnr_per_case"], baseline["psnr_per_case"][:n])
+        entry["psnr_gap"], entry["psnr_se"] = metrics.paired_gap(row["psnr_per_case"], baseline["psnr_per_case"][:n])
         if "mnc_per_case" in baseline:
             entry["method_mnc"] = statistics.fmean(baseline["mnc_per_case"][:n])
-            entry["mnc_gap"], entry["mnc_se"] = paired_gap(row["mnc_per_case"], baseline["mnc_per_case"][:n])
+            entry["mnc_gap"], entry["mnc_se"] = metrics.paired_gap(row["mnc_per_case"], baseline["mnc_per_case"][:n])
         out.append(entry)
     return out
 
 
-def gap_verdict(gap: float, se: float) -> str:
-    """"ahead" when a paired difference exceeds two standard errors, "behind" when it is below
-    minus two, otherwise "not resolved" (this many images cannot tell its sign)."""
-    if not (math.isfinite(gap) and math.isfinite(se) and se >= 0):
-        raise ValueError(f"gap must be finite and se finite and >= 0, got {gap!r}, {se!r}")
-    return "ahead" if gap > 2 * se else "behind" if gap < -2 * se else "not resolved"
-
-
-def describe_gap(gap: float, se: float, digits: int, unit: str = "") -> str:
-    """A paired difference, its standard error and :func:`gap_verdict` as the chapters write it:
-    "+3.09 ± 0.80 dB, ahead"."""
-    verdict = gap_verdict(gap, se)
-    return f"{gap:+.{digits}f} ± {se:.{digits}f}{' ' + unit if unit else ''}, {verdict}"
-
-
 def verdict_changes(paired: list[dict], sample_steps: int) -> list[tuple[str, str, str]]:
     """Where the step count changes the comparison with a baseline: for the rows of
-    :func:`sweep_against`, the metrics ("MNC", "PSNR") whose :func:`gap_verdict` differs between
+    :func:`sweep_against`, the metrics ("MNC", "PSNR") whose :func:`repro.metrics.gap_verdict` differs between
     the main table's sampler (the row with ``sample_steps``) and the sweep's longest, as (metric,
     verdict with ``sample_steps``, verdict with the most steps); empty when they agree or are the
     same row."""
@@ -528,7 +505,7 @@ def verdict_changes(paired: list[dict], sample_steps: int) -> list[tuple[str, st
         gap, se = f"{metric.lower()}_gap", f"{metric.lower()}_se"
         if table[gap] is None:
             continue
-        before, after = gap_verdict(table[gap], table[se]), gap_verdict(longest[gap], longest[se])
+        before, after = metrics.gap_verdict(table[gap], table[se]), metrics.gap_verdict(longest[gap], longest[se])
         if before != after:
             changes.append((metric, before, after))
     return changes
@@ -536,7 +513,7 @@ def verdict_changes(paired: list[dict], sample_steps: int) -> list[tuple[str, st
 
 def format_sweep_against(sweep: list[dict], table: list[dict], methods: tuple[str, ...]) -> str:
     """Markdown table of :func:`sweep_against` for each of ``methods``: per sweep row, its MNC and
-    PSNR on the sweep's images and its paired difference to each method (:func:`describe_gap`)."""
+    PSNR on the sweep's images and its paired difference to each method (:func:`repro.metrics.describe_gap`)."""
     against = {method: sweep_against(sweep, table, method) for method in methods}
     header = ["steps", "MNC", "PSNR (dB)"]
     for method in methods:
@@ -547,8 +524,8 @@ def format_sweep_against(sweep: list[dict], table: list[dict], methods: tuple[st
         for method in methods:
             entry = against[method][i]
             if entry["mnc_gap"] is not None:
-                cells.append(describe_gap(entry["mnc_gap"], entry["mnc_se"], 3))
-            cells.append(describe_gap(entry["psnr_gap"], entry["psnr_se"], 2))
+                cells.append(metrics.describe_gap(entry["mnc_gap"], entry["mnc_se"], 3))
+            cells.append(metrics.describe_gap(entry["psnr_gap"], entry["psnr_se"], 2))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -579,7 +556,7 @@ def steps_comparison(rows: list[dict], tolerance: float = STEPS_TOLERANCE) -> di
     if len(best["mnc_per_case"]) != len(full["mnc_per_case"]) or len(full["mnc_per_case"]) < 2:
         raise ValueError(f"the rows must score the same >= 2 images, got {len(best['mnc_per_case'])} and "
                          f"{len(full['mnc_per_case'])}")
-    gap, se = paired_gap(best["mnc_per_case"], full["mnc_per_case"])
+    gap, se = metrics.paired_gap(best["mnc_per_case"], full["mnc_per_case"])
     verdict = "met" if gap >= -tolerance else "not met" if gap + 2 * se < -tolerance else "not resolved"
     return {"steps": best["steps"], "full_steps": full["steps"], "images": len(full["mnc_per_case"]), "gap": gap, "se": se,
             "tolerance": tolerance, "verdict": verdict,
