@@ -191,7 +191,8 @@ def evaluate(
 
     for case in tqdm(cases, desc="evaluate", disable=not progress, leave=False):
         # an entry per case, for the case's data; in it a score per method, for the method's key
-        entry = stored.get(case.name, case.fingerprint())
+        data_key = case.fingerprint()
+        entry = stored.get(case.name, data_key)
         todo = [m for m in methods if entry is None or entry["methods"].get(m, {}).get("key") != keys[m]]
         if not todo:
             continue
@@ -200,7 +201,7 @@ def evaluate(
             with torch.no_grad():
                 x_hat = methods[name](case.y, case)
             entry["methods"][name] = {**_score(x_hat, case, name), "key": keys[name]}
-        stored.put(case.name, case.fingerprint(), entry)
+        stored.put(case.name, data_key, entry)
     return summarize({name: stored.entries[name] for name in names}, methods=list(methods))
 
 

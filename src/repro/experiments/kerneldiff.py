@@ -275,13 +275,14 @@ def _estimate(run: str, key: str, fn, cases: list, folder: Path, batch: int, pro
     time per case}}; a case is recomputed when its data or ``key`` changed.
     """
     stored = Entries(folder / f"kernels_{run}.pt", KERNELS_FORMAT, load_checkpoint, save_checkpoint)
-    todo = [c for c in cases if stored.get(c.name, [key, c.fingerprint()]) is None]
+    keys = {c.name: [key, c.fingerprint()] for c in cases}  # the run's key and the case's data
+    todo = [c for c in cases if stored.get(c.name, keys[c.name]) is None]
     for chunk in tqdm(_chunks(todo, batch), desc=run, disable=not progress, leave=False):
         start = time.perf_counter()
         outputs = fn(chunk)
         seconds = (time.perf_counter() - start) / len(chunk)
         for i, case in enumerate(chunk):
-            stored.put(case.name, [key, case.fingerprint()],
+            stored.put(case.name, keys[case.name],
                        {"seconds": seconds, **{name: kernels[i].detach().cpu() for name, kernels in outputs.items()}})
     return {c.name: stored.entries[c.name] for c in cases}
 

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from .. import synth
 from .._checks import check_positive, check_positive_int, is_int, resolve_device
-from .._io import TrainingCheckpoint, jsonable, load_cached, load_checkpoint
+from .._io import TrainingCheckpoint, jsonable, load_checkpoint
 from .._schedule import half_cosine_lr
 from .._threads import fixed_cpu_threads
 from ..nonblind import LearnedWiener, multiscale_l1
@@ -143,12 +143,13 @@ def train_learned_wiener(profile: Profile, device=None, progress: bool = True, s
     identity = jsonable({"profile": profile.name, "config": config.to_dict(), "seed": seed,
                          "data": dataclasses.asdict(spec)})
     final = solver_path(profile, store)
-    state = load_cached(final, load_checkpoint, is_valid=lambda s: isinstance(s, dict) and "model" in s)
-    if state is not None and state.get("run") == identity:
-        return _model_from_state(state, device)
     history_path = final.parent / SOLVER_HISTORY
     partial = TrainingCheckpoint(final.parent / SOLVER_CHECKPOINT, identity, history_path)
     finished = TrainingCheckpoint(final, identity, history_path)
+    # weights trained with other settings of the profile are set aside and trained anew
+    state = finished.load(needs=("model", "config"), other_run="aside")
+    if state is not None:
+        return _model_from_state(state, device)
 
     if images is None:
         images = synth.training_images(spec.max_train_images)
