@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 import time
 
 import torch
@@ -36,7 +37,7 @@ from repro import kerneldiff as kd
 from repro import synth
 from repro._checks import check_positive
 from repro.metrics import describe_gap, mnc, paired_gap, psnr
-from repro._io import save_json
+from repro import studies
 from repro.experiments import kerneldiff as kdx
 
 VALIDATION_SEED = 777
@@ -137,6 +138,7 @@ def format_row(row: dict) -> str:
 
 
 def main(argv=None) -> None:
+    argv = sys.argv[1:] if argv is None else list(argv)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--profile", default="quick", choices=list(kdx.PROFILES))
     parser.add_argument("--pairs", type=int, default=24, help="validation pairs (>= 2)")
@@ -150,7 +152,8 @@ def main(argv=None) -> None:
                         help="use ε_θ trained N steps instead of the profile's (its own checkpoint, continued "
                              "from the longest finished shorter run of the profile)")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
-    parser.add_argument("--out", default=None, help="also write the rows to this JSON file")
+    parser.add_argument("--out", default=None, help="also write the rows to this JSON file, with the command, "
+                        "date, machine and commit (repro.studies)")
     args = parser.parse_args(argv)
     if args.pairs < 2:
         parser.error(f"--pairs must be >= 2 (a standard error needs two), got {args.pairs}")
@@ -182,8 +185,9 @@ def main(argv=None) -> None:
     for entry in differences:
         print(format_difference(entry))
     if args.out:
-        save_json({"profile": args.profile, "train_steps": trained.step, "pairs": args.pairs,
-                   "seed": VALIDATION_SEED, "rows": rows, "differences": differences}, args.out)
+        studies.write(args.out, {"profile": args.profile, "train_steps": trained.step, "pairs": args.pairs,
+                                 "seed": VALIDATION_SEED, "rows": rows, "differences": differences},
+                      "kerneldiff_validation.py", argv)
         print(json.dumps({"wrote": args.out}))
 
 
