@@ -12,13 +12,14 @@ import json
 import os
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 import torch
 
-from repro import kerneldiff, nonblind, profiles, selfdeblur, synth
+from repro import kerneldiff, nonblind, profiles, selfdeblur, studies, synth
 from repro.experiments import kerneldiff as kdx
 from repro.metrics import psnr
 
@@ -257,3 +258,26 @@ def test_compare_notebooks_names_each_changed_number(tmp_path, capsys):
     assert "missing:" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         compare.main([str(tmp_path / "absent"), str(tmp_path / "new")])
+
+
+def test_selfdeblur_probe_runs_its_grid_in_order_and_keeps_the_command(tmp_path):
+    out = tmp_path / "probe.json"
+    argv = ["--method", "original", "improved", "--size", "60", "--case", "1", "--scale", "0.004",
+            "--workers", "2", "--out", str(out)]
+    # a subprocess, as a user runs it: its worker processes import the script as __main__
+    done = subprocess.run([sys.executable, str(REPO / "scripts" / "selfdeblur_probe.py"), *argv], capture_output=True,
+                          text=True, cwd=tmp_path, timeout=600)
+    assert done.returncode == 0, done.stderr
+    rows = [json.loads(line) for line in done.stdout.splitlines()]
+    rows.sort(key=lambda row: row["method"] != "original")  # printed as they finish
+    assert [row["method"] for row in rows] == ["original", "improved"]
+    assert all(row["size"] == 60 and row["case"] == "im1_kernel3" and row["threads"] == 1 for row in rows), rows
+    study = studies.read("probe", tmp_path)
+    assert study.data["runs"] == rows
+    assert study.command == "python scripts/selfdeblur_probe.py " + " ".join(argv)
+
+
+def test_selfdeblur_probe_refuses_a_case_that_does_not_exist(capsys):
+    with pytest.raises(SystemExit):
+        _script("selfdeblur_probe").main(["--case", "0", "7"])
+    assert "--case must be in 0..1, got [0, 7]" in capsys.readouterr().err
