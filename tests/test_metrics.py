@@ -392,3 +392,48 @@ def test_paired_gap_is_the_mean_difference_and_its_standard_error():
     assert gap == 3.0 and se == pytest.approx(1 / math.sqrt(3), rel=1e-15)
     with pytest.raises(ValueError):
         M.paired_gap([1.0, 2.0], [1.0])  # not the same inputs
+
+
+def test_mean_interval_is_the_student_t_interval():
+    interval = M.mean_interval([2.0, 3.0, 4.0])  # mean 3, sd 1, t_{2, 0.975} = 4.302653
+    assert interval.estimate == 3.0 and interval.sd == 1.0 and interval.n == 3
+    assert interval.high - 3.0 == pytest.approx(4.302653 / math.sqrt(3), abs=1e-6)
+    assert interval.low == pytest.approx(6.0 - interval.high)
+    wider = M.mean_interval([2.0, 3.0, 4.0], level=0.99)
+    assert wider.low < interval.low and wider.high > interval.high
+
+
+def test_paired_interval_is_the_interval_of_the_differences():
+    assert M.paired_interval([3.0, 5.0, 7.0], [1.0, 2.0, 3.0]) == M.mean_interval([2.0, 3.0, 4.0])
+    with pytest.raises(ValueError, match="same length, got 2 and 1"):
+        M.paired_interval([1.0, 2.0], [1.0])
+
+
+def test_intervals_refuse_what_cannot_make_one():
+    with pytest.raises(ValueError, match="at least two finite values"):
+        M.mean_interval([1.0])
+    with pytest.raises(ValueError, match="at least two finite values"):
+        M.mean_interval([1.0, float("nan")])
+    with pytest.raises(ValueError, match="level must be a float in"):
+        M.mean_interval([1.0, 2.0], level=95)
+    with pytest.raises(ValueError, match="0 <= successes <= n"):
+        M.rate_interval(4, 3)
+
+
+def test_rate_interval_is_clopper_pearson():
+    interval = M.rate_interval(3, 10)  # the exact interval of 3 of 10: [0.0667, 0.6525]
+    assert (round(interval.low, 4), round(interval.high, 4)) == (0.0667, 0.6525)
+    assert M.rate_interval(0, 10).low == 0.0 and M.rate_interval(10, 10).high == 1.0
+    assert M.rate_interval(10, 10).low == pytest.approx(0.025 ** (1 / 10))  # (α/2)^(1/n)
+
+
+def test_a_decision_needs_the_whole_interval_on_one_side_and_says_how_many_inputs_would_decide():
+    interval = M.paired_interval([1.0, 2.0, 3.0, 4.5], [0.5, 1.0, 2.9, 3.0])  # +0.775, sd 0.608: straddles 0
+    assert M.side_of(interval, 0.0) == "straddles"
+    assert M.side_of(interval, -1.0) == "above" and M.side_of(interval, 2.0) == "below"
+    needed = M.inputs_to_decide(interval, 0.0)
+    assert needed == 5  # t_{4} 0.608 / √5 = 0.754 < 0.775, and t_{3} 0.608 / √4 = 0.967 is not
+    decided = M.mean_interval([interval.estimate + d for d in (-0.6, 0.6) * 3])  # the same mean and spread at n = 6
+    assert M.side_of(decided, 0.0) == "above"
+    assert M.inputs_to_decide(M.mean_interval([-1.0, 1.0]), 0.0, cap=1000) == 1000  # a mean on the threshold
+    assert M.inputs_to_decide(M.mean_interval([1.0, 1.1, 1.2]), 0.0) is None  # already decided

@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import math
 import statistics
+from dataclasses import dataclass
 
+import scipy.stats
 import torch
 import torch.nn.functional as F
 
@@ -407,3 +409,80 @@ def describe_gap(gap: float, se: float, digits: int, unit: str = "") -> str:
     "+3.09 ± 0.80 dB, ahead"."""
     verdict = gap_verdict(gap, se)
     return f"{gap:+.{digits}f} ± {se:.{digits}f}{' ' + unit if unit else ''}, {verdict}"
+
+
+# --------------------------------------------------------------------------------------------
+# Intervals and decisions: what the claims ledger (repro.claims) computes from the records
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Interval:
+    """An ``estimate`` with its two-sided ``level`` confidence interval [``low``, ``high``], from
+    ``n`` values of standard deviation ``sd`` (for a rate: √(p(1 − p)))."""
+
+    estimate: float
+    low: float
+    high: float
+    n: int
+    sd: float
+    level: float
+
+
+def _check_level(level: float) -> float:
+    if not (isinstance(level, float) and 0.5 <= level < 1):
+        raise ValueError(f"level must be a float in [0.5, 1), got {level!r}")
+    return level
+
+
+def mean_interval(values, level: float = 0.95) -> Interval:
+    """The mean of ``values`` with its Student-t interval, mean ± t_{n−1} s / √n; ValueError
+    for fewer than two values or a non-finite one."""
+    values = [float(v) for v in values]
+    if len(values) < 2 or not all(math.isfinite(v) for v in values):
+        raise ValueError(f"an interval needs at least two finite values, got {values!r}")
+    n, mean, sd = len(values), statistics.fmean(values), statistics.stdev(values)
+    half = float(scipy.stats.t.ppf(0.5 + _check_level(level) / 2, n - 1)) * sd / math.sqrt(n)
+    return Interval(mean, mean - half, mean + half, n, sd, level)
+
+
+def paired_interval(a, b, level: float = 0.95) -> Interval:
+    """The mean of the paired differences a_i − b_i (same inputs, same order) with its t interval."""
+    a, b = list(a), list(b)
+    if len(a) != len(b):
+        raise ValueError(f"paired values must have the same length, got {len(a)} and {len(b)}")
+    return mean_interval([x - y for x, y in zip(a, b)], level)
+
+
+def rate_interval(successes: int, n: int, level: float = 0.95) -> Interval:
+    """The rate successes / n with its exact (Clopper–Pearson) interval."""
+    if not (isinstance(n, int) and isinstance(successes, int) and n >= 1 and 0 <= successes <= n):
+        raise ValueError(f"need integers 0 <= successes <= n, n >= 1; got {successes!r} of {n!r}")
+    tail = (1 - _check_level(level)) / 2
+    low = float(scipy.stats.beta.ppf(tail, successes, n - successes + 1)) if successes else 0.0
+    high = float(scipy.stats.beta.ppf(1 - tail, successes + 1, n - successes)) if successes < n else 1.0
+    p = successes / n
+    return Interval(p, low, high, n, math.sqrt(p * (1 - p)), level)
+
+
+def side_of(interval: Interval, threshold: float) -> str:
+    """"above" when the whole interval lies above ``threshold``, "below" when it lies below, and
+    "straddles" otherwise."""
+    return "above" if interval.low > threshold else "below" if interval.high < threshold else "straddles"
+
+
+def inputs_to_decide(interval: Interval, threshold: float, cap: int = 100_000) -> int | None:
+    """How many inputs would put the interval on one side of ``threshold`` if the estimate and
+    the spread stayed as observed: the smallest n with t_{n−1} sd / √n < |estimate − threshold|
+    (a normal rate's sd for a rate). None when it is already decided; ``cap`` when it needs
+    more (an estimate at the threshold itself never decides)."""
+    if side_of(interval, threshold) != "straddles":
+        return None
+    distance, quantile = abs(interval.estimate - threshold), 0.5 + interval.level / 2
+    if distance == 0:
+        return cap
+    # the normal approximation first, then up to where Student's t (wider for small n) agrees
+    n = max(2, math.ceil((float(scipy.stats.norm.ppf(quantile)) * interval.sd / distance) ** 2))
+    while n < cap and float(scipy.stats.t.ppf(quantile, n - 1)) * interval.sd / math.sqrt(n) >= distance:
+        n += 1
+    return min(n, cap)
