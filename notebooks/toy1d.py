@@ -52,11 +52,10 @@ import torch
 from myst_nb import glue
 
 from repro import profiles, toy1d
+from repro.experiments import toy
 
-settings = profiles.get(profile).toy1d
-noise_std = 0.01
-y = toy1d.observe(toy1d.TRUTH, noise_std=noise_std, seed=0)
-table = toy1d.GridSearch.build(y)
+results = toy.run_chapter(profiles.get(profile))
+settings, noise_std, y, table = results.settings, results.noise_std, results.y, results.table
 print(f"profile {profile}: {settings}")
 
 # %% [markdown]
@@ -165,8 +164,7 @@ print(f"argmax of eq. (12): σ = {sigma_marginal:.3f}; of eq. (16): σ = {sigma_
 # A run reaches the truth when $|a - 64| \le 1$, $|w - 10| \le 1$ and $|\sigma - 1.5| \le 0.25$.
 
 # %%
-starts = toy1d.random_starts(settings.starts, seed=1)
-estimates = toy1d.compare_strategies(y, noise_std, starts, settings.steps, settings.rounds, table)
+starts, estimates = results.starts, results.estimates
 rates = {name: toy1d.success_rate(theta) for name, theta in estimates.items()}
 for name, theta in estimates.items():
     key = name.replace(" ", "_").replace(",", "")

@@ -1,6 +1,7 @@
 """Tests of repro.experiments.evaluation: deterministic test cases, resumable scoring, summaries."""
 
 import json
+import statistics
 import warnings
 import math
 
@@ -232,3 +233,18 @@ def test_find_row_returns_the_one_matching_row_and_refuses_none_or_several():
     with pytest.raises(ValueError, match=r"no rows match \{'method': 'c'\}"):
         evaluation.find_row(rows, method="c")
     assert evaluation.rows_for(rows[:1], ["c", "a"]) == [rows[0]]
+
+
+def test_summarize_keeps_each_cases_scores_in_case_order_so_that_methods_pair(tmp_path):
+    path = tmp_path / "r.json"
+    cases = evaluation.build_cases(images(2), kernels(), meta={"dataset": "toy"})
+    evaluation.evaluate({"m": Counting(), "identity": lambda y, case: y}, cases, path, progress=False)
+    stored = evaluation.load_results(path)
+    returned = evaluation.evaluate({"m": Counting(), "identity": lambda y, case: y}, cases, path, progress=False)
+    assert all(row["cases"] == [c.name for c in cases] for row in returned)  # the order of the cases given
+    for row in evaluation.summarize(path):  # read from the file: its order
+        assert row["cases"] == list(stored)
+        assert row["psnr_per_case"] == [stored[name]["methods"][row["method"]]["psnr"] for name in stored]
+        assert statistics.fmean(row["ssim_per_case"]) == pytest.approx(row["ssim_mean"])
+    grouped = evaluation.summarize(path, group_by="kernel")
+    assert all(set(row["cases"]) == {c.name for c in cases if c.meta["kernel"] == row["group"]} for row in grouped)

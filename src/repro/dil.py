@@ -194,6 +194,13 @@ def collapse(model: LinearCNN) -> torch.Tensor:
     return collapse_steps(model)[-1][0].flip(-2, -1)
 
 
+def collapse_error(model: LinearCNN, image: torch.Tensor, mode: str = "symmetric") -> float:
+    """max |L-CNN(x) − DRK ⊛ x| on ``image`` (B, C, H, W) with border ``mode``, in the model's
+    dtype: the identity of :func:`collapse` measured, zero up to rounding."""
+    with torch.no_grad():
+        return (lcnn_apply(model, image, mode) - ops.blur(image, collapse(model), mode=mode)).abs().max().item()
+
+
 # --------------------------------------------------------------------------------------------
 # 3. Deep Identity Learning
 # --------------------------------------------------------------------------------------------

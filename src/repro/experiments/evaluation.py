@@ -217,34 +217,39 @@ def summarize(
     which and in what order (default: all, sorted by name as stored). ``group_by``: a key of the
     cases' ``meta`` (one row per method and value, values sorted); ``where``: keep only the cases whose meta
     has these values. Rows: {"method", "group" and "group_by" (if grouped), "n", "psnr_mean",
-    "psnr_std", "ssim_mean", "ssim_std"}. Methods missing on some case are averaged over the others.
+    "psnr_std", "ssim_mean", "ssim_std", "cases", "psnr_per_case", "ssim_per_case"}: the per-case
+    lists follow ``cases`` (the names, in the order of ``results``), so that two methods' scores pair
+    by case (:func:`repro.metrics.paired_interval`). Methods missing on some case are averaged over
+    the others.
     """
     if isinstance(results, (str, Path)):
         results = load_results(results)
     selected = [
-        entry for entry in results.values()
+        (name, entry) for name, entry in results.items()
         if all(entry["meta"].get(key) == value for key, value in (where or {}).items())
     ]
     if methods is None:
-        methods = list(dict.fromkeys(m for entry in selected for m in entry["methods"]))
+        methods = list(dict.fromkeys(m for _, entry in selected for m in entry["methods"]))
     if group_by is None:
         groups = [(None, selected)]
     else:
-        values = sorted({entry["meta"].get(group_by) for entry in selected}, key=lambda v: (type(v).__name__, v))
-        groups = [(value, [e for e in selected if e["meta"].get(group_by) == value]) for value in values]
+        values = sorted({entry["meta"].get(group_by) for _, entry in selected}, key=lambda v: (type(v).__name__, v))
+        groups = [(value, [(n, e) for n, e in selected if e["meta"].get(group_by) == value]) for value in values]
     rows = []
     for value, entries in groups:
         for method in methods:
-            scores = [e["methods"][method] for e in entries if method in e["methods"]]
-            if not scores:
+            scored = [(name, e["methods"][method]) for name, e in entries if method in e["methods"]]
+            if not scored:
                 continue
             row = {"method": method} | ({"group": value, "group_by": group_by} if group_by is not None else {}) | {
-                "n": len(scores)}
+                "n": len(scored)}
             for metric in ("psnr", "ssim"):
-                values = [s[metric] for s in scores]
+                values = [s[metric] for _, s in scored]
                 mean = sum(values) / len(values)
                 row[f"{metric}_mean"] = mean
                 row[f"{metric}_std"] = math.sqrt(sum((v - mean) ** 2 for v in values) / len(values))
+            row["cases"] = [name for name, _ in scored]
+            row |= {f"{metric}_per_case": [s[metric] for _, s in scored] for metric in ("psnr", "ssim")}
             rows.append(row)
     return rows
 

@@ -30,7 +30,7 @@ from ..profiles import Profile, check
 from ..store import Store
 from . import solver as learned_solver
 from .d3 import train_variant, wiener_nsr
-from .evaluation import build_cases, evaluate, load_results
+from .evaluation import build_cases, evaluate
 from .kerneldiff_data import KernelDiffData
 
 # --------------------------------------------------------------------------------------------
@@ -118,7 +118,7 @@ PROFILES = {
         n_test=3, sample_steps=20, batch=3, step_counts=(40, 20, 10), n_sweep=2, n_trials=4, n_trial_images=1,
         n_select=2, select_steps=10, alternating_iterations=20),
     # a 2-core CPU: 16x16 kernels, 64x64 crops, a 0.87 M-parameter U-Net trained 2,500 steps, so that
-    # the Kernel-Diff part fits its 45 minutes. lr 2e-4: DDPM's value for its small models (the
+    # the Kernel-Diff part fits its 43 minutes. lr 2e-4: DDPM's value for its small models (the
     # paper's 1e-5 suits 1 M steps, not a few thousand). 250 strided steps (eta = 1), the 12 test
     # images in one batch, 4 trials in Fig. 5; the steps sweep on the first 6 test images. How the
     # training budget, the step count and the guidance step move the result is measured on
@@ -334,9 +334,7 @@ def _score_rows(cases: list, estimates: dict[str, dict], solver: Solver, drk: to
         methods[output] = restore(kernels, output)
         keys[output] = f"{solver.key}|{fingerprint(*(kernels[name][output] for name in sorted(kernels)))}"
     rows = evaluate(methods, cases, folder / "eval_bsd100.json", keys=keys, progress=progress)
-    stored = load_results(folder / "eval_bsd100.json")
     for row in rows:
-        row["psnr_per_case"] = [stored[c.name]["methods"][row["method"]]["psnr"] for c in cases]
         found = [(run, output) for (run, output) in estimates if output == row["method"]]
         if found:
             kernels = estimates[found[0]]
