@@ -486,3 +486,32 @@ def inputs_to_decide(interval: Interval, threshold: float, cap: int = 100_000) -
     while n < cap and float(scipy.stats.t.ppf(quantile, n - 1)) * interval.sd / math.sqrt(n) >= distance:
         n += 1
     return min(n, cap)
+
+
+def welch_interval(a, b, level: float = 0.95) -> Interval:
+    """mean(a) − mean(b) of two independent samples with Welch's t interval (the two
+    strategies of Fig. 5 draw their trials independently, so nothing pairs them)."""
+    a, b = [float(v) for v in a], [float(v) for v in b]
+    if min(len(a), len(b)) < 2 or not all(math.isfinite(v) for v in a + b):
+        raise ValueError(f"Welch's interval needs at least two finite values per sample, got {a!r} and {b!r}")
+    va, vb = statistics.variance(a) / len(a), statistics.variance(b) / len(b)
+    se = math.sqrt(va + vb)
+    df = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1)) if se > 0 else len(a) + len(b) - 2
+    half = float(scipy.stats.t.ppf(0.5 + _check_level(level) / 2, df)) * se
+    gap, n = statistics.fmean(a) - statistics.fmean(b), min(len(a), len(b))
+    return Interval(gap, gap - half, gap + half, n, se * math.sqrt(n), level)
+
+
+def spread_interval(groups, level: float = 0.95) -> Interval:
+    """The pooled standard deviation within groups (each group: one input's values over seeds),
+    with its χ² interval on Σ(n_i − 1) degrees of freedom: how far one input's runs spread."""
+    groups = [[float(v) for v in g] for g in groups]
+    groups = [g for g in groups if len(g) >= 2]
+    df = sum(len(g) - 1 for g in groups)
+    if df < 1 or not all(math.isfinite(v) for g in groups for v in g):
+        raise ValueError("a spread needs at least one group of two or more finite values")
+    sd = math.sqrt(sum((len(g) - 1) * statistics.variance(g) for g in groups) / df)
+    tail = (1 - _check_level(level)) / 2
+    low = sd * math.sqrt(df / float(scipy.stats.chi2.ppf(1 - tail, df)))
+    high = sd * math.sqrt(df / float(scipy.stats.chi2.ppf(tail, df)))
+    return Interval(sd, low, high, df + 1, sd, level)
