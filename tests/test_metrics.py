@@ -1,10 +1,12 @@
 """Tests for repro.metrics: agreement with scikit-image / brute force, identities, errors."""
 
 import math
+import statistics
 
 import numpy as np
 import pytest
 import scipy.ndimage as ndi
+import scipy.stats
 import torch
 import torch.nn.functional as F
 from skimage import data, metrics as skm, transform
@@ -437,3 +439,24 @@ def test_a_decision_needs_the_whole_interval_on_one_side_and_says_how_many_input
     assert M.side_of(decided, 0.0) == "above"
     assert M.inputs_to_decide(M.mean_interval([-1.0, 1.0]), 0.0, cap=1000) == 1000  # a mean on the threshold
     assert M.inputs_to_decide(M.mean_interval([1.0, 1.1, 1.2]), 0.0) is None  # already decided
+
+
+def test_welch_interval_matches_scipys_welch_test():
+    a, b = [1.0, 2.0, 3.0, 2.5], [0.0, 0.5, 1.0, 1.5, 0.2]
+    interval = M.welch_interval(a, b)
+    test = scipy.stats.ttest_ind(a, b, equal_var=False)
+    low, high = test.confidence_interval(0.95)
+    assert interval.estimate == pytest.approx(statistics.fmean(a) - statistics.fmean(b))
+    assert (interval.low, interval.high) == (pytest.approx(low), pytest.approx(high))
+    with pytest.raises(ValueError, match="at least two finite values per sample"):
+        M.welch_interval([1.0], b)
+
+
+def test_spread_interval_pools_the_variance_within_groups():
+    interval = M.spread_interval([[1.0, 2.0, 3.0], [4.0, 6.0], [9.0]])  # the single value adds nothing
+    assert interval.estimate == pytest.approx(math.sqrt((2 * 1.0 + 1 * 2.0) / 3))  # df 2 + 1
+    assert interval.low < interval.estimate < interval.high
+    chi2 = scipy.stats.chi2
+    assert interval.high == pytest.approx(interval.estimate * math.sqrt(3 / chi2.ppf(0.025, 3)))
+    with pytest.raises(ValueError, match="at least one group of two"):
+        M.spread_interval([[1.0], [2.0]])
