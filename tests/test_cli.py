@@ -10,7 +10,8 @@ import torch
 from PIL import Image
 
 from repro import profiles
-from repro import cli, dil, methods
+from repro import _io, cli, dil, methods
+from repro.experiments import benchmark
 from repro.data import read_image
 from repro.nonblind import wiener
 from repro._io import save_checkpoint
@@ -364,3 +365,17 @@ def test_data_fetch_checks_each_named_set_and_refuses_an_unknown_one(monkeypatch
     assert capsys.readouterr().out.splitlines()[0].startswith("kodak: 3 files checked in ")
     fetched.clear()
     assert run("data", "fetch") == 0 and [name for name, _ in fetched] == list(data.datasets())
+
+
+def test_deblur_says_first_when_the_profiles_benchmark_found_the_method_worse_than_its_input(tmp_path, monkeypatch,
+                                                                                           capsys):
+    monkeypatch.setenv("REPRO_RESULTS", str(tmp_path / "results"))
+    records = _io.Entries(tmp_path / "results" / "quick" / "benchmark" / "records.json", benchmark.FORMAT)
+    for i, gap in enumerate((-9.0, -8.0, -10.0)):
+        for method, psnr in (("blurred input", 25.0), ("Kernel-Diff, guided", 25.0 + gap)):
+            records.put(f"{method}/{i}", "k", {"set": "bsd100-motion", "case": f"img{i}", "method": method, "seed": 0,
+                                               "psnr": psnr})
+    assert run("deblur", "--method", "kerneldiff", tmp_path / "absent.png", tmp_path / "out.png") != 0
+    err = capsys.readouterr().err
+    warning = "repro: warning: kerneldiff with the quick profile's models did worse than the blurred input"
+    assert warning in err and err.index(warning) < err.index("absent.png")  # said before anything runs

@@ -174,7 +174,7 @@ def write_outputs(output: Path, x_hat, k_hat) -> list[Path]:
 
 
 def deblur_command(args) -> int:
-    from . import methods
+    from . import claims, methods
 
     source, output = Path(args.input), Path(args.output)
     _output_format(output)  # before any work: a wrong suffix should not cost a long run
@@ -183,6 +183,9 @@ def deblur_command(args) -> int:
     if args.method == "selfdeblur" and args.kernel_size is None:
         raise CLIError("method 'selfdeblur' needs --kernel-size N (odd: the side of the blur to estimate)")
     methods.check_device(args.device)
+    warning = claims.deblur_warning(args.method, args.profile)
+    if warning:
+        print(f"repro: warning: {warning}", file=sys.stderr)
     image, note = read_input(source)
     if note:
         print(f"repro: note: {note}", file=sys.stderr)
