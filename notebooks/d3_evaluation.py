@@ -51,7 +51,7 @@ import numpy as np
 from IPython.display import Markdown, display
 from myst_nb import glue
 
-from repro import metrics, profiles
+from repro import claims, metrics, profiles
 from repro.experiments import d3, evaluation
 from repro.experiments.evaluation import find_row
 
@@ -68,7 +68,7 @@ glue("paper_ssim", f"{d3.PAPER_RESULT['ssim']:.4f}", display=False)
 
 
 BASELINES = ["blurred input", "Wiener, true k (oracle)", "Wiener, Gaussian guess", "unsharp masking"]
-MAIN = BASELINES + ["DRK identity", "DRK full"]
+MAIN = BASELINES + ["DRK identity", "DRK full", d3.CEILING_ROW]
 paper = results.paper
 paper_column = {"paper (authors' test set)": {"DRK full": f"{paper['psnr']:.2f} / {paper['ssim']:.4f} *"}}
 
@@ -133,6 +133,19 @@ glue("noisy_drk_gain", f"{find_row(noisy, method='DRK full')['psnr_mean'] - find
 # input. An inverse filter that boosts high frequencies boosts the noise with them, and DIL,
 # trained on noise-free kernels, has no term that weighs this (the paper itself leaves open how
 # the method handles noise).
+#
+# ### The ceiling of any one filter
+#
+# A DRK restores every image with one fixed filter, so no DRK of its size can beat the best single
+# filter for the test set. That filter can be computed: the kernel of the DRK's size that minimises
+# the squared error on the test images themselves (least squares, {func}`repro.dil.least_squares_drk`),
+# the last row of the tables above. It is an oracle, fitted on the answers, and it bounds what
+# "deblurs mild blur" can mean for a one-filter method on these images. The table gives the DRK's
+# share of the gain that this ceiling attains over the blurred input, per noise level and variance
+# bin (a share below zero: the DRK is worse than the input).
+
+# %%
+display(Markdown(d3.format_attainable(results)))
 
 # %% mystnb={"figure": {"caption": "Mean PSNR of each method on the mild-blur benchmark minus that of the blurred input, without noise and with white noise of $\\sigma = 0.01$: the blurred input itself, Wiener with the true kernel (oracle), Wiener with the Gaussian guess, unsharp masking, and the DRKs trained on the identity term alone and on the full DIL objective. Bars below $-8$ dB are cut off."}}
 fig, ax = plt.subplots(figsize=(10, 3.8))
@@ -343,3 +356,12 @@ glue("compute_image", cpu[0]["image"], display=False)
 # %% [markdown]
 # On this CPU the faster DRK path runs {glue:text}`compute_speedup` times faster than the L-CNN
 # on a {glue:text}`compute_image` image, for the same output ({doc}`d3_collapse`).
+
+# %% [markdown]
+# ## The claims this chapter decides
+#
+# The ledger's rules ({doc}`claims`) applied to this chapter's runs: the statistic, its 95 %
+# interval and the verdict, as the "What reproduces" page lists them.
+
+# %%
+display(Markdown(claims.quotes(claims.d3_intervals(results))))

@@ -521,3 +521,47 @@ def test_profile_describes_its_evaluation_and_training():
     assert profiles.get("quick").d3.describe() == ("20 BSD100 + 8 Kodak24 images, 256² centre crops, 1 kernel per image; "
                                                   "DRKs trained on 2400 RKG kernels for 1000 steps")
     assert profiles.get("paper").d3.describe().startswith("100 BSD100 + 24 Kodak24 images, whole images, 3 kernels per image")
+
+
+def test_least_squares_drk_recovers_a_filter_that_explains_the_pairs_exactly():
+    torch.manual_seed(0)
+    sharp = [torch.rand(3, 20, 24, dtype=torch.float64) for _ in range(2)]
+    blurred = [ops.blur(x[None], torch.full((3, 3), 1 / 9, dtype=torch.float64), mode="symmetric")[0] for x in sharp]
+    target = torch.randn(5, 5, dtype=torch.float64)
+    restored = [ops.blur(y[None], target, mode="symmetric", op="conv")[0] for y in blurred]
+    fitted = dil.least_squares_drk(zip(blurred, restored), 5)
+    assert torch.allclose(fitted, target, atol=1e-9)
+
+
+def test_least_squares_drk_is_no_worse_than_any_other_filter_on_its_pairs():
+    torch.manual_seed(1)
+    sharp = [torch.rand(1, 16, 16, dtype=torch.float64) for _ in range(3)]
+    blur = gaussian(3, 0.8, dtype=torch.float64)
+    pairs = [(ops.blur(x[None], blur, mode="symmetric")[0] + 0.01 * torch.randn(1, 16, 16, dtype=torch.float64), x)
+             for x in sharp]
+    fitted = dil.least_squares_drk(pairs, 3)
+
+    def error(f):
+        return sum(float((ops.blur(y[None], f, mode="symmetric", op="conv")[0] - x).square().sum()) for y, x in pairs)
+
+    best = error(fitted)
+    for _ in range(5):
+        assert error(fitted + 1e-3 * torch.randn(3, 3, dtype=torch.float64)) > best
+
+
+def test_least_squares_drk_refuses_bad_pairs():
+    x = torch.rand(1, 8, 8, dtype=torch.float64)
+    with pytest.raises(ValueError, match="size must be odd"):
+        dil.least_squares_drk([(x, x)], 4)
+    with pytest.raises(ValueError, match="at least one"):
+        dil.least_squares_drk([], 3)
+    with pytest.raises(ValueError, match=r"pairs\[0\]: y \(1, 8, 8\) and x \(1, 8, 7\) must have one shape"):
+        dil.least_squares_drk([(x, x[..., :7])], 3)
+
+
+def test_attainable_share_is_the_drks_part_of_the_ceilings_gain():
+    rows = [{"method": m, "psnr_mean": v, "group": g} for g, values in (("a", (20.0, 21.0, 24.0)), ("b", (20.0, 19.0, 20.0)))
+            for m, v in zip(("blurred input", "DRK full", d3.CEILING_ROW), values)]
+    shares = d3.attainable_share(rows)
+    assert shares["a"] == {"blurred": 20.0, "method": 21.0, "ceiling": 24.0, "share": 0.25}
+    assert shares["b"]["share"] is None  # the ceiling gains nothing: no share to speak of

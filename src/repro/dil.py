@@ -533,6 +533,36 @@ def prepared_drk(drk: torch.Tensor, shape, dtype: torch.dtype = torch.float32, d
     return prepared
 
 
+def least_squares_drk(pairs, size: int = 11, mode: str = "symmetric") -> torch.Tensor:
+    """The single ``size`` × ``size`` convolution kernel f that minimises Σ_i ‖f ⊛ y_i − x_i‖²
+    over ``pairs`` of (blurred y_i, sharp x_i), each (C, H, W) of one shape per pair, with the
+    border ``mode`` of :func:`deblur_drk`: the best any one DRK can do on these images, an
+    oracle when the pairs are the test images themselves.
+
+    f ⊛ y is linear in f, so f solves the normal equations G f = h with G = Σ_i A_i A_iᵀ and
+    h = Σ_i A_i x_i, where row j of A_i is y_i convolved with the j-th unit kernel (float64).
+    """
+    check_positive_int(size, "size")
+    if size % 2 == 0:
+        raise ValueError(f"size must be odd (the kernel has a centre), got {size}")
+    pairs = list(pairs)
+    if not pairs:
+        raise ValueError("least_squares_drk needs at least one (y, x) pair")
+    n = size * size
+    units = torch.eye(n, dtype=torch.float64).reshape(n, size, size)
+    gram, moment = torch.zeros(n, n, dtype=torch.float64), torch.zeros(n, dtype=torch.float64)
+    for i, (y, x) in enumerate(pairs):
+        check_tensor(y, f"pairs[{i}][0]", (3,))
+        check_tensor(x, f"pairs[{i}][1]", (3,))
+        if y.shape != x.shape:
+            raise ValueError(f"pairs[{i}]: y {tuple(y.shape)} and x {tuple(x.shape)} must have one shape")
+        y64 = y.detach().cpu().double()[None]
+        rows = torch.stack([ops.blur(y64, unit, mode=mode, op="conv").flatten() for unit in units])
+        gram += rows @ rows.T
+        moment += rows @ x.detach().cpu().double().flatten()
+    return torch.linalg.solve(gram, moment).reshape(size, size)
+
+
 def deblur_drk(image: torch.Tensor, drk: torch.Tensor, mode: str = "symmetric", method: str = "auto") -> torch.Tensor:
     """Deblur ``image`` by convolving every colour channel with the DRK; clamp to [0, 1].
 

@@ -22,8 +22,8 @@ from .. import data, ops
 from .._checks import check_choice, check_positive, check_tensor, count_parameters, resolve_device
 from .._io import cached, fingerprint, load_cached, load_checkpoint, move_aside
 from .._threads import check_workers, parallel_map
-from ..dil import (DILConfig, DILRun, DILWeights, LinearCNN, collapse, deblur_drk, lcnn_apply, multiply_adds_per_pixel,
-                   train_dil)
+from ..dil import (DILConfig, DILRun, DILWeights, LinearCNN, collapse, deblur_drk, lcnn_apply, least_squares_drk,
+                   multiply_adds_per_pixel, train_dil)
 from ..kernels import MILD_BLUR_VARIANCE_BINS, gaussian, mild_blur_kernel, motion_kernel_borodenko
 from ..metrics import psnr
 from ..nonblind import wiener
@@ -128,6 +128,10 @@ VARIANTS = {
 each regulariser added to it, each removed from ``full``, and two other R3 weights."""
 
 PAPER_RESULT = {"psnr": 27.01, "ssim": 0.8333}
+
+CEILING_ROW = "best single filter (oracle: least squares on these test images)"
+"""The mild-blur tables' ceiling for any DRK: the one kernel of the DRK's size that minimises the
+squared error on the test images themselves (:func:`repro.dil.least_squares_drk`)."""
 """PSNR/SSIM the paper reports on "mild blur" images. Measured on the authors' own test set,
 which FACTS.md could not verify (probably 100 DIV2K validation images): not comparable with
 our numbers, quoted in a column of its own, and never a target."""
@@ -484,6 +488,35 @@ def compute_table(model: LinearCNN, size: int, device: str = "cpu", repeats: int
     return table
 
 
+def attainable_share(rows: list[dict], method: str = "DRK full") -> dict:
+    """Per group of ``rows`` (one summary table; ``None`` when ungrouped): the mean PSNR of the
+    blurred input, of ``method`` and of :data:`CEILING_ROW`, and ``method``'s share of the gain
+    the ceiling attains over the input, (method − input) / (ceiling − input); the share is None
+    where the ceiling gains nothing."""
+    out = {}
+    for group in dict.fromkeys(row.get("group") for row in rows):
+        means = {row["method"]: row["psnr_mean"] for row in rows if row.get("group") == group}
+        blurred, ours, ceiling = means["blurred input"], means[method], means[CEILING_ROW]
+        out[group] = {"blurred": blurred, "method": ours, "ceiling": ceiling,
+                      "share": (ours - blurred) / (ceiling - blurred) if ceiling > blurred else None}
+    return out
+
+
+def format_attainable(results: D3Results, method: str = "DRK full") -> str:
+    """Markdown: per noise level, over all cases and per variance bin, the mean PSNR of the
+    blurred input, of ``method`` and of the ceiling, and ``method``'s share of the attainable gain
+    (:func:`attainable_share`)."""
+    lines = ["| noise σ | variance bin (px²) | blurred input (dB) | " + method + " (dB) | ceiling (dB) | share of the gain |",
+             "|---|---|---|---|---|---|"]
+    for sigma, overall, by_bin in ((0.0, results.mild, results.mild_by_bin),
+                                   (0.01, results.mild_noisy, results.mild_noisy_by_bin)):
+        for group, entry in (attainable_share(overall, method) | attainable_share(by_bin, method)).items():
+            share = "—" if entry["share"] is None else f"{entry['share']:.0%}"
+            lines.append(f"| {sigma:g} | {'all' if group is None else group} | {entry['blurred']:.2f} | "
+                         f"{entry['method']:.2f} | {entry['ceiling']:.2f} | {share} |")
+    return "\n".join(lines)
+
+
 def format_compute_table(rows: list[dict]) -> str:
     """A Markdown table of :func:`compute_table` rows."""
     lines = ["| method | device | parameters | multiply-adds / pixel | ms / RGB megapixel | × faster than L-CNN "
@@ -507,8 +540,9 @@ def format_compute_table(rows: list[dict]) -> str:
 class D3Results:
     """What ``d3_evaluation`` shows (:func:`run_chapter`). ``settings``: the profile's D3 settings
     as a dict; ``runs``: the trained variants; ``mild`` and ``mild_noisy``: the mild-blur table
-    without noise and with σ = 0.01 (rows of ``evaluation.summarize``), ``mild_by_bin`` and
-    ``mild_by_dataset`` the first per variance bin and per dataset; ``outside``: out-of-gallery
+    without noise and with σ = 0.01 (rows of ``evaluation.summarize``, with :data:`CEILING_ROW`),
+    ``mild_by_bin`` and ``mild_noisy_by_bin`` both per variance bin, ``mild_by_dataset`` the
+    first per dataset; ``outside``: out-of-gallery
     kernels per family; ``noise``: the noise sweep; ``compute``: the compute table
     (:func:`compute_table`); ``wiener_nsr``: the NSR selection (:func:`select_wiener_nsr`);
     ``paper``: the paper's reported figures (:data:`PAPER_RESULT`)."""
@@ -519,6 +553,7 @@ class D3Results:
     mild: list[dict]
     mild_noisy: list[dict]
     mild_by_bin: list[dict]
+    mild_noisy_by_bin: list[dict]
     mild_by_dataset: list[dict]
     outside: list[dict]
     noise: list[dict]
@@ -547,13 +582,16 @@ def run_chapter(profile: Profile, device: str | None = None, progress: bool = Tr
     drk_keys = {f"DRK {name}": fingerprint(d) for name, d in drks.items()}
     baselines, baseline_keys = classical_methods(), _classical_keys()
 
-    main = {}
+    main, by_bin = {}, {}
     for sigma in (0.0, 0.01):
         cases = mild_blur_cases(settings, sigma)
-        main[sigma] = evaluate(baselines | drk_methods, cases, folder / f"eval_mild_sigma{sigma:g}.json",
-                               keys=baseline_keys | drk_keys, progress=progress)
-    by_bin = summarize(folder / "eval_mild_sigma0.json", group_by="variance_bin",
-                       methods=list(baselines) + ["DRK identity", "DRK full"])
+        # the oracle ceiling of D2: the one filter of the DRK's size that fits these very images best
+        ceiling = least_squares_drk(((c.y, c.x) for c in cases), drks["full"].shape[-1])
+        methods = baselines | drk_methods | {CEILING_ROW: drk_method(ceiling.float())}
+        main[sigma] = evaluate(methods, cases, folder / f"eval_mild_sigma{sigma:g}.json",
+                               keys=baseline_keys | drk_keys | {CEILING_ROW: fingerprint(ceiling)}, progress=progress)
+        by_bin[sigma] = summarize(folder / f"eval_mild_sigma{sigma:g}.json", group_by="variance_bin",
+                                  methods=list(baselines) + ["DRK identity", "DRK full", CEILING_ROW])
     by_dataset = summarize(folder / "eval_mild_sigma0.json", group_by="dataset",
                            methods=list(baselines) + ["DRK identity", "DRK full"])
 
@@ -579,5 +617,6 @@ def run_chapter(profile: Profile, device: str | None = None, progress: bool = Tr
                      lambda: [row for device in devices
                               for row in compute_table(runs["full"].model, settings.timing_size, device)])
     return D3Results(profile=profile.name, settings=dataclasses.asdict(settings), runs=runs, mild=main[0.0],
-                     mild_noisy=main[0.01], mild_by_bin=by_bin, mild_by_dataset=by_dataset, outside=outside_by_family,
+                     mild_noisy=main[0.01], mild_by_bin=by_bin[0.0], mild_noisy_by_bin=by_bin[0.01],
+                     mild_by_dataset=by_dataset, outside=outside_by_family,
                      noise=noise, compute=compute, wiener_nsr=nsr, paper=PAPER_RESULT)
