@@ -460,3 +460,16 @@ def test_spread_interval_pools_the_variance_within_groups():
     assert interval.high == pytest.approx(interval.estimate * math.sqrt(3 / chi2.ppf(0.025, 3)))
     with pytest.raises(ValueError, match="at least one group of two"):
         M.spread_interval([[1.0], [2.0]])
+
+
+def test_how_many_would_decide_a_rate_and_a_spread():
+    every = M.rate_interval(16, 16)  # [0.794, 1]: straddles 0.9
+    needed = M.inputs_to_decide(every, 0.9)
+    assert needed == 36  # 0.025 ** (1 / n) > 0.9 first at n = 36
+    assert M.side_of(M.rate_interval(needed, needed), 0.9) == "above"
+    assert M.side_of(M.rate_interval(needed - 1, needed - 1), 0.9) == "straddles"
+    spread = M.spread_interval([[0.0, 0.7]])  # sd 0.49 from 2 runs: [0.22, 15.8]
+    n = M.inputs_to_decide(spread, 1.0)
+    chi2 = scipy.stats.chi2
+    assert spread.estimate * math.sqrt((n - 1) / chi2.ppf(0.025, n - 1)) < 1.0  # decided below 1 at n
+    assert spread.estimate * math.sqrt((n - 2) / chi2.ppf(0.025, n - 2)) >= 1.0  # not at n - 1

@@ -138,7 +138,7 @@ def claim(claim_id: str) -> Claim:
 
 def exact(value: float) -> Interval:
     """A value known exactly: a zero-width interval."""
-    return Interval(float(value), float(value), float(value), 1, 0.0, 0.95)
+    return Interval(float(value), float(value), float(value), 1, 0.0, 0.95, "exact")
 
 
 def decide(entry: Claim, interval: Interval | None, note: str = "") -> Decision:
@@ -149,7 +149,7 @@ def decide(entry: Claim, interval: Interval | None, note: str = "") -> Decision:
     side = metrics.side_of(interval, entry.threshold)
     verdict = ("undecided" if side == "straddles" else "reproduced" if side == entry.holds_when
                else "not reproduced")
-    needed = metrics.inputs_to_decide(interval, entry.threshold) if verdict == "undecided" and interval.sd > 0 else None
+    needed = metrics.inputs_to_decide(interval, entry.threshold) if verdict == "undecided" else None
     return Decision(entry, interval, verdict, needed, note)
 
 
@@ -169,10 +169,16 @@ def _per_input(pairs: dict[str, tuple[list[float], list[float]]]) -> tuple[list[
     return ([statistics.fmean(pairs[n][0]) for n in names], [statistics.fmean(pairs[n][1]) for n in names])
 
 
+def _count(n: int, unit: str) -> str:
+    """"1 input", "3 inputs": ``unit`` is plural, its first word loses its s for one."""
+    first, _, rest = unit.partition(" ")
+    return f"{n} {first.removesuffix('s') if n == 1 else first}{' ' + rest if rest else ''}"
+
+
 def _paired(a: list[float], b: list[float], unit: str) -> tuple[Interval | None, str]:
     if len(a) < 2:
-        return None, f"{len(a)} {unit}: a paired interval needs two or more"
-    return metrics.paired_interval(a, b), f"{len(a)} {unit}"
+        return None, f"{_count(len(a), unit)}: a paired interval needs two or more"
+    return metrics.paired_interval(a, b), _count(len(a), unit)
 
 
 def _row_pair(rows: list[dict], a: str, b: str, metric: str) -> tuple[list[float], list[float]]:
@@ -226,7 +232,7 @@ def failure_mode_intervals(results) -> dict[str, tuple[Interval | None, str]]:
     for record in results.spread:
         if record["method"] == "original":
             by_input.setdefault(record["input"], []).append(record["metrics"]["isnr"])
-    runs = f"{sum(len(v) for v in by_input.values())} runs on {len(by_input)} input{'s' * (len(by_input) != 1)}"
+    runs = f"{_count(sum(len(v) for v in by_input.values()), 'runs')} on {_count(len(by_input), 'inputs')}"
     try:
         spread = (metrics.spread_interval(by_input.values()), runs)
     except ValueError:
@@ -245,8 +251,7 @@ def table1_intervals(results) -> dict[str, tuple[Interval | None, str]]:
                 entry = pairs.setdefault(record["input"], ([], []))
                 entry[0 if record["method"] == "improved" else 1].append(record["metrics"]["isnr"])
         seeds = len({r["seed"] for r in results.records if r["dataset"] == dataset})
-        interval, note = _paired(*_per_input(pairs), "inputs")
-        out[claim_id] = (interval, f"{note} × {seeds} seeds")
+        out[claim_id] = _paired(*_per_input(pairs), f"inputs (× {seeds} seeds)")
     return out
 
 

@@ -419,7 +419,9 @@ def describe_gap(gap: float, se: float, digits: int, unit: str = "") -> str:
 @dataclass(frozen=True)
 class Interval:
     """An ``estimate`` with its two-sided ``level`` confidence interval [``low``, ``high``], from
-    ``n`` values of standard deviation ``sd`` (for a rate: √(p(1 − p)))."""
+    ``n`` values of standard deviation ``sd`` (for a rate: √(p(1 − p))). ``kind`` says how it was
+    made, and so how more values would narrow it: "mean" (Student t), "rate" (Clopper–Pearson),
+    "spread" (χ², ``n`` − 1 degrees of freedom) or "exact" (no spread at all)."""
 
     estimate: float
     low: float
@@ -427,6 +429,7 @@ class Interval:
     n: int
     sd: float
     level: float
+    kind: str = "mean"
 
 
 def _check_level(level: float) -> float:
@@ -462,7 +465,7 @@ def rate_interval(successes: int, n: int, level: float = 0.95) -> Interval:
     low = float(scipy.stats.beta.ppf(tail, successes, n - successes + 1)) if successes else 0.0
     high = float(scipy.stats.beta.ppf(1 - tail, successes + 1, n - successes)) if successes < n else 1.0
     p = successes / n
-    return Interval(p, low, high, n, math.sqrt(p * (1 - p)), level)
+    return Interval(p, low, high, n, math.sqrt(p * (1 - p)), level, "rate")
 
 
 def side_of(interval: Interval, threshold: float) -> str:
@@ -472,20 +475,41 @@ def side_of(interval: Interval, threshold: float) -> str:
 
 
 def inputs_to_decide(interval: Interval, threshold: float, cap: int = 100_000) -> int | None:
-    """How many inputs would put the interval on one side of ``threshold`` if the estimate and
-    the spread stayed as observed: the smallest n with t_{n−1} sd / √n < |estimate − threshold|
-    (a normal rate's sd for a rate). None when it is already decided; ``cap`` when it needs
-    more (an estimate at the threshold itself never decides)."""
-    if side_of(interval, threshold) != "straddles":
+    """How many values would put the interval on one side of ``threshold`` if the estimate and
+    the spread stayed as observed: for a mean the smallest n with t_{n−1} sd / √n below
+    |estimate − threshold|; for a rate the smallest n whose exact interval at the same rate
+    excludes the threshold; for a spread the smallest n whose χ² interval on n − 1 degrees of
+    freedom does. None when it is already decided or cannot be (an exact value); ``cap`` when
+    it needs more (an estimate on the threshold itself never decides)."""
+    if side_of(interval, threshold) != "straddles" or interval.kind == "exact":
         return None
-    distance, quantile = abs(interval.estimate - threshold), 0.5 + interval.level / 2
-    if distance == 0:
+    if interval.estimate == threshold:
         return cap
-    # the normal approximation first, then up to where Student's t (wider for small n) agrees
-    n = max(2, math.ceil((float(scipy.stats.norm.ppf(quantile)) * interval.sd / distance) ** 2))
-    while n < cap and float(scipy.stats.t.ppf(quantile, n - 1)) * interval.sd / math.sqrt(n) >= distance:
-        n += 1
-    return min(n, cap)
+    quantile, tail = 0.5 + interval.level / 2, (1 - interval.level) / 2
+
+    def decided(n: int) -> bool:
+        if interval.kind == "rate":
+            bounds = rate_interval(round(interval.estimate * n), n, interval.level)
+            return side_of(bounds, threshold) != "straddles"
+        if interval.kind == "spread":
+            low = interval.estimate * math.sqrt((n - 1) / float(scipy.stats.chi2.ppf(1 - tail, n - 1)))
+            high = interval.estimate * math.sqrt((n - 1) / float(scipy.stats.chi2.ppf(tail, n - 1)))
+            return low > threshold or high < threshold
+        return float(scipy.stats.t.ppf(quantile, n - 1)) * interval.sd / math.sqrt(n) < abs(interval.estimate - threshold)
+
+    # doubling to a bracket, then bisection: each test is monotone in n at a fixed estimate
+    low, high = max(interval.n, 2), max(interval.n, 2)
+    while not decided(high):
+        if high >= cap:
+            return cap
+        low, high = high, min(2 * high, cap)
+    while low < high:
+        middle = (low + high) // 2
+        if decided(middle):
+            high = middle
+        else:
+            low = middle + 1
+    return high
 
 
 def welch_interval(a, b, level: float = 0.95) -> Interval:
@@ -514,4 +538,4 @@ def spread_interval(groups, level: float = 0.95) -> Interval:
     tail = (1 - _check_level(level)) / 2
     low = sd * math.sqrt(df / float(scipy.stats.chi2.ppf(1 - tail, df)))
     high = sd * math.sqrt(df / float(scipy.stats.chi2.ppf(tail, df)))
-    return Interval(sd, low, high, df + 1, sd, level)
+    return Interval(sd, low, high, df + 1, sd, level, "spread")
