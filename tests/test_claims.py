@@ -1,6 +1,9 @@
 """The claims ledger decides by its fixed rules: decisive, undecided and reversed evidence, from
 synthetic intervals and from the smoke profile's own runs."""
 
+import statistics
+from types import SimpleNamespace
+
 import pytest
 
 from repro import _io, claims, metrics, profiles
@@ -111,3 +114,41 @@ def test_a_straddling_benchmark_gap_gives_no_warning(tmp_path):
 
 def _benchmark_records(store):
     return list(benchmark.load_records(store.root / "quick" / benchmark.CHAPTER / "records.json").values())
+
+
+def _table1_records(gaps, seeds=3):
+    """Records as run_evaluation stores them: per Kodak input, the original at 2 dB ISNR and the
+    improved at 2 dB + that input's gap, with a seed-dependent wobble."""
+    return [{"dataset": "kodak", "input": f"kodim{i:02d}", "method": method, "seed": seed,
+             "metrics": {"isnr": 2.0 + (gap if method == "improved" else 0.0) + 0.3 * (seed - 1) * (-1) ** i}}
+            for i, gap in enumerate(gaps) for method in ("original", "improved") for seed in range(seeds)]
+
+
+@pytest.mark.parametrize("gaps, verdict", [
+    ([3.0, 2.5, 3.5, 2.8, 3.1, 2.9], "reproduced"),      # Table 1's direction, decisively
+    ([1.0, -1.2, 0.4, -0.3, 0.8, -0.5], "undecided"),    # no clear sign on six inputs
+    ([-2.0, -2.5, -1.5, -2.2, -1.8, -2.1], "not reproduced"),  # the improvement hurts
+])
+def test_table1_records_are_decided_per_input(gaps, verdict):
+    records = _table1_records(gaps)
+    intervals = claims.table1_intervals(SimpleNamespace(records=records))
+    interval, note = intervals["S3"]
+    assert note == "6 inputs (× 3 seeds)" and interval.estimate == pytest.approx(statistics.fmean(gaps))
+    decision = claims.decide(claims.claim("S3"), interval, note)
+    assert decision.verdict == verdict
+    assert (decision.needed is not None) == (verdict == "undecided")
+    assert intervals["S4"] == (None, "0 inputs (× 0 seeds): a paired interval needs two or more")  # no Levin records
+
+
+def test_kerneldiff_rows_are_paired_by_case_name_not_by_position():
+    rows = [{"method": "Kernel-Diff, guided", "cases": ["a", "b", "c"], "psnr_per_case": [20.0, 21.0, 22.0],
+             "mnc_per_case": [0.8, 0.7, 0.9]},
+            {"method": "alternating MAP_{x,k}", "cases": ["c", "b", "a"], "psnr_per_case": [21.0, 20.0, 19.0],
+             "mnc_per_case": [0.5, 0.4, 0.6]},
+            {"method": "Kernel-Diff, unguided", "cases": ["a", "b", "c"], "psnr_per_case": [20.0, 21.0, 22.0]}]
+    figure5 = {"images": [{"kernel_diff": [[1.0, 0.01], [1.0, 0.011], [1.0, 0.009]],
+                           "alternating": [[1.0, 0.1], [1.0, 0.12], [1.0, 0.09]]}]}
+    intervals = claims.kerneldiff_intervals(SimpleNamespace(table=rows, figure5=figure5))
+    assert intervals["K1"][0].estimate == pytest.approx(1.0) and intervals["K1"][0].sd == 0  # +1 dB on every image
+    assert intervals["K2"][0].estimate == pytest.approx(0.2) and intervals["K2"][0].sd == pytest.approx(0, abs=1e-12)
+    assert claims.decide(claims.claim("K4"), intervals["K4"][0]).verdict == "reproduced"  # a tenth of the residual
