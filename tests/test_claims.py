@@ -146,9 +146,10 @@ def test_kerneldiff_rows_are_paired_by_case_name_not_by_position():
             {"method": "alternating MAP_{x,k}", "cases": ["c", "b", "a"], "psnr_per_case": [21.0, 20.0, 19.0],
              "mnc_per_case": [0.7, 0.5, 0.6]},
             {"method": "Kernel-Diff, unguided", "cases": ["a", "b", "c"], "psnr_per_case": [20.0, 21.0, 22.0]}]
-    figure5 = {"images": [{"kernel_diff": [[1.0, 0.01], [1.0, 0.011], [1.0, 0.009]],
+    figure5 = {"images": [{"case": "img7", "kernel_diff": [[1.0, 0.01], [1.0, 0.011], [1.0, 0.009]],
                            "alternating": [[1.0, 0.1], [1.0, 0.12], [1.0, 0.09]]}]}
     intervals = claims.kerneldiff_intervals(SimpleNamespace(table=rows, figure5=figure5))
     assert intervals["K1"][0].estimate == pytest.approx(1.0) and intervals["K1"][0].sd == 0  # +1 dB on every image
     assert intervals["K2"][0].estimate == pytest.approx(0.2) and intervals["K2"][0].sd == pytest.approx(0, abs=1e-12)
     assert claims.decide(claims.claim("K4"), intervals["K4"][0]).verdict == "reproduced"  # a tenth of the residual
+    assert intervals["K4"][1] == "3 and 3 trials on the image img7"

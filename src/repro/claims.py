@@ -265,7 +265,7 @@ def kerneldiff_intervals(results) -> dict[str, tuple[Interval | None, str]]:
     kernel_first = [float(torch.tensor(trace[-1]).log10()) for trace in first["kernel_diff"]]
     alternate = [float(torch.tensor(trace[-1]).log10()) for trace in first["alternating"]]
     out["K4"] = (metrics.welch_interval(kernel_first, alternate),
-                 f"{len(kernel_first)} and {len(alternate)} trials on 1 image")
+                 f"{len(kernel_first)} and {len(alternate)} trials on the image {first['case']}")
     return out
 
 
