@@ -63,7 +63,7 @@ from IPython.display import Markdown, display
 from myst_nb import glue
 
 from repro import kerneldiff as kd
-from repro import metrics, profiles, timing
+from repro import claims, metrics, profiles, timing
 from repro.experiments import kerneldiff as kdx
 from repro.experiments.evaluation import find_row
 
@@ -449,3 +449,12 @@ ax.set_xlabel("step")
 ax.set_ylabel("ε-prediction MSE")
 plt.tight_layout()
 plt.show()
+
+# %% [markdown]
+# ## The claims this chapter decides
+#
+# The ledger's rules ({doc}`claims`) applied to this chapter's runs: the statistic, its 95 %
+# interval and the verdict, as the "What reproduces" page lists them.
+
+# %%
+display(Markdown(claims.quotes(claims.kerneldiff_intervals(results))))

@@ -51,7 +51,7 @@ import numpy as np
 from IPython.display import Markdown, display
 from myst_nb import glue
 
-from repro import profiles
+from repro import claims, profiles
 from repro import selfdeblur as sd
 from repro.experiments import selfdeblur as se
 from repro.experiments.evaluation import counted, find_row
@@ -285,3 +285,12 @@ glue("paper_cpu_days", f"{per_pixel * mean_pixels * paper_iterations / at_once /
 # (the coarse scales counted at full size, so a slight overestimate): the `paper` profile is meant
 # for a GPU,
 # where restarts of one input run as one batched computation ({func}`repro.selfdeblur.run_selfdeblur`).
+
+# %% [markdown]
+# ## The claims this chapter decides
+#
+# The ledger's rules ({doc}`claims`) applied to this chapter's runs: the statistic, its 95 %
+# interval and the verdict, as the "What reproduces" page lists them.
+
+# %%
+display(Markdown(claims.quotes(claims.table1_intervals(out))))

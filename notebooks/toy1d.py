@@ -49,9 +49,10 @@ profile = os.environ.get("REPRO_PROFILE", "quick")
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from IPython.display import Markdown, display
 from myst_nb import glue
 
-from repro import profiles, toy1d
+from repro import claims, profiles, toy1d
 from repro.experiments import toy
 
 results = toy.run_chapter(profiles.get(profile))
@@ -234,7 +235,17 @@ print(f"data term at the truth: {truth_term:.4f}; best pulse with σ = {toy1d.SI
 # %% [markdown]
 # The best near-no-blur explanation costs {glue:text}`no_blur_ratio` times the data term of the
 # truth: with a pulse as the image model it is not favoured, in agreement with supplement B.
+
+# %% [markdown]
+# ## The claims this chapter decides
 #
+# The ledger's rules ({doc}`claims`) applied to this chapter's runs: the statistic, its 95 %
+# interval and the verdict, as the "What reproduces" page lists them.
+
+# %%
+display(Markdown(claims.quotes(claims.toy_intervals(results))))
+
+# %% [markdown]
 # ## Explore
 #
 # Move the sliders to change the true pulse, the blur and the noise: the observation, a plane of the

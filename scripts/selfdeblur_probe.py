@@ -59,15 +59,15 @@ def settings_for(size: int | None, kodak_kernel: int | None) -> se.SelfDeblurPro
 
 
 def probe(job: dict) -> dict:
-    """One run: ``job`` holds method, size, kodak_kernel, case, seed, scale, threads and the
-    ``changes`` (field → value) of the method's :class:`repro.selfdeblur.SelfDeblurConfig`."""
+    """One run: ``job`` holds method, size, kodak_kernel, case, seed, scale, threads, progress
+    and the ``changes`` (field → value) of the method's :class:`repro.selfdeblur.SelfDeblurConfig`."""
     torch.set_num_threads(job["threads"])
     settings = settings_for(job["size"], job["kodak_kernel"])
     config = se.METHODS[job["method"]].scaled(settings.iteration_scale if job["scale"] is None else job["scale"])
     config = dataclasses.replace(config, **job["changes"])
     case = (se.kodak_cases(settings) + se.levin_cases(settings))[job["case"]]
     start = time.perf_counter()
-    result = sd.run_selfdeblur(case.y[None], case.meta["kernel_size"], config, seed=job["seed"])
+    result = sd.run_selfdeblur(case.y[None], case.meta["kernel_size"], config, seed=job["seed"], progress=job["progress"])
     scores = se.score_run(case, result.x_hat[0], result.k_hat[0])
     return {"case": case.meta["input"], "size": int(case.y.shape[-1]), "method": job["method"],
             "iterations": config.iterations, "lr_kernel": config.lr_kernel, "seed": job["seed"],
@@ -99,8 +99,10 @@ def main(argv=None) -> list[dict]:
     if not all(0 <= case < n_cases for case in args.case):
         parser.error(f"--case must be in 0..{n_cases - 1}, got {args.case}")
     jobs = [{"method": method, "size": size, "kodak_kernel": args.kodak_kernel, "case": case, "seed": seed,
-             "scale": args.scale, "threads": args.threads, "changes": changes}
+             "scale": args.scale, "threads": args.threads, "changes": changes, "progress": False}
             for method, size, case, seed in itertools.product(args.method, args.size, args.case, args.seed)]
+    if len(jobs) == 1:  # a bar for the one run; the bars of runs side by side would garble the JSON lines
+        jobs[0]["progress"] = True
     rows = [None] * len(jobs)
     for i, row in parallel_map(probe, jobs, check_workers(args.workers)):
         rows[i] = row

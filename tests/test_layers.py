@@ -14,7 +14,7 @@ SCIENCE = ("ops", "kernels", "metrics", "data", "nonblind", "toy1d", "dil", "sel
 HELPERS = ("_checks", "_io", "_threads", "_schedule")
 """Modules below the science: they may import only each other."""
 ABOVE_SCIENCE = ("experiments", "profiles", "store", "chapters", "stored_outputs", "methods", "cli", "timing",
-                 "interactive")
+                 "interactive", "studies", "claims")
 """What the science and the helpers must never import."""
 
 

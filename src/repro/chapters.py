@@ -48,18 +48,24 @@ CHAPTERS = (
     "d3_evaluation",
     "selfdeblur_failure_modes",
     "selfdeblur_evaluation",
+    "selfdeblur_notes",
     "kerneldiff_sampling",
     "kerneldiff_evaluation",
+    "kerneldiff_notes",
     "benchmark",
+    "claims",
 )
-"""Chapters in book order; each is ``notebooks/<name>.py``."""
+"""Chapters in the order they execute; each is ``notebooks/<name>.py``. ``claims`` (the ledger,
+"What reproduces") comes first in the book but executes last: it reads every other chapter's
+results."""
 
 PARTS = (
     ("1D toy", ("toy1d",), 5),
     ("D3 / NSD-DIL", ("d3_regularisers", "d3_collapse", "d3_evaluation"), 10),
-    ("SelfDeblur", ("selfdeblur_failure_modes", "selfdeblur_evaluation"), 25),
-    ("Kernel-Diff", ("kerneldiff_sampling", "kerneldiff_evaluation"), 45),
+    ("SelfDeblur", ("selfdeblur_failure_modes", "selfdeblur_evaluation", "selfdeblur_notes"), 25),
+    ("Kernel-Diff", ("kerneldiff_sampling", "kerneldiff_evaluation", "kerneldiff_notes"), 43),
     ("Benchmark", ("benchmark",), 5),
+    ("What reproduces", ("claims",), 2),
 )
 """The book's parts: (title, chapters, minutes the quick profile may take on a 2-core laptop).
 The budgets add up to the 90 minutes of the whole quick book."""
@@ -68,8 +74,10 @@ BENCHMARKS = ("bench_ops.py", "bench_dil.py", "bench_selfdeblur.py", "bench_kern
 """The scripts of ``benchmarks/`` that ``make bench`` runs, in this order (about 4 minutes on a
 2-core machine); each records its figures in ``results/bench/<benchmark>.json``."""
 
-CPU_AFFORDABLE_AT_PAPER = ("toy1d", "d3_regularisers", "d3_collapse", "d3_evaluation")
-"""Chapters whose ``paper`` profile a CPU runs in reasonable time. The others train or run, at the
+CPU_AFFORDABLE_AT_PAPER = ("toy1d", "d3_regularisers", "d3_collapse", "d3_evaluation", "selfdeblur_notes",
+                           "kerneldiff_notes")
+"""Chapters whose ``paper`` profile a CPU runs in reasonable time (the Notes pages only read the
+committed study outputs, :mod:`repro.studies`). The others train or run, at the
 papers' sizes, for days to years on a CPU (``scripts/step_times.py --profile paper --device cpu``
 times them; book/reproduce.md), so :func:`check_device` refuses them there."""
 

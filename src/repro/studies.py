@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import datetime as _dt
 import shlex
+import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
 from ._io import load_json, save_json
 from .chapters import REPO, source_commit
+from .metrics import describe_gap
 from .timing import machine_description
 
 OUTPUTS = REPO / "scripts" / "outputs"
@@ -72,3 +74,50 @@ def describe(study: Study) -> str:
     """One Markdown sentence that names where a study's numbers come from."""
     return (f"From `scripts/outputs/{study.name}.json`, written by `{study.command}` on {study.date[:10]} "
             f"({study.machine}; commit {study.commit}).")
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    """A Markdown table; ValueError when a row has another number of cells than the header."""
+    for row in rows:
+        if len(row) != len(header):
+            raise ValueError(f"a row has {len(row)} cells for {len(header)} columns: {row!r}")
+    return "\n".join(["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
+                      *("| " + " | ".join(row) + " |" for row in rows)])
+
+
+def _multiplier(value) -> str:
+    return "" if value is None else f"×{value:g}"
+
+
+def kerneldiff_validation_tables(study: Study) -> tuple[str, str]:
+    """The two tables of ``scripts/kerneldiff_validation.py``'s output: every row (mean ± standard
+    error over the validation pairs), and every guided sampler's paired differences to the
+    alternating baseline and to the longest sampler (:func:`repro.metrics.describe_gap`)."""
+    rows = [[row["method"], "" if row["steps"] is None else str(row["steps"]), _multiplier(row["guidance_multiplier"]),
+             f"{row['mnc_mean']:.3f} ± {row['mnc_se']:.3f}" if "mnc_mean" in row else "—",
+             f"{row['psnr_mean']:.2f} ± {row['psnr_se']:.2f}", f"{row['seconds_per_kernel']:.2f} s"]
+            for row in study.data["rows"]]
+    scores = markdown_table(["method", "steps / iterations", "guidance step", "kernel MNC", "PSNR (dB)",
+                             "time per kernel"], rows)
+    differences = [[str(d["steps"]), _multiplier(d["guidance_multiplier"]), describe_gap(*d["mnc_vs_alternating"], 3),
+                    describe_gap(*d["psnr_vs_alternating"], 2, "dB"),
+                    f"{describe_gap(*d['mnc_vs_longest'], 3)} (against {d['longest_steps']} steps)"]
+                   for d in study.data["differences"]]
+    gaps = markdown_table(["steps", "guidance step", "MNC − alternating", "PSNR − alternating", "MNC − longest sampler"],
+                          differences)
+    return scores, gaps
+
+
+def crop_size_table(study: Study) -> str:
+    """The runs of ``scripts/selfdeblur_probe.py``'s output, one row each, by crop size, input and method."""
+    runs = sorted(study.data["runs"], key=lambda r: (r["size"], r["case"], r["method"], r["seed"]))
+    rows = [[f"{r['size']} px", r["case"], r["method"], str(r["seed"]), str(r["iterations"]), f"{r['isnr']:+.2f}",
+             f"{r['mnc']:.3f}", f"{r['kernel_support']:.1f}", f"{r['seconds']} s"] for r in runs]
+    return markdown_table(["crop", "input", "method", "seed", "iterations", "ISNR (dB)", "kernel MNC",
+                           "kernel support", "time"], rows)
+
+
+def seconds_by_size(study: Study) -> dict[int, float]:
+    """Mean seconds per run of ``scripts/selfdeblur_probe.py``'s output at each crop size."""
+    sizes = sorted({r["size"] for r in study.data["runs"]})
+    return {size: statistics.fmean(r["seconds"] for r in study.data["runs"] if r["size"] == size) for size in sizes}
