@@ -153,3 +153,9 @@ def test_kerneldiff_rows_are_paired_by_case_name_not_by_position():
     assert intervals["K2"][0].estimate == pytest.approx(0.2) and intervals["K2"][0].sd == pytest.approx(0, abs=1e-12)
     assert claims.decide(claims.claim("K4"), intervals["K4"][0]).verdict == "reproduced"  # a tenth of the residual
     assert intervals["K4"][1] == "3 and 3 trials on the image img7"
+
+
+def test_a_bar_inside_a_claim_does_not_split_its_table_row():
+    line = claims.markdown(claims.decide_all(_intervals())).splitlines()[3]  # T2: "log p(σ | y) has ..."
+    assert "p(σ \\| y)" in line
+    assert len(line.replace("\\|", "").split("|")) == 9  # seven cells between eight bars

@@ -327,15 +327,17 @@ def markdown(decisions: list[Decision]) -> str:
     for d in decisions:
         c = d.claim
         chapter, anchor, text = c.evidence
-        lines.append(f"| {c.id}: {c.statement} | {c.source} | {c.paper_value} | {c.statistic} | {_rule(c)} | "
-                     f"{describe(d)}, <a href=\"{chapter}.html#{anchor}\">{text}</a> | {verdict_text(d)} |")
+        cells = [f"{c.id}: {c.statement}", c.source, c.paper_value, c.statistic, _rule(c), describe(d), verdict_text(d)]
+        cells = [cell.replace("|", "\\|") for cell in cells]  # a | inside a cell (p(σ | y)) would end it
+        cells[5] += f", <a href=\"{chapter}.html#{anchor}\">{text}</a>"
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
 def quote(decision: Decision) -> str:
     """One Markdown line with which a chapter quotes the ledger's verdict on a claim."""
     c = decision.claim
-    return (f"**Ledger, claim {c.id}** ({c.source}: {c.statement[0].lower() + c.statement[1:]}) {c.statistic}: "
+    return (f"**Ledger, claim {c.id}** ({c.source}: \"{c.statement}\") {c.statistic}: "
             f"{describe(decision)}; {verdict_text(decision)} (rule: {_rule(c)}; {{doc}}`claims`).")
 
 
