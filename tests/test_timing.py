@@ -55,13 +55,14 @@ def test_chapter_times_sum_the_computing_execution_per_part(tmp_path, monkeypatc
                   chapters.executed_path(name, "quick").with_suffix(".json"))
 
     record("toy1d", 5.0, 290.0)                       # 4.8 min of a 5-min budget
-    record("selfdeblur_failure_modes", 6.0, 900.0)   # 15 + 11 = 26 min of 25
+    record("selfdeblur_failure_modes", 6.0, 900.0)
     record("selfdeblur_evaluation", 7.0, 660.0)
+    record("selfdeblur_notes", 1.0, 60.0)            # 15 + 11 + 1 = 27 min of 25
     page = "\n".join(chapters.chapter_times("quick"))
     assert "| 1D toy | 4 min 50 s | 4.8 | 5 | yes | m | toy1d | c |" in page  # the computing run's commit
-    assert ("| SelfDeblur | 15 min 0 s + 11 min 0 s | 26.0 | 25 | **no** | m | "
-            "selfdeblur_evaluation; selfdeblur_failure_modes | c |") in page
-    assert "| **all parts** | | **30.8** | 90 | — | | | |" in page      # incomplete: no verdict
+    assert ("| SelfDeblur | 15 min 0 s + 11 min 0 s + 1 min 0 s | 27.0 | 25 | **no** | m | "
+            "selfdeblur_evaluation; selfdeblur_failure_modes; selfdeblur_notes | c |") in page
+    assert "| **all parts** | | **31.8** | 90 | — | | | |" in page      # incomplete: no verdict
     assert "D3 / NSD-DIL" not in page and "d3_collapse" in page     # not executed: listed, not summed
     smoke = "\n".join(chapters.chapter_times("smoke"))                 # no budgets outside quick
     assert "| **all parts** | | **0.0** | — | — | | | |" in smoke and "toy1d, d3_regularisers" in smoke

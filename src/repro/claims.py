@@ -101,8 +101,8 @@ REGISTER = (
           "grey levels", 0.0, "below", "inputs",
           ("selfdeblur_failure_modes", "fig-1-the-image-generator-fits-blurred-images-more-easily", "Fig. 1")),
     Claim("S2", "Kotera et al., Fig. 2", "SelfDeblur's result depends strongly on the random seed.", "figure",
-          "standard deviation of the original method's ISNR over the seeds of Fig. 2, pooled within inputs (strong: above 1 dB)",
-          "dB", 1.0, "above", "runs", ("selfdeblur_failure_modes", "fig-2-one-input-many-seeds", "Fig. 2")),
+          "standard deviation of the original method's ISNR over the seeds of Fig. 2, pooled within inputs "
+          "(strong: above 1 dB)", "dB", 1.0, "above", "runs", ("selfdeblur_failure_modes", "fig-2-one-input-many-seeds", "Fig. 2")),
     Claim("S3", "Kotera et al., Table 1", "On Kodak the improvements raise the mean ISNR.", "2.48 → 5.49 dB",
           "ISNR of the improved method minus the original's, each averaged over seeds, paired over Kodak inputs",
           "dB", 0.0, "above", "inputs", ("selfdeblur_evaluation", "table-1", "Table 1")),
