@@ -1,7 +1,9 @@
 """The claims ledger decides by its fixed rules: decisive, undecided and reversed evidence, from
 synthetic intervals and from the smoke profile's own runs."""
 
+import re
 import statistics
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -159,3 +161,14 @@ def test_a_bar_inside_a_claim_does_not_split_its_table_row():
     line = claims.markdown(claims.decide_all(_intervals())).splitlines()[3]  # T2: "log p(σ | y) has ..."
     assert "p(σ \\| y)" in line
     assert len(line.replace("\\|", "").split("|")) == 9  # seven cells between eight bars
+
+
+def test_every_claim_links_to_a_heading_of_its_chapter():
+    # the id docutils gives a section is make_id of its title; a renamed heading breaks the link
+    from docutils.nodes import make_id
+
+    for c in claims.REGISTER:
+        chapter, anchor, _ = c.evidence
+        source = (Path(__file__).resolve().parents[1] / "notebooks" / f"{chapter}.py").read_text()
+        headings = {make_id(m.group(1)) for m in re.finditer(r"^# #{1,4} (.+)$", source, flags=re.M)}
+        assert anchor in headings, f"claim {c.id}: no heading of notebooks/{chapter}.py has the id {anchor!r}"
