@@ -322,14 +322,14 @@ def verdict_text(decision: Decision) -> str:
 
 def markdown(decisions: list[Decision]) -> str:
     """The ledger as a Markdown table, each row linking to the section that holds its evidence."""
-    lines = ["| claim | paper | paper's value | our statistic | rule | evidence (ours) | verdict |",
+    lines = ["| claim | verdict | evidence (ours) | our statistic | rule | paper | paper's value |",
              "|---|---|---|---|---|---|---|"]
     for d in decisions:
         c = d.claim
         chapter, anchor, text = c.evidence
-        cells = [f"{c.id}: {c.statement}", c.source, c.paper_value, c.statistic, _rule(c), describe(d), verdict_text(d)]
+        cells = [f"{c.id}: {c.statement}", verdict_text(d), describe(d), c.statistic, _rule(c), c.source, c.paper_value]
         cells = [cell.replace("|", "\\|") for cell in cells]  # a | inside a cell (p(σ | y)) would end it
-        cells[5] += f", <a href=\"{chapter}.html#{anchor}\">{text}</a>"
+        cells[2] += f", <a href=\"{chapter}.html#{anchor}\">{text}</a>"
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
