@@ -369,17 +369,11 @@ def against_blurred_input(records: list[dict], method: str, metric: str = "psnr"
     runs of an input and paired over the inputs both were scored on (None below two inputs)."""
     out = {}
     for set_name in dict.fromkeys(r["set"] for r in records):
-        means = {}
-        for name in (method, benchmark.REFERENCE):
-            values: dict[str, list[float]] = {}
-            for r in records:
-                if r["set"] == set_name and r["method"] == name and r.get(metric) is not None:
-                    values.setdefault(r["case"], []).append(r[metric])
-            means[name] = {case: statistics.fmean(v) for case, v in values.items()}
-        common = sorted(set(means[method]) & set(means[benchmark.REFERENCE]))
+        ours = benchmark.case_means(records, set_name, method, metric)
+        reference = benchmark.case_means(records, set_name, benchmark.REFERENCE, metric)
+        common = sorted(set(ours) & set(reference))
         if common:
-            out[set_name] = (metrics.paired_interval([means[method][c] for c in common],
-                                                     [means[benchmark.REFERENCE][c] for c in common])
+            out[set_name] = (metrics.paired_interval([ours[c] for c in common], [reference[c] for c in common])
                              if len(common) >= 2 else None)
     return out
 

@@ -524,14 +524,17 @@ def format_matrix(rows: list[dict], metric: str = "psnr", sets=SETS, methods=MET
     return "\n".join(lines)
 
 
+def case_means(records: list[dict], set_name: str, method: str, metric: str) -> dict[str, float]:
+    """Per input of ``set_name``: the mean ``metric`` of ``method`` over its runs (inputs without
+    the metric left out)."""
+    chosen = [r for r in records if r["set"] == set_name and r["method"] == method]
+    return {case: _mean(v) for case, v in _by_case(chosen, metric).items()}
+
+
 def _inputs_above_reference(records: list[dict], set_name: str, method: str, metric: str) -> tuple[int, int]:
     """On how many inputs of ``set_name`` the mean ``metric`` of ``method`` over its runs is above
     the blurred input's, and out of how many inputs both were measured on."""
-    def per_case(name):
-        chosen = [r for r in records if r["set"] == set_name and r["method"] == name]
-        return {case: _mean(v) for case, v in _by_case(chosen, metric).items()}
-
-    ours, reference = per_case(method), per_case(REFERENCE)
+    ours, reference = case_means(records, set_name, method, metric), case_means(records, set_name, REFERENCE, metric)
     common = [case for case in ours if case in reference]
     return sum(ours[case] > reference[case] for case in common), len(common)
 
