@@ -221,11 +221,19 @@ glue("prior_reading",
 #
 # ## Explore
 #
-# Choose a test image and a seed; the slider moves along the reverse steps and shows $\tilde k_0$
-# at that step for both samplers, and where that step lies on the residual curves. Each new
-# (image, seed) pair runs both samplers once (a few seconds to a minute, depending on the profile).
-# The controls need a live kernel: open the notebook in Jupyter; the static book shows the
-# figures above.
+# The two samples of the first section, step by step: move the slider along the reverse steps to
+# see $\tilde k_0$ of the guided and the unguided sampler at that step, the restoration
+# $F(y, \tilde k_0)$ of the guided one, and where the step lies on both reblurring curves. The
+# frames come from the same two runs as the figures above, so the slider works in the static
+# book too.
+
+# %% tags=["nbval-ignore-output"]
+from repro import interactive
+
+interactive.show(kdx.sampling_figure(y, guided, unguided, solver), "kerneldiff-sampling")
+
+# %% [markdown]
+# In Jupyter, the controls below run both samplers on any test image and seed.
 
 # %%
 import ipywidgets as widgets

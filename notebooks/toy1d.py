@@ -248,9 +248,21 @@ display(Markdown(claims.quotes(claims.toy_intervals(results))))
 # %% [markdown]
 # ## Explore
 #
-# Move the sliders to change the true pulse, the blur and the noise: the observation, a plane of the
-# joint loss and both posterior curves are recomputed. (This needs a live kernel: open the notebook
-# in Jupyter; the static book shows the figures above.)
+# Each slider below moves one parameter, the other three staying at the chapter's values: the
+# pulse and its observation, the data term on random plane 0 through the moved parameters
+# ($61 \times 61$ points, $\log_{10}$ colours, white outside the box) and both posteriors with the
+# frame's $\sigma$ marked. The frames were computed when this page was executed, so the sliders
+# work in the static book too.
+
+# %% tags=["nbval-ignore-output"]
+from repro import interactive
+
+frames = toy.explore_frames(profiles.get(profile), progress=False)
+for parameter in toy.EXPLORE_RANGES:
+    display(interactive.show(toy.explore_figure(frames, parameter), f"toy-{parameter}"))
+
+# %% [markdown]
+# In Jupyter, the controls below recompute any combination of the four (and another plane).
 
 # %%
 import ipywidgets as widgets

@@ -3,9 +3,10 @@
 The whole book is built with the real machinery (``repro.chapters.execute`` and ``stage``, then
 ``jupyter-book build --warningiserror``). To stay within CI's budget only two chapters are
 executed (``smoke`` profile): the toy chapter (figures, widgets) and the DRK collapse (Markdown
-tables from cell outputs, glued numbers); every other chapter is the placeholder page of ``repro.chapters.stage_placeholder`` here
-(their cells are executed by nbval in ``make test``; the complete book is built by ``make
-reproduce``). The part pages, the Performance page and the cross-references are real. Pages are opened in
+tables from cell outputs, glued numbers). The other chapters with Explore figures are staged from
+the smoke outputs stored with their notebooks (``repro.chapters.stage_stored``; nbval executes
+them in ``make test``); every other chapter is the placeholder page of
+``repro.chapters.stage_placeholder`` (the complete book is built by ``make reproduce``). The part pages, the Performance page and the cross-references are real. Pages are opened in
 Debian's ``chromium`` (installed by ``.ci/run``); screenshots land in ``build/book-screenshots/``.
 """
 
@@ -14,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -23,6 +25,10 @@ from repro import chapters
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 EXECUTED = ("toy1d", "d3_collapse")
+STORED = ("d3_regularisers", "selfdeblur_failure_modes", "kerneldiff_sampling")
+EXPLORE = {"toy1d": 4, "d3_regularisers": 5, "selfdeblur_failure_modes": 1, "kerneldiff_sampling": 1}
+"""The chapters with Explore figures (sliders that work without a kernel), and how many each has."""
+BOOK_BUDGET_BYTES = 60 * 2**20
 SCREENSHOTS = REPO / "build" / "book-screenshots"
 
 pytestmark = pytest.mark.skipif(
@@ -43,7 +49,9 @@ def built_book(tmp_path_factory):
         for name in EXECUTED:
             chapters.execute(name, "smoke", progress=False)
             chapters.stage(name, "smoke")
-        for name in set(chapters.CHAPTERS) - set(EXECUTED):
+        for name in STORED:
+            chapters.stage_stored(name)
+        for name in set(chapters.CHAPTERS) - set(EXECUTED) - set(STORED):
             chapters.stage_placeholder(name, "smoke")
         chapters.stage_performance("smoke")
     finally:
@@ -87,9 +95,11 @@ def _open(html: Path) -> str:
     return dom.stdout
 
 
-@pytest.mark.parametrize("page", ["intro.html", "chapters/toy1d.html", "chapters/d3_collapse.html",
-                                  "selfdeblur.html", "kerneldiff.html", "reproduce.html",
-                                  "chapters/performance.html"])
+PAGES = ["intro.html", "chapters/toy1d.html", "chapters/d3_collapse.html", "selfdeblur.html", "kerneldiff.html",
+         "reproduce.html", "chapters/performance.html"]
+
+
+@pytest.mark.parametrize("page", PAGES)
 def test_page_renders_with_theme_and_without_errors(built_book, page):
     html = built_book / page
     assert html.exists(), f"{page} was not built"
@@ -142,3 +152,78 @@ def test_executed_chapters_show_figures_tables_and_provenance(built_book):
         assert "tag_hide-input" in dom and "tag_remove-cell" not in dom, f"{name}: code cells not collapsed for the book"
     collapse = _open(built_book / "chapters" / "d3_collapse.html")
     assert collapse.count("<table") >= 1, "d3_collapse: its Markdown tables did not render as tables"
+
+
+# ------------------------------------------------------------------ the Explore figures, offline
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        yield browser
+        browser.close()
+
+
+def _console(browser, html: Path, wait_for: str | None = None):
+    """Open ``html`` offline; return the page, its console errors and its requests off the disk."""
+    context = browser.new_context(offline=True, viewport={"width": 1300, "height": 900})
+    errors, remote = [], []
+    page = context.new_page()
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("request", lambda r: remote.append(r.url) if not r.url.startswith(("file:", "data:", "blob:")) else None)
+    page.goto(html.as_uri())
+    page.wait_for_function(wait_for or "document.readyState === 'complete'", timeout=20_000)
+    return page, errors, remote
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_pages_work_offline_without_console_errors(built_book, browser, page):
+    opened, errors, remote = _console(browser, built_book / page)
+    opened.wait_for_timeout(500)
+    assert errors == [], f"{page}: console errors {errors}"
+    assert remote == [], f"{page}: the page asked the network for {remote}"
+    opened.context.close()
+
+
+@pytest.mark.parametrize("name", sorted(EXPLORE))
+def test_explore_sliders_change_the_figure_offline_without_console_errors(built_book, browser, name):
+    """Each Explore figure of the static book: plotly.js comes from the book's own files (the
+    network is off), the page logs no error, and moving each slider to its first step (then its
+    last) changes the figure's pixels."""
+    start = time.perf_counter()
+    page, errors, remote = _console(
+        browser, built_book / "chapters" / f"{name}.html",
+        f"document.querySelectorAll('.repro-explore .slider-container').length == {EXPLORE[name]}")
+    # recorded, not asserted (a wall time depends on the machine): the budget is 2 s
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    (SCREENSHOTS / f"explore_{name}_interactive_after_s.txt").write_text(f"{time.perf_counter() - start:.2f}\n")
+    figures = page.locator(".repro-explore .js-plotly-plot")
+    assert figures.count() == EXPLORE[name], f"{name}: {figures.count()} Explore figures"
+    for i in range(figures.count()):
+        figure = figures.nth(i)
+        figure.scroll_into_view_if_needed()
+        before = figure.screenshot(path=str(SCREENSHOTS / f"explore_{name}_{i}_before.png"))
+        changed = False
+        rail = figure.locator(".slider-rail-touch-rect").bounding_box()
+        for step, x in (("first", rail["x"] + 2), ("last", rail["x"] + rail["width"] - 2)):
+            # a click on the rail moves the slider to the nearest step, as a reader's click does;
+            # one of the two ends differs from the step the figure starts at
+            page.mouse.click(x, rail["y"] + rail["height"] / 2)
+            page.wait_for_timeout(300)
+            after = figure.screenshot(path=str(SCREENSHOTS / f"explore_{name}_{i}_{step}.png"))
+            changed = changed or after != before
+        assert changed, f"{name}: moving the slider of Explore figure {i} did not change it"
+    assert errors == [], f"{name}: console errors {errors}"
+    assert remote == [], f"{name}: the page asked the network for {remote}"
+    page.context.close()
+
+
+def test_the_book_serves_plotlyjs_itself_only_where_needed_and_fits_its_budget(built_book):
+    assert (built_book / "_static" / "plotly.min.js").stat().st_size > 1_000_000
+    toy = (built_book / "chapters" / "toy1d.html").read_text()
+    assert re.search(r'<script src="\.\./_static/plotly\.min\.js', toy), "toy1d.html does not load plotly.js"
+    assert "plotly.min.js" not in (built_book / "intro.html").read_text(), "a page without figures loads plotly.js"
+    size = sum(p.stat().st_size for p in built_book.rglob("*") if p.is_file())
+    assert size < BOOK_BUDGET_BYTES, f"the built book is {size / 2**20:.1f} MiB"

@@ -650,3 +650,18 @@ def test_cuda_training_follows_the_cpu_run(trained):
     assert next(gpu.ema.parameters()).is_cuda and gpu.step == trained.step
     torch.testing.assert_close([h["loss"] for h in gpu.history], [h["loss"] for h in trained.history],
                                rtol=1e-2, atol=0)
+
+
+def test_the_sampling_figure_needs_two_samples_traced_alike(trained):
+    """The Explore figure of the sampling chapter: one frame per traced step of both samplers."""
+    y, _ = blurred_case()
+    solver = kd.wiener_solver(1e-3)
+    guided = kd.sample(trained.ema, y, solver, guided=True, steps=10, seed=0, refine_steps=0)
+    unguided = kd.sample(trained.ema, y, solver, guided=False, steps=10, seed=0)
+    fig = kdx.sampling_figure(y, guided, unguided, solver)
+    assert len(fig.frames) == len(guided.trace_steps) and fig.layout.xaxis4.autorange == "reversed"
+    assert fig.layout.sliders[0].steps[-1].label == f"t = {guided.trace_steps[-1]}"
+    with pytest.raises(ValueError, match="traced at different steps"):
+        kdx.sampling_figure(y, guided, kd.sample(trained.ema, y, solver, guided=False, steps=5, seed=0), solver)
+    with pytest.raises(ValueError, match="no reblurring loss"):
+        kdx.sampling_figure(y, guided, kd.sample(trained.ema, y, None, guided=False, steps=10, seed=0), solver)

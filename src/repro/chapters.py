@@ -235,19 +235,30 @@ def stage(name: str, profile: str) -> Path:
             f"{src} does not exist: execute the chapter first with "
             f"`python -m repro.chapters execute --profile {profile} {name}` (or `make reproduce PROFILE={profile}`)"
         )
-    notebook = nbformat.read(src, as_version=4)
-    for cell in notebook.cells:
-        _tag_for_the_book(cell)
     record = load_json(src.with_suffix(".json"))
     computed = _computing_run(record)
     reused = "" if computed["date"] == record["date"] else (
         f" That execution reused the models and runs already stored in `results/{record['profile']}/`; the "
         f"execution that computed them took {_duration(computed['seconds'])} ({computed['date']}).")
-    notebook.cells.append(nbformat.v4.new_markdown_cell(
-        f"```{{note}}\nThis page was executed with profile **{record['profile']}** in "
-        f"{_duration(record['seconds'])} on {record['machine']} ({record['date']}, commit "
-        f"{record.get('commit', 'not recorded')}).{reused}\n```"
-    ))
+    return _write_staged(name, src, f"This page was executed with profile **{record['profile']}** in "
+                         f"{_duration(record['seconds'])} on {record['machine']} ({record['date']}, commit "
+                         f"{record.get('commit', 'not recorded')}).{reused}")
+
+
+def stage_stored(name: str) -> Path:
+    """Stage the smoke outputs stored in ``notebooks/<name>.ipynb`` (written by ``make
+    notebooks-refresh``, compared by nbval in ``make test``) instead of an execution: a book of
+    every chapter built without executing them, as the rendered-book test builds it."""
+    src = NOTEBOOKS / f"{_check_names([name])[0]}.ipynb"
+    return _write_staged(name, src, "This page shows the **smoke** outputs stored with the notebook "
+                         "(`make notebooks-refresh` writes them; `make test` checks them with nbval).")
+
+
+def _write_staged(name: str, src: Path, note: str) -> Path:
+    notebook = nbformat.read(src, as_version=4)
+    for cell in notebook.cells:
+        _tag_for_the_book(cell)
+    notebook.cells.append(nbformat.v4.new_markdown_cell(f"```{{note}}\n{note}\n```"))
     dest = BOOK_CHAPTERS / f"{name}.ipynb"
     with atomic_path(dest) as tmp:
         nbformat.write(notebook, tmp)

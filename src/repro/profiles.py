@@ -56,13 +56,35 @@ TOY = {
 
 
 @dataclass(frozen=True)
+class ExploreProfile:
+    """The frames of the book's Explore figures (:mod:`repro.interactive`): ``values`` of each
+    slider's parameter besides the chapter's own value, ``snapshots`` of each scrubbed run."""
+
+    name: str
+    values: int
+    snapshots: int
+
+    def __post_init__(self):
+        for name in ("values", "snapshots"):
+            check_positive_int(getattr(self, name), f"ExploreProfile.{name}")
+
+
+EXPLORE = {
+    "smoke": ExploreProfile("smoke", values=2, snapshots=8),
+    "quick": ExploreProfile("quick", values=6, snapshots=25),
+    "paper": ExploreProfile("paper", values=10, snapshots=50),
+}
+
+
+@dataclass(frozen=True)
 class Profile:
     """Everything one profile runs, chapter by chapter.
 
     ``toy1d``: the 1D toy; ``d3``: D3 / NSD-DIL; ``selfdeblur``: the SelfDeblur chapters;
     ``kerneldiff_data``: the data sizes shared by the Kernel-Diff solver, model and test sets;
     ``solver``: the training of the learned non-blind solver F; ``kerneldiff``: ε_θ, its samplers
-    and the evaluation; ``benchmark``: every method on the same test sets. Every part carries
+    and the evaluation; ``benchmark``: every method on the same test sets; ``explore``: the frames
+    of the book's Explore figures. Every part carries
     the profile's ``name``, which also names the results folder. Make one with :func:`get`, and a
     variant of it with ``dataclasses.replace``.
     """
@@ -75,6 +97,7 @@ class Profile:
     solver: SolverProfile
     kerneldiff: KernelDiffProfile
     benchmark: BenchmarkProfile
+    explore: ExploreProfile
 
     def __post_init__(self):
         check_profile(self.name)
@@ -92,7 +115,8 @@ def get(name: str) -> Profile:
     check_profile(name)
     return Profile(name, toy1d=TOY[name], d3=d3.PROFILES[name], selfdeblur=selfdeblur.PROFILES[name],
                    kerneldiff_data=kerneldiff_data.DATA_PROFILES[name], solver=solver.SOLVER_PROFILES[name],
-                   kerneldiff=kerneldiff.PROFILES[name], benchmark=benchmark.PROFILES[name])
+                   kerneldiff=kerneldiff.PROFILES[name], benchmark=benchmark.PROFILES[name],
+                   explore=EXPLORE[name])
 
 
 def check(profile) -> Profile:

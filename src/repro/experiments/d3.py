@@ -18,13 +18,14 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from .. import data, ops
+from .. import data, interactive, ops
 from .._checks import check_choice, check_positive, check_tensor, count_parameters, resolve_device
 from .._io import cached, fingerprint, load_cached, load_checkpoint, move_aside
 from .._threads import check_workers, parallel_map
-from ..dil import (DILConfig, DILRun, DILWeights, LinearCNN, collapse, deblur_drk, lcnn_apply, least_squares_drk,
-                   multiply_adds_per_pixel, train_dil)
-from ..kernels import MILD_BLUR_VARIANCE_BINS, gaussian, mild_blur_kernel, motion_kernel_borodenko
+from ..dil import (DILConfig, DILRun, DILWeights, LinearCNN, collapse, collapse_steps, deblur_drk, lcnn_apply,
+                   least_squares_drk, multiply_adds_per_pixel, train_dil)
+from ..kernels import (MILD_BLUR_VARIANCE_BINS, anisotropic_gaussian, gaussian, mild_blur_kernel,
+                       motion_kernel_borodenko)
 from ..metrics import psnr
 from ..nonblind import wiener
 from ..profiles import Profile, check
@@ -620,3 +621,73 @@ def run_chapter(profile: Profile, device: str | None = None, progress: bool = Tr
                      mild_noisy=main[0.01], mild_by_bin=by_bin[0.0], mild_noisy_by_bin=by_bin[0.01],
                      mild_by_dataset=by_dataset, outside=outside_by_family,
                      noise=noise, compute=compute, wiener_nsr=nsr, paper=PAPER_RESULT)
+
+
+# --------------------------------------------------------------------------------------------
+# The book's Explore figures
+# --------------------------------------------------------------------------------------------
+
+EXPLORE_RANGES = {"sigma1": (0.3, 3.0), "sigma2": (0.3, 3.0), "theta": (0.0, 180.0), "noise": (0.0, 0.05)}
+"""The slider ranges of the DRK Explore figures: the test kernel's standard deviations (px) and
+angle (degrees), and the noise standard deviation added to the blurred crop."""
+
+EXPLORE_DEFAULTS = {"sigma1": 1.8, "sigma2": 1.0, "theta": 30.0, "noise": 0.0}
+"""The chapter's test kernel and noise, where each slider starts."""
+
+EXPLORE_LABELS = {"sigma1": "σ₁ (px)", "sigma2": "σ₂ (px)", "theta": "θ (degrees)", "noise": "noise std"}
+
+EXPLORE_CROP = 128
+"""Side of the Kodak crop restored in each frame: small enough for a page of many frames."""
+
+SPECTRUM_GRID = 64
+
+
+def _spectrum(kernel: torch.Tensor) -> torch.Tensor:
+    """|F(kernel)| on a 64 × 64 grid, ω = 0 at the centre."""
+    return torch.fft.fftshift(ops.psf2otf(kernel.double(), (SPECTRUM_GRID, SPECTRUM_GRID)).abs())
+
+
+def drk_explore_figure(drk: torch.Tensor, image: torch.Tensor, parameter: str, count: int):
+    """One slider of the DRK Explore section: ``parameter`` over ``count`` values of
+    :data:`EXPLORE_RANGES` and its default, the others at :data:`EXPLORE_DEFAULTS`. Each frame
+    shows the test kernel, |F(k)| |F(DRK)| (R3 asks for 1; colours from 0 to 2), the crop of
+    ``image`` blurred (valid convolution, the noise added) and restored by ``drk``; each step's
+    label gives the two PSNRs against the sharp crop."""
+    if parameter not in EXPLORE_RANGES:
+        raise ValueError(f"parameter must be one of {list(EXPLORE_RANGES)}, got {parameter!r}")
+    check_tensor(drk, "drk", (2,))
+    low, high = EXPLORE_RANGES[parameter]
+    values = sorted({round(float(v), 4) for v in torch.linspace(low, high, count)} | {EXPLORE_DEFAULTS[parameter]})
+    kernel_frames, products, blurred, restored, labels = [], [], [], [], []
+    for value in values:
+        p = {**EXPLORE_DEFAULTS, parameter: value}
+        k = anisotropic_gaussian(11, p["sigma1"], p["sigma2"], math.radians(p["theta"]), dtype=torch.float64)
+        (case,) = build_cases({"kodim23": image}, {"k": k.float()}, crop=EXPLORE_CROP, noise_sigma=p["noise"])
+        y, x_hat = case.y.clamp(0, 1), deblur_drk(case.y, drk).clamp(0, 1)
+        kernel_frames.append(k)
+        products.append(_spectrum(k) * _spectrum(drk))
+        blurred.append(y.permute(1, 2, 0))
+        restored.append(x_hat.permute(1, 2, 0))
+        labels.append(f"{value:g} ({psnr(y, case.x):.1f} → {psnr(x_hat, case.x):.1f} dB)")
+    axis = torch.arange(SPECTRUM_GRID) - SPECTRUM_GRID // 2
+    panels = [interactive.Panel("kernel k", "image", kernel_frames, normalise=True),
+              interactive.Panel("|F(k)| |F(DRK)|", "heatmap", [(axis, axis, p) for p in products], zrange=(0.0, 2.0)),
+              interactive.Panel("blurred", "image", blurred),
+              interactive.Panel("restored by the DRK", "image", restored)]
+    return interactive.slider_figure(EXPLORE_LABELS[parameter], labels, panels,
+                                     active=values.index(EXPLORE_DEFAULTS[parameter]))
+
+
+def collapse_figure(model: LinearCNN):
+    """The DRK collapse as a slider over the layers (:func:`repro.dil.collapse_steps`): the
+    effective kernel from the input to channel 0 after each layer (3 × 3, 5 × 5, …, the DRK
+    flipped at the last layer) and its |F| on a 64 × 64 grid."""
+    steps = [e[0].detach().double() for e in collapse_steps(model)]
+    size = steps[-1].shape[-1]
+    padded = [torch.nn.functional.pad(e, [(size - e.shape[-1]) // 2] * 4) for e in steps]
+    axis = torch.arange(SPECTRUM_GRID) - SPECTRUM_GRID // 2
+    panels = [interactive.Panel("effective kernel, channel 0", "image", padded, normalise=True),
+              interactive.Panel("its |F|", "heatmap", [(axis, axis, _spectrum(e)) for e in padded])]
+    return interactive.slider_figure("layers collapsed", [f"{i + 1} ({e.shape[-1]}×{e.shape[-1]})"
+                                                          for i, e in enumerate(steps)], panels,
+                                     active=len(steps) - 1, height=300)

@@ -17,14 +17,14 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from .. import data, metrics, synth, timing
-from .._checks import check_positive, check_positive_int, count_parameters, is_int, resolve_device
+from .. import data, interactive, metrics, synth, timing
+from .._checks import check_positive, check_positive_int, check_tensor, count_parameters, is_int, resolve_device
 from .._io import Entries, TrainingCheckpoint, cached, fingerprint, jsonable, load_cached, load_checkpoint, save_checkpoint
 from ..alternating import alternating_map
 from ..dil import deblur_drk
-from ..kerneldiff import (CPU_MAX_BATCH, PAPER_UNET, KernelUNet, Schedule, Solver, TrainConfig, TrainRun, UNetConfig,
-                          choose_by_residual, in_chunks, parameter_count, reblur_loss, run_identity, sample, train,
-                          wiener_solver)
+from ..kerneldiff import (CPU_MAX_BATCH, PAPER_UNET, KernelUNet, SampleResult, Schedule, Solver, TrainConfig, TrainRun,
+                          UNetConfig, choose_by_residual, in_chunks, parameter_count, reblur_loss, run_identity, sample,
+                          train, wiener_solver)
 from ..metrics import mnc, psnr
 from ..profiles import Profile, check
 from ..store import Store
@@ -729,3 +729,28 @@ def run_chapter(profile: Profile, device=None, progress: bool = True, store: Sto
         kernels={output: {name: entry[output] for name, entry in found.items()}
                  for (_, output), found in estimates.items()},
         table=table, figure5=figure5, selection=selection_summary(cases, selected), steps=sweep, device=str(device))
+
+
+def sampling_figure(y: torch.Tensor, guided: SampleResult, unguided: SampleResult, solver: Solver):
+    """The Explore figure of the sampling chapter: one slider over the traced reverse steps of
+    two samples of the first image in ``y`` (1, 3, H, W), ``guided`` and ``unguided``
+    (:func:`repro.kerneldiff.sample`, same seed), showing each k̃₀ at that step, the restoration
+    F(y, k̃₀) of the guided one, and both reblurring losses with the step marked."""
+    check_tensor(y, "y", (4,))
+    if guided.trace_steps != unguided.trace_steps:
+        raise ValueError("the two samples were traced at different steps: sample both with the same steps")
+    if guided.residual is None or unguided.residual is None:
+        raise ValueError("the samples carry no reblurring loss: sample them with a solver")
+    with torch.no_grad():
+        restored = [solver(y[:1], k[:1, None]).clamp(0, 1)[0].permute(1, 2, 0) for k in guided.trace_kernels]
+    t = [int(v) for v in guided.timesteps]
+    curves = {"guided": (t, guided.residual[:, 0]), "unguided": (t, unguided.residual[:, 0])}
+    panels = [
+        interactive.Panel("k̃₀, guided", "image", [k[0] for k in guided.trace_kernels], normalise=True),
+        interactive.Panel("k̃₀, unguided", "image", [k[0] for k in unguided.trace_kernels], normalise=True),
+        interactive.Panel("F(y, k̃₀), guided", "image", restored),
+        interactive.Panel("reblurring MSE", "lines", [{**curves, "marker": s} for s in guided.trace_steps],
+                          log_y=True, reverse_x=True, x_title="t"),
+    ]
+    return interactive.slider_figure("reverse step", [f"t = {s}" for s in guided.trace_steps], panels,
+                                     active=len(panels[0].frames) - 1, height=300)

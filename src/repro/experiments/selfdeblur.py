@@ -68,7 +68,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .. import data, kernels, metrics, nonblind
+from .. import data, interactive, kernels, metrics, nonblind
 from .. import selfdeblur as sd
 from .._checks import check_choice, check_positive, check_positive_int, check_tensor, is_int, resolve_device
 from .._io import Entries, cached, fingerprint, load_checkpoint, save_checkpoint
@@ -734,19 +734,94 @@ def format_objectives(rows: Sequence[dict]) -> str:
     return "\n".join(lines)
 
 
-def explore_run(settings: SelfDeblurProfile, image: int, kernel: int, seed: int, multiscale: bool,
-                initialisation: bool, regularisation: bool, device=None) -> dict:
-    """One tiny run for the Explore section: Kodak ``image`` blurred by Levin ``kernel`` (the
-    profile's downscale and colour, a crop of side ``explore_size``), the modifications chosen,
-    ``explore_scale`` × the paper's iterations. Returns the case, the result and its scores."""
+def _explore_case(settings: SelfDeblurProfile, image: int, kernel: int) -> Case:
+    """Kodak ``image`` blurred by Levin ``kernel`` (the profile's downscale and colour), a crop of
+    side ``explore_size``: the Explore section's input."""
     mini = dataclasses.replace(settings, kodak_images=(image,), kodak_kernels=(kernel,), kodak_size=settings.explore_size)
-    case = kodak_cases(mini)[0]
+    return kodak_cases(mini)[0]
+
+
+def explore_run(settings: SelfDeblurProfile, image: int, kernel: int, seed: int, multiscale: bool,
+                initialisation: bool, regularisation: bool, device=None, callback=None) -> dict:
+    """One tiny run for the Explore section on :func:`_explore_case`, the modifications chosen,
+    ``explore_scale`` × the paper's iterations. Returns the case, the result and its scores;
+    ``callback`` is :func:`repro.selfdeblur.run_selfdeblur`'s."""
+    case = _explore_case(settings, image, kernel)
     config = SelfDeblurConfig(multiscale=multiscale, initialisation=initialisation,
                               regularisation=regularisation).scaled(settings.explore_scale)
     check_feasible([case], {"explore": config})
     result = sd.run_selfdeblur(case.y[None], case.meta["kernel_size"], config, seed=seed,
-                               device=resolve_device(device), progress=False)
+                               device=resolve_device(device), progress=False, callback=callback)
     return {"case": case, "result": result, "scores": score_run(case, result.x_hat[0], result.k_hat[0])}
+
+
+EXPLORE_SNAPSHOTS = 25
+"""Snapshots of each traced run (:func:`trace_methods`), evenly spread over its iterations."""
+
+
+@dataclass(frozen=True)
+class Trace:
+    """Snapshots of one run: at each global ``iterations`` index (all scales counted), the grey
+    estimate ``x`` (H, W; its first channel, cropped to the observation and resized to the
+    input's size, so that coarse scales show at the same size) and kernel ``k`` (resized to the
+    final kernel's size); the objective ``loss`` at every iteration, and the final ``scores``."""
+
+    method: str
+    iterations: list[int]
+    x: list[torch.Tensor]
+    k: list[torch.Tensor]
+    loss: torch.Tensor
+    scores: dict
+
+
+def trace_methods(settings: SelfDeblurProfile, image: int = 1, kernel: int = 5, seed: int = 0,
+                  snapshots: int = EXPLORE_SNAPSHOTS, device=None) -> tuple[Case, dict[str, Trace]]:
+    """The original and the improved method (:data:`METHODS`) run once each on the Explore
+    section's input (:func:`explore_run`), with ``snapshots`` snapshots of each run recorded
+    through the iteration callback: what the book's scrubbing figure shows."""
+    check_positive_int(snapshots, "snapshots")
+    case = _explore_case(settings, image, kernel)
+    traces = {}
+    for method, paper in METHODS.items():
+        flags = {name: getattr(paper, name) for name in ("multiscale", "initialisation", "regularisation")}
+        config = SelfDeblurConfig(**flags).scaled(settings.explore_scale)
+        total = sum(stage.iterations for stage in sd.scale_plan(tuple(case.y.shape[-2:]), case.meta["kernel_size"], config))
+        wanted = {round(i * (total - 1) / max(snapshots - 1, 1)) for i in range(snapshots)}
+        size, final_k = tuple(case.y.shape[-2:]), case.meta["kernel_size"]
+        final_k = (final_k, final_k) if is_int(final_k) else tuple(final_k)
+        counter, kept = [0], {"iterations": [], "x": [], "k": []}
+
+        def record(info: sd.IterationInfo, counter=counter, kept=kept, wanted=wanted):  # bound per method
+            if counter[0] in wanted:
+                x = sd.crop_to_observation(info.x[:1, :1], info.k.shape[-2:]).double()
+                kept["iterations"].append(counter[0])
+                kept["x"].append(F.interpolate(x, size=size, mode="bilinear", align_corners=False)[0, 0].cpu())
+                kept["k"].append(F.interpolate(info.k[:1, None].double(), size=final_k, mode="nearest")[0, 0].cpu())
+            counter[0] += 1
+
+        run = explore_run(settings, image, kernel, seed, device=device, callback=record, **flags)
+        traces[method] = Trace(method, kept["iterations"], kept["x"], kept["k"], run["result"].loss_curve[0],
+                               run["scores"])
+    return case, traces
+
+
+def trace_figure(traces: dict[str, Trace], snapshots: int = EXPLORE_SNAPSHOTS):
+    """The Explore figure of :func:`trace_methods`: one slider over the progress of both runs
+    (0–100 % of each run's iterations, all scales), showing x̂ and k̂ of the original and the
+    improved method at that point and both objectives with the point marked."""
+    check_positive_int(snapshots, "snapshots")
+    fractions = [i / max(snapshots - 1, 1) for i in range(snapshots)]
+    panels = []
+    for method, trace in traces.items():
+        last = max(len(trace.loss) - 1, 1)
+        nearest = [min(range(len(trace.iterations)), key=lambda j: abs(trace.iterations[j] / last - f)) for f in fractions]
+        panels += [interactive.Panel(f"x̂, {method}", "image", [trace.x[j].clamp(0, 1) for j in nearest]),
+                   interactive.Panel(f"k̂, {method}", "image", [trace.k[j] for j in nearest], normalise=True)]
+    curves = {method: ([i / max(len(t.loss) - 1, 1) for i in range(len(t.loss))], t.loss) for method, t in traces.items()}
+    panels.append(interactive.Panel("objective", "lines", [{**curves, "marker": f} for f in fractions], log_y=True,
+                                    x_title="fraction of the run"))
+    return interactive.slider_figure("progress", [f"{100 * f:.0f} %" for f in fractions], panels,
+                                     active=len(fractions) - 1, height=300)
 
 
 # --------------------------------------------------------------------------------------------
