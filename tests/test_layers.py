@@ -11,7 +11,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "repro"
 
 SCIENCE = ("ops", "kernels", "metrics", "data", "nonblind", "toy1d", "dil", "selfdeblur", "selfdeblur_nets", "kerneldiff",
            "alternating", "synth")
-HELPERS = ("_checks", "_io", "_threads", "_schedule")
+HELPERS = ("_checks", "_io", "_threads", "_schedule", "_distributed")
 """Modules below the science: they may import only each other."""
 ABOVE_SCIENCE = ("experiments", "profiles", "store", "chapters", "stored_outputs", "methods", "cli", "timing",
                  "interactive", "studies", "claims")

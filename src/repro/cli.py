@@ -81,10 +81,15 @@ def _parser() -> argparse.ArgumentParser:
 
     t = commands.add_parser("train", help="train (or resume, or read) a Kernel-Diff model of a profile", description=(
         "Train the model a profile's Kernel-Diff chapters use, resuming an interrupted run and reading a "
-        "finished one: the learned non-blind solver F, or the ε-network (which needs F only for sampling)."))
+        "finished one: the learned non-blind solver F, or the ε-network (which needs F only for sampling). "
+        "Under torchrun the ε-network trains data-parallel across its processes, each on its share of every "
+        "global batch (`torchrun --standalone --nproc_per_node 2 -m repro train kerneldiff`); only rank 0 "
+        "writes, and an interrupted run resumes with any number of processes."))
     t.add_argument("model", choices=("solver", "kerneldiff"))
     t.add_argument("--profile", default="quick", choices=list(PROFILES))
     t.add_argument("--device", default=None, choices=("cpu", "cuda"), help="default: CUDA when there is one")
+    t.add_argument("--steps", type=int, default=None,
+                   help="kerneldiff only: train this many steps instead of the profile's, in a checkpoint of its own")
 
     g = commands.add_parser("data", help="download and check the data sets (Levin, Kodak, BSDS500)", description=(
         "fetch: download every file of the data sets that is not in the cache yet (or read the mirror named by "
@@ -209,15 +214,23 @@ def deblur_command(args) -> int:
 def train_command(args) -> int:
     from . import profiles
     from ._checks import count_parameters
+    from ._distributed import Shard, process_group
     from .experiments import kerneldiff, solver
 
     profile = profiles.get(args.profile)
     if args.model == "solver":
+        if args.steps is not None:
+            raise CLIError("--steps applies to `repro train kerneldiff` only")
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            raise CLIError("the learned solver trains in one process: run `repro train solver` without torchrun")
         model = solver.train_learned_wiener(profile, device=args.device)
         print(f"LearnedWiener ({count_parameters(model):,} parameters) in {solver.solver_path(profile)}")
-    else:
-        run = kerneldiff.trained_model(profile, device=args.device)
-        print(f"ε_θ ({count_parameters(run.model):,} parameters), step {run.step}, in {kerneldiff.model_path(profile)}")
+        return 0
+    with process_group(args.device):  # under torchrun: data-parallel across its processes
+        run = kerneldiff.trained_model(profile, device=args.device, progress=Shard.current().writes, steps=args.steps)
+        if Shard.current().writes:
+            print(f"ε_θ ({count_parameters(run.model):,} parameters), step {run.step}, in "
+                  f"{kerneldiff.model_path(profile, args.steps)}")
     return 0
 
 

@@ -51,6 +51,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ._checks import check_positive, check_positive_int, check_tensor, count_parameters, is_int
+from ._distributed import Shard
 from ._io import TrainingCheckpoint, jsonable
 from ._threads import fixed_cpu_threads
 from .nonblind import wiener
@@ -535,6 +536,10 @@ def train(unet: UNetConfig, config: TrainConfig, data, seed: int = 0, checkpoint
       bit-identical to an uninterrupted run (on the CPU); one of another run raises ValueError.
     * ``stop_at``: stop after that step (checkpoint saved) instead of ``config.steps``.
     * ``data_key``: what identifies the data in the checkpoint (JSON-able; default ``repr(data)``).
+    * Under ``torchrun`` (an initialised process group) each of the P processes trains on its
+      contiguous 1/P of every global batch with DistributedDataParallel, which follows the
+      single-process run to float tolerance; only rank 0 writes the checkpoint, and a run resumes
+      with any number of processes (:mod:`repro._distributed`).
     """
     if not isinstance(unet, UNetConfig) or not isinstance(config, TrainConfig):
         raise ValueError("unet must be a UNetConfig and config a TrainConfig")
@@ -546,6 +551,8 @@ def train(unet: UNetConfig, config: TrainConfig, data, seed: int = 0, checkpoint
         raise ValueError("data must have a method batch(step, batch_size, device) (repro.synth.BlurPairs)")
     schedule = schedule or Schedule()
     device = torch.device(device)
+    shard = Shard.current()
+    shard.check_batch(config.batch_size)
     model = new_model(unet, seed).to(device)
     ema = copy.deepcopy(model).requires_grad_(False)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
@@ -560,25 +567,29 @@ def train(unet: UNetConfig, config: TrainConfig, data, seed: int = 0, checkpoint
         step, history, pending = state["step"], state["history"], state["pending"]
 
     def save():
-        checkpoint.save(step, history, model=model.state_dict(), ema=ema.state_dict(),
-                        optimizer=optimizer.state_dict(), pending=pending)
+        if shard.writes:
+            checkpoint.save(step, history, model=model.state_dict(), ema=ema.state_dict(),
+                            optimizer=optimizer.state_dict(), pending=pending)
 
     last = config.steps if stop_at is None else min(stop_at, config.steps)
     first = step
-    bar = tqdm(total=last, initial=min(step, last), desc="Kernel-Diff ε_θ", disable=not progress, leave=False)
+    bar = tqdm(total=last, initial=min(step, last), desc="Kernel-Diff ε_θ", disable=not (progress and shard.writes),
+               leave=False)
+    net = shard.wrap(model)
     model.train()
     with fixed_cpu_threads(device, CPU_THREADS):  # bit-identical whatever the core count
         while step < last:
             y, _, k = data.batch(step, config.batch_size, device)
             t, noise = _step_noise(seed, step, config.batch_size, unet.kernel_size, schedule.T)
-            loss = diffusion_loss(model, schedule, y, k, t.to(device), noise.to(device))
+            y, k, t, noise = shard.take(y, k, t.to(device), noise.to(device))
+            loss = diffusion_loss(net, schedule, y, k, t, noise)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
             optimizer.step()
             ema_update(ema, model, config.ema_decay)
             step += 1
-            pending.append(loss.item())
+            pending.append(shard.mean(loss.item()))
             if step % config.log_every == 0 or step == config.steps:
                 history.append({"step": step, "loss": sum(pending) / len(pending)})
                 pending = []

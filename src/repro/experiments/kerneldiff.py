@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 from .. import data, interactive, metrics, synth, timing
 from .._checks import check_positive, check_positive_int, check_tensor, count_parameters, is_int, resolve_device
+from .._distributed import Shard
 from .._io import Entries, TrainingCheckpoint, cached, fingerprint, jsonable, load_cached, load_checkpoint, save_checkpoint
 from ..alternating import alternating_map
 from ..dil import deblur_drk
@@ -199,15 +200,18 @@ def trained_model(profile: Profile, device=None, progress: bool = True, steps: i
     store = Store.resolve(store)
     path, identity = model_path(profile, steps, store), profile_run_identity(profile, steps)
 
-    # another run's checkpoint (the profile's settings changed) is retrained, not refused
-    state = TrainingCheckpoint(path, identity).load(device, needs=("model", "ema", "step"), other_run="aside")
+    # another run's checkpoint (the profile's settings changed) is retrained, not refused; under
+    # torchrun rank 0 moves it aside before the others look
+    shard = Shard.current()
+    state = shard.rank_zero_first(
+        lambda: TrainingCheckpoint(path, identity).load(device, needs=("model", "ema", "step"), other_run="aside"))
     if state is not None and state.get("step") == config.steps:
         model, ema = KernelUNet(unet).to(device), KernelUNet(unet).to(device)
         model.load_state_dict(state["model"])
         ema.load_state_dict(state["ema"])
         return TrainRun(model=model.eval(), ema=ema.eval().requires_grad_(False), config=config,
                         seed=SEED, step=state["step"], history=state["history"])
-    if state is None:  # continue the longest finished shorter run of this profile, if any
+    if state is None and shard.writes:  # continue the longest finished shorter run of this profile, if any
         for shorter_steps in _shorter_runs(profile, config.steps, store):
             shorter = load_cached(model_path(profile, shorter_steps, store),
                                   lambda f: load_checkpoint(f, map_location=device))
@@ -215,6 +219,7 @@ def trained_model(profile: Profile, device=None, progress: bool = True, steps: i
                     and shorter.get("step") == shorter_steps:
                 save_checkpoint(shorter | {"run": identity}, path)
                 break
+    shard.rank_zero_first(lambda: None)  # the others start from what rank 0 copied
     data = synth.BlurPairs(spec.train_kernels(), synth.training_images(spec.max_train_images), spec.crop,
                            spec.noise_sigma, seed=SEED)
     return train(unet, config, data, SEED, path, device=device, schedule=schedule, data_key=data_key,
