@@ -28,10 +28,11 @@ install: $(BIN)/activate
 
 # The data sets are fetched (downloaded once, or read from REPRO_DATA_MIRROR) and checked first, so
 # that the tests that read them always run here. Two pytest-xdist workers: most tests are too small
-# to keep two cores busy, and on a 2-core machine the unit tests take 0.6 of the time of one worker.
+# to keep two cores busy, and on a 2-core machine the unit tests take 0.6 of the time of one worker;
+# --dist loadfile keeps each test file on one worker, so the rendered-book tests build the book once.
 test: install
 	$(BIN)/repro data fetch --quiet
-	$(BIN)/python -m pytest -n 2 tests
+	$(BIN)/python -m pytest -n 2 --dist loadfile tests
 	$(BIN)/python -m pytest --nbval --nbval-cell-timeout=600 -p no:cacheprovider notebooks
 
 # After an intended change of a smoke result: execute the chapters at the smoke profile and store
