@@ -89,6 +89,14 @@ class Panel:
             raise ValueError(f"panel {self.title!r} has no frames")
 
 
+def slider_values(low: float, high: float, count: int, default: float, geometric: bool = False) -> list[float]:
+    """``count`` values evenly spread over [low, high] (geometrically if ``geometric``), rounded to
+    4 decimals, with ``default`` among them, in increasing order: the steps of one Explore slider."""
+    check_positive_int(count, "count")
+    spread = np.geomspace(low, high, count) if geometric else np.linspace(low, high, count)
+    return sorted({round(float(v), 4) for v in spread} | {default})
+
+
 def _png_uri(array, normalise: bool) -> str:
     """An image as a PNG data URI (8 bits per channel): a few kB per frame instead of a JSON
     array of numbers, so that a page with a hundred frames stays small."""

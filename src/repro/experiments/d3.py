@@ -657,7 +657,7 @@ def drk_explore_figure(drk: torch.Tensor, image: torch.Tensor, parameter: str, c
         raise ValueError(f"parameter must be one of {list(EXPLORE_RANGES)}, got {parameter!r}")
     check_tensor(drk, "drk", (2,))
     low, high = EXPLORE_RANGES[parameter]
-    values = sorted({round(float(v), 4) for v in torch.linspace(low, high, count)} | {EXPLORE_DEFAULTS[parameter]})
+    values = interactive.slider_values(low, high, count, EXPLORE_DEFAULTS[parameter])
     kernel_frames, products, blurred, restored, labels = [], [], [], [], []
     for value in values:
         p = {**EXPLORE_DEFAULTS, parameter: value}

@@ -4,14 +4,13 @@ Cheap (seconds at the quick profile), so computed on every call rather than cach
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 from tqdm.auto import tqdm
 
 from .. import toy1d
-from ..interactive import Panel, slider_figure
+from ..interactive import Panel, slider_figure, slider_values
 from ..profiles import Profile, ToyProfile, check
 
 NOISE_STD = 0.01
@@ -94,9 +93,7 @@ def explore_values(parameter: str, count: int) -> list[float]:
     """``count`` values evenly spread over :data:`EXPLORE_RANGES` (geometrically for the noise),
     with the chapter's own value among them, in increasing order."""
     low, high = EXPLORE_RANGES[_check_parameter(parameter)]
-    spread = torch.logspace(math.log10(low), math.log10(high), count) if parameter == "noise" \
-        else torch.linspace(low, high, count)
-    return sorted({round(float(v), 4) for v in spread} | {_default(parameter)})
+    return slider_values(low, high, count, _default(parameter), geometric=parameter == "noise")
 
 
 def explore_frame(theta, noise: float) -> ToyFrame:
